@@ -1,0 +1,130 @@
+// Differentiation of lstm1997::lstm in C++, so that Python, TorchScript and LibTorch programs all
+// get the same gradients. The Function calls the lstm_forward and lstm_backward ops through the
+// dispatcher, so every backend (and the meta kernels, for tracing) serves it.
+#include "lstm1997.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+namespace lstm1997 {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+std::optional<at::Tensor> optional_tensor(const at::Tensor& tensor) {
+  return tensor.defined() ? std::optional<at::Tensor>(tensor) : std::nullopt;
+}
+
+bool present(const std::optional<at::Tensor>& tensor) {
+  return tensor.has_value() && tensor->defined();
+}
+
+ForwardResult call_forward(const at::Tensor& input, const at::Tensor& weight_ih,
+                           const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                           const std::optional<at::Tensor>& bias_hh,
+                           const std::optional<at::Tensor>& h0,
+                           const std::optional<at::Tensor>& s0, c10::string_view activation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("lstm1997::lstm_forward", "")
+                             .typed<decltype(call_forward)>();
+  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+}
+
+BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                             const at::Tensor& grad_s_n, const at::Tensor& input,
+                             const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                             const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                             const at::Tensor& cell_state, const at::Tensor& gates, bool truncate,
+                             c10::string_view activation) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("lstm1997::lstm_backward", "")
+                             .typed<decltype(call_backward)>();
+  return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+                 cell_state, gates, truncate, activation);
+}
+
+class LstmFunction : public torch::autograd::Function<LstmFunction> {
+ public:
+  // The activation travels as a std::string because the context outlives the call.
+  static variable_list forward(AutogradContext* ctx, const at::Tensor& input,
+                               const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                               const std::optional<at::Tensor>& bias_ih,
+                               const std::optional<at::Tensor>& bias_hh,
+                               const std::optional<at::Tensor>& h0,
+                               const std::optional<at::Tensor>& s0, bool truncate,
+                               const std::string& activation) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [output, h_n, s_n, cell_state, gates] =
+        call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+    ctx->save_for_backward(
+        {input, weight_ih, weight_hh, h0.value_or(at::Tensor()), output, cell_state, gates});
+    ctx->saved_data["truncate"] = truncate;
+    ctx->saved_data["activation"] = activation;
+    ctx->saved_data["has_bias_ih"] = present(bias_ih);
+    ctx->saved_data["has_bias_hh"] = present(bias_hh);
+    ctx->saved_data["has_s0"] = present(s0);
+    return {output, h_n, s_n};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const variable_list saved = ctx->get_saved_variables();
+    const at::Tensor &input = saved[0], &weight_ih = saved[1], &weight_hh = saved[2],
+                     &h0 = saved[3], &output = saved[4], &cell_state = saved[5],
+                     &gates = saved[6];
+    auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
+        call_backward(grads[0], grads[1], grads[2], input, weight_ih, weight_hh,
+                      optional_tensor(h0), output, cell_state, gates,
+                      ctx->saved_data["truncate"].toBool(),
+                      ctx->saved_data["activation"].toStringRef());
+    const bool has_bias_ih = ctx->saved_data["has_bias_ih"].toBool();
+    const bool has_bias_hh = ctx->saved_data["has_bias_hh"].toBool();
+    // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
+    // storage would be scaled twice by in-place users such as clip_grad_norm_.
+    const at::Tensor grad_bias_hh =
+        has_bias_hh ? (has_bias_ih ? grad_bias.clone() : grad_bias) : at::Tensor();
+    return {grad_input,
+            grad_weight_ih,
+            grad_weight_hh,
+            has_bias_ih ? grad_bias : at::Tensor(),
+            grad_bias_hh,
+            h0.defined() ? grad_h0 : at::Tensor(),
+            ctx->saved_data["has_s0"].toBool() ? grad_s0 : at::Tensor(),
+            at::Tensor(),
+            at::Tensor()};
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
+    c10::string_view activation) {
+  const variable_list outputs = LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh,
+                                                    h0, s0, truncate, std::string(activation));
+  return {outputs[0], outputs[1], outputs[2]};
+}
+
+// Below autograd (inference mode, or tracing), lstm is lstm_forward without the saved tensors.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
+    c10::string_view activation) {
+  auto [output, h_n, s_n, cell_state, gates] =
+      call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+  return {output, h_n, s_n};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
+  m.impl("lstm", &lstm_autograd);
+}
+
+TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
+  m.impl("lstm", &lstm_no_autograd);
+}
+
+}  // namespace lstm1997

@@ -1,0 +1,106 @@
+// The one source of truth for the layout of the 1997 LSTM layer op.
+//
+// Shapes (one layer, one direction, whole sequence):
+//   input       (T, B, I)
+//   weight_ih   (3H, I)      rows in gate order: input gate, cell input, output gate
+//   weight_hh   (3H, H)
+//   bias_ih     (3H)         optional
+//   bias_hh     (3H)         optional
+//   h0, s0      (B, H)       optional, zero when absent
+//   output      (T, B, H)    h_t for every step
+//   cell_state  (T, B, H)    s_t for every step (saved for backward)
+//   gates       (T, B, 3H)   activated [f(a_t) | g(z_t) | f(c_t)] (saved for backward)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/SymInt.h>
+#include <c10/util/string_view.h>
+
+#include <cmath>
+#include <optional>
+#include <tuple>
+
+namespace lstm1997 {
+
+// Position of each gate block along the 3H axis of weights, biases and gate buffers.
+enum GateBlock : int64_t {
+  kInputGate = 0,
+  kCellInput = 1,
+  kOutputGate = 2,
+  kNumGateBlocks = 3,
+};
+
+// The squashing functions g (cell input) and h (cell output).
+enum class Activation {
+  Tanh,   // g = h = tanh: the modern form, equal to torch.nn.LSTM with its forget gate pinned open
+  Paper,  // g(x) = 4 sigmoid(x) - 2, h(x) = 2 sigmoid(x) - 1 (Hochreiter & Schmidhuber 1997)
+};
+
+Activation parse_activation(c10::string_view name);
+
+// Every squasher used here is scale * tanh(slope * x):
+//   tanh                                 scale 1, slope 1
+//   paper g: 4 sigmoid(x) - 2 = 2 tanh(x/2)  scale 2, slope 1/2
+//   paper h: 2 sigmoid(x) - 1 =   tanh(x/2)  scale 1, slope 1/2
+// so one code path serves both activations, and the derivative can be taken from the squashed
+// value alone (backward then needs no pre-activations): y' = slope * (scale - y^2 / scale).
+template <typename scalar_t>
+struct Squash {
+  scalar_t scale;
+  scalar_t slope;
+
+  scalar_t operator()(scalar_t x) const { return scale * std::tanh(slope * x); }
+  scalar_t grad_from_value(scalar_t y) const { return slope * (scale - y * y / scale); }
+};
+
+template <typename scalar_t>
+Squash<scalar_t> cell_input_squash(Activation activation) {
+  return activation == Activation::Tanh ? Squash<scalar_t>{1, 1} : Squash<scalar_t>{2, 0.5};
+}
+
+template <typename scalar_t>
+Squash<scalar_t> cell_output_squash(Activation activation) {
+  return activation == Activation::Tanh ? Squash<scalar_t>{1, 1} : Squash<scalar_t>{1, 0.5};
+}
+
+template <typename scalar_t>
+inline scalar_t sigmoid(scalar_t x) {
+  return scalar_t(1) / (scalar_t(1) + std::exp(-x));
+}
+
+// Sizes of one layer call, symbolic so that the same checks serve real and fake (meta) tensors.
+struct LayerSizes {
+  c10::SymInt seq_len;
+  c10::SymInt batch;
+  c10::SymInt input_size;
+  c10::SymInt hidden_size;
+};
+
+// Argument checks shared by every backend and the meta kernels: each names the argument and what
+// was expected. Kernels after these checks assume valid input.
+LayerSizes check_forward_args(
+    const at::Tensor& input,
+    const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih,
+    const std::optional<at::Tensor>& bias_hh,
+    const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& s0);
+
+LayerSizes check_backward_args(
+    const at::Tensor& grad_output,
+    const at::Tensor& grad_h_n,
+    const at::Tensor& grad_s_n,
+    const at::Tensor& input,
+    const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& h0,
+    const at::Tensor& output,
+    const at::Tensor& cell_state,
+    const at::Tensor& gates);
+
+using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using BackwardResult =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+}  // namespace lstm1997

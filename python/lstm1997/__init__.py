@@ -1,0 +1,12 @@
+"""The original Long Short-Term Memory of Hochreiter & Schmidhuber (1997) as a PyTorch operator.
+
+Importing the package loads the compiled op library, which registers ``torch.ops.lstm1997.*``.
+"""
+import torch  # noqa: F401  (the op library links against torch: load it first)
+
+from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
+from .functional import lstm
+from .modules import LSTM
+
+__all__ = ["LSTM", "lstm"]
+__version__ = "0.1.0"

@@ -1,0 +1,44 @@
+"""Functional form of the 1997 LSTM layer."""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor
+
+ACTIVATIONS = ("tanh", "paper")
+
+
+def lstm(
+    input: Tensor,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Optional[Tensor] = None,
+    bias_hh: Optional[Tensor] = None,
+    h0: Optional[Tensor] = None,
+    s0: Optional[Tensor] = None,
+    *,
+    truncate: bool = True,
+    activation: str = "tanh",
+) -> Tuple[Tensor, Tensor, Tensor]:
+    r"""Runs one layer of the 1997 LSTM over a whole sequence.
+
+    With ``net_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh`` split into the input gate ``a``,
+    cell input ``z`` and output gate ``c`` (in that order along the ``3H`` rows)::
+
+        s_t = s_{t-1} + sigmoid(a_t) * g(z_t)      (the constant error carousel)
+        h_t = sigmoid(c_t) * h(s_t)
+
+    Args:
+        input: ``(T, B, I)``.
+        weight_ih: ``(3H, I)``; weight_hh: ``(3H, H)``; bias_ih, bias_hh: ``(3H,)`` or None.
+        h0, s0: initial hidden and cell state, ``(B, H)``; zero when None.
+        truncate: True (default) for the paper's truncated gradient (no error flows back through
+            the recurrent weights into h_{t-1}; only the cell state carries error back in time);
+            False for exact backpropagation through time.
+        activation: ``"tanh"`` (g = h = tanh) or ``"paper"`` (g = 4 sigmoid - 2, h = 2 sigmoid - 1).
+
+    Returns:
+        ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; h_n, s_n ``(B, H)``.
+    """
+    return torch.ops.lstm1997.lstm(
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation
+    )

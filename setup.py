@@ -1,0 +1,52 @@
+"""Builds the lstm1997._C op library with torch.utils.cpp_extension against the installed torch.
+
+CUDA sources (csrc/cuda/*.cu) are compiled when the installed torch has CUDA and a CUDA toolkit is
+found; on a CPU-only torch they are skipped and the CPU kernels alone are built.
+Set LSTM1997_DEBUG=1 for an unoptimised build with debug symbols.
+"""
+import glob
+import os
+
+from setuptools import setup
+from torch.utils import cpp_extension
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def sources(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def extension():
+    debug = os.environ.get("LSTM1997_DEBUG", "0") == "1"
+    cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+    # at::parallel_for expands to OpenMP pragmas in the header: without -fopenmp it runs serially.
+    cxx_flags += ["-fopenmp", "-std=c++17"]
+    cpu_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
+    cuda_sources = sources("csrc/cuda/*.cu")
+    use_cuda = bool(cuda_sources) and torch_has_cuda() and cpp_extension.CUDA_HOME is not None
+    if use_cuda:
+        return cpp_extension.CUDAExtension(
+            "lstm1997._C",
+            cpu_sources + cuda_sources,
+            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
+            extra_link_args=["-fopenmp"],
+        )
+    return cpp_extension.CppExtension(
+        "lstm1997._C",
+        cpu_sources,
+        extra_compile_args={"cxx": cxx_flags},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+def torch_has_cuda():
+    import torch
+
+    return torch.version.cuda is not None
+
+
+setup(
+    ext_modules=[extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+)
