@@ -117,10 +117,54 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
   return {output, h_n, s_n};
 }
 
+// lstm_forward and lstm_backward are the pieces lstm's autograd is made of; they have no
+// derivatives of their own. Called with inputs that require grad, they say so rather than return
+// results that silently carry no gradient (this also rejects double backward through lstm).
+void check_not_differentiated(const char* op,
+                              std::initializer_list<std::optional<at::Tensor>> tensors) {
+  if (!torch::autograd::GradMode::is_enabled()) {
+    return;
+  }
+  for (const auto& tensor : tensors) {
+    TORCH_CHECK(!present(tensor) || !tensor->requires_grad(), "lstm1997::", op,
+                " is not differentiable (double backward through lstm1997::lstm is not "
+                "supported either): call lstm1997::lstm for gradients, or pass tensors that do "
+                "not require grad");
+  }
+}
+
+ForwardResult lstm_forward_autograd(const at::Tensor& input, const at::Tensor& weight_ih,
+                                    const at::Tensor& weight_hh,
+                                    const std::optional<at::Tensor>& bias_ih,
+                                    const std::optional<at::Tensor>& bias_hh,
+                                    const std::optional<at::Tensor>& h0,
+                                    const std::optional<at::Tensor>& s0,
+                                    c10::string_view activation) {
+  check_not_differentiated("lstm_forward", {input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+}
+
+BackwardResult lstm_backward_autograd(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                      const at::Tensor& grad_s_n, const at::Tensor& input,
+                                      const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                                      const std::optional<at::Tensor>& h0,
+                                      const at::Tensor& output, const at::Tensor& cell_state,
+                                      const at::Tensor& gates, bool truncate,
+                                      c10::string_view activation) {
+  check_not_differentiated("lstm_backward", {grad_output, grad_h_n, grad_s_n, input, weight_ih,
+                                             weight_hh, h0, output, cell_state, gates});
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return call_backward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+                       cell_state, gates, truncate, activation);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
   m.impl("lstm", &lstm_autograd);
+  m.impl("lstm_forward", &lstm_forward_autograd);
+  m.impl("lstm_backward", &lstm_backward_autograd);
 }
 
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {

@@ -78,7 +78,8 @@ LayerSizes check_forward_args(const at::Tensor& input, const at::Tensor& weight_
   const c10::SymInt gate_rows = sizes.hidden_size * kNumGateBlocks;
 
   check_shape(weight_ih, "weight_ih", {gate_rows, sizes.input_size},
-              "(3*hidden_size, input_size)");
+              "(3*hidden_size, input_size), with hidden_size from weight_hh and input_size from "
+              "input");
   check_optional(bias_ih, "bias_ih", input, {gate_rows}, "(3*hidden_size,)");
   check_optional(bias_hh, "bias_hh", input, {gate_rows}, "(3*hidden_size,)");
   check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");

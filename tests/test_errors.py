@@ -1,0 +1,170 @@
+"""Bad arguments to every public entry point give an exception naming the argument and what was
+expected: never a crash or a wrong answer."""
+import pytest
+import torch
+from conftest import make_args
+
+import lstm1997
+
+OPS = torch.ops.lstm1997
+T, B, I, H = 4, 3, 5, 6
+
+
+def good():
+    return list(make_args(T, B, I, H, requires_grad=False))
+
+
+def replace(index, value):
+    args = good()
+    args[index] = value
+    return args
+
+
+f64 = torch.float64
+# (case id, op arguments, expected exception, message pattern)
+FORWARD_CASES = [
+    ("input 2-D", replace(0, torch.zeros(T, I, dtype=f64)), RuntimeError, r"input: expected a 3-D"),
+    ("input 4-D", replace(0, torch.zeros(T, B, I, 1, dtype=f64)), RuntimeError, r"input: expected a 3-D"),
+    ("input int", replace(0, torch.zeros(T, B, I, dtype=torch.int64)), TypeError, r"input: expected a float32 or float64"),
+    ("input half", replace(0, torch.zeros(T, B, I, dtype=torch.float16)), TypeError, r"input: expected a float32 or float64"),
+    ("input_size 0", [torch.zeros(T, B, 0, dtype=f64), torch.zeros(3 * H, 0, dtype=f64)] + good()[2:], RuntimeError, r"input: expected input_size"),
+    ("weight_ih columns", replace(1, torch.zeros(3 * H, I + 1, dtype=f64)), RuntimeError, r"weight_ih: expected shape \[18, 5\]"),
+    ("weight_ih rows", replace(1, torch.zeros(4 * H, I, dtype=f64)), RuntimeError, r"weight_ih: expected shape"),
+    ("weight_ih 1-D", replace(1, torch.zeros(3 * H * I, dtype=f64)), RuntimeError, r"weight_ih: expected shape"),
+    ("weight_ih dtype", replace(1, torch.zeros(3 * H, I)), TypeError, r"weight_ih: expected dtype Double"),
+    ("weight_hh not 3H x H", replace(2, torch.zeros(4 * H, H, dtype=f64)), RuntimeError, r"weight_hh: expected shape \(3\*hidden_size, hidden_size\)"),
+    ("weight_hh 3-D", replace(2, torch.zeros(3 * H, H, 1, dtype=f64)), RuntimeError, r"weight_hh: expected shape"),
+    ("hidden_size 0", replace(2, torch.zeros(0, 0, dtype=f64)), RuntimeError, r"weight_hh: .*hidden_size > 0"),
+    ("weight_hh dtype", replace(2, torch.zeros(3 * H, H)), TypeError, r"weight_hh: expected dtype"),
+    ("bias_ih size", replace(3, torch.zeros(4 * H, dtype=f64)), RuntimeError, r"bias_ih: expected shape \[18\]"),
+    ("bias_ih 2-D", replace(3, torch.zeros(1, 3 * H, dtype=f64)), RuntimeError, r"bias_ih: expected shape"),
+    ("bias_hh size", replace(4, torch.zeros(3 * H + 1, dtype=f64)), RuntimeError, r"bias_hh: expected shape"),
+    ("bias_hh dtype", replace(4, torch.zeros(3 * H)), TypeError, r"bias_hh: expected dtype"),
+    ("h0 batch", replace(5, torch.zeros(B + 1, H, dtype=f64)), RuntimeError, r"h0: expected shape \[3, 6\] \(batch, hidden_size\)"),
+    ("h0 3-D", replace(5, torch.zeros(1, B, H, dtype=f64)), RuntimeError, r"h0: expected shape"),
+    ("h0 dtype", replace(5, torch.zeros(B, H)), TypeError, r"h0: expected dtype"),
+    ("s0 hidden", replace(6, torch.zeros(B, H + 1, dtype=f64)), RuntimeError, r"s0: expected shape"),
+    ("s0 dtype", replace(6, torch.zeros(B, H, dtype=torch.float16)), TypeError, r"s0: expected dtype"),
+    ("weight_ih device", replace(1, torch.zeros(3 * H, I, dtype=f64, device="meta")), RuntimeError, r"weight_ih: expected device cpu"),
+    ("h0 device", replace(5, torch.zeros(B, H, dtype=f64, device="meta")), RuntimeError, r"h0: expected device cpu"),
+]
+
+
+@pytest.mark.parametrize("args,exc,pattern", [c[1:] for c in FORWARD_CASES], ids=[c[0] for c in FORWARD_CASES])
+@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "functional", "meta"])
+def test_forward_entry_points(entry, args, exc, pattern):
+    if entry == "meta":  # the fake kernels that torch.compile traces with check the same way
+        if "device" in pattern:
+            pytest.skip("every tensor is on the meta device here")
+        args = [a.to("meta") if a is not None else None for a in args]
+    with pytest.raises(exc, match=pattern):
+        if entry == "op lstm_forward":
+            OPS.lstm_forward(*args, "tanh")
+        elif entry == "functional":
+            lstm1997.lstm(*args)
+        else:
+            OPS.lstm(*args, True, "tanh")
+
+
+@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "op lstm_backward", "functional"])
+def test_unknown_activation(entry):
+    args = good()
+    with pytest.raises(ValueError, match=r'activation: expected "tanh" or "paper", got "relu"'):
+        if entry == "op lstm":
+            OPS.lstm(*args, True, "relu")
+        elif entry == "op lstm_forward":
+            OPS.lstm_forward(*args, "relu")
+        elif entry == "op lstm_backward":
+            OPS.lstm_backward(*backward_args(), True, "relu")
+        else:
+            lstm1997.lstm(*args, activation="relu")
+
+
+def backward_args():
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = good()
+    output, h_n, s_n, cell_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    return [torch.ones_like(output), torch.ones_like(h_n), torch.ones_like(s_n), x, w_ih, w_hh, h0,
+            output, cell_state, gates]
+
+
+def backward_replace(index, value):
+    args = backward_args()
+    args[index] = value
+    return args
+
+
+BACKWARD_CASES = [
+    ("grad_output shape", backward_replace(0, torch.zeros(T, B, H + 1, dtype=f64)), RuntimeError, r"grad_output: expected shape \[4, 3, 6\]"),
+    ("grad_output dtype", backward_replace(0, torch.zeros(T, B, H)), TypeError, r"grad_output: expected dtype"),
+    ("grad_h_n shape", backward_replace(1, torch.zeros(1, B, H, dtype=f64)), RuntimeError, r"grad_h_n: expected shape \[3, 6\]"),
+    ("grad_s_n shape", backward_replace(2, torch.zeros(B, 1, dtype=f64)), RuntimeError, r"grad_s_n: expected shape"),
+    ("input 2-D", backward_replace(3, torch.zeros(T, I, dtype=f64)), RuntimeError, r"input: expected a 3-D"),
+    ("weight_ih shape", backward_replace(4, torch.zeros(3 * H, I + 2, dtype=f64)), RuntimeError, r"weight_ih: expected shape"),
+    ("weight_hh shape", backward_replace(5, torch.zeros(3 * H, H + 1, dtype=f64)), RuntimeError, r"weight_hh: expected shape"),
+    ("h0 shape", backward_replace(6, torch.zeros(B, H + 1, dtype=f64)), RuntimeError, r"h0: expected shape"),
+    ("output length", backward_replace(7, torch.zeros(T + 1, B, H, dtype=f64)), RuntimeError, r"output: expected shape"),
+    ("cell_state dtype", backward_replace(8, torch.zeros(T, B, H)), TypeError, r"cell_state: expected dtype"),
+    ("gates shape", backward_replace(9, torch.zeros(T, B, 4 * H, dtype=f64)), RuntimeError, r"gates: expected shape \[4, 3, 18\]"),
+]
+
+
+@pytest.mark.parametrize("args,exc,pattern", [c[1:] for c in BACKWARD_CASES], ids=[c[0] for c in BACKWARD_CASES])
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_backward_op(args, exc, pattern, device):
+    args = [a.to(device) if a is not None else None for a in args]
+    with pytest.raises(exc, match=pattern):
+        OPS.lstm_backward(*args, True, "tanh")
+
+
+MODULE_CASES = [
+    ({"input_size": 0, "hidden_size": 4}, r"input_size: expected a positive int, got 0"),
+    ({"input_size": 3, "hidden_size": -1}, r"hidden_size: expected a positive int, got -1"),
+    ({"input_size": 3, "hidden_size": 2.5}, r"hidden_size: expected a positive int, got 2.5"),
+    ({"input_size": True, "hidden_size": 4}, r"input_size: expected a positive int"),
+    ({"input_size": 3, "hidden_size": 4, "activation": "relu"}, r"activation: expected one of"),
+]
+
+
+@pytest.mark.parametrize("kwargs,pattern", MODULE_CASES)
+def test_module_constructor(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        lstm1997.LSTM(**kwargs)
+
+
+def test_module_forward():
+    module = lstm1997.LSTM(I, H)
+    with pytest.raises(ValueError, match=r"input: expected a 3-D .* or 2-D"):
+        module(torch.zeros(T, B, I, 1))
+    with pytest.raises(ValueError, match=r"input: expected a 3-D"):
+        module(torch.zeros(I))
+    with pytest.raises(RuntimeError, match=r"weight_ih: expected shape \[18, 4\]"):
+        module(torch.zeros(T, B, I - 1))
+    with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
+        module(torch.zeros(T, B, I, dtype=f64))
+    state = torch.zeros(1, B, H)
+    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \(1, 3, 6\)"):
+        module(torch.zeros(T, B, I), (torch.zeros(2, B, H), state))
+    with pytest.raises(RuntimeError, match=r"hx \(s0\): expected shape \(1, 3, 6\)"):
+        module(torch.zeros(T, B, I), (state, torch.zeros(1, B + 1, H)))
+    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \(1, 6\)"):
+        module(torch.zeros(T, I), (state, state))
+    with pytest.raises(TypeError, match=r"h0: expected dtype Float"):
+        module(torch.zeros(T, B, I), (state.double(), state))
+
+
+def test_to_torch_lstm_needs_tanh():
+    with pytest.raises(ValueError, match=r'activation: expected "tanh"'):
+        lstm1997.LSTM(3, 4, activation="paper").to_torch_lstm()
+
+
+@pytest.mark.parametrize("kwargs,pattern", [
+    ({"num_layers": 2}, r"module.num_layers: expected 1, got 2"),
+    ({"bidirectional": True}, r"module.bidirectional: expected False"),
+    ({"proj_size": 2}, r"module.proj_size: expected 0"),
+    ({"batch_first": True}, r"module.batch_first: expected False"),
+])
+def test_from_torch_lstm_unsupported(kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        lstm1997.LSTM.from_torch_lstm(torch.nn.LSTM(3, 4, **kwargs))
+    with pytest.raises(TypeError, match=r"expected a torch.nn.LSTM, got GRU"):
+        lstm1997.LSTM.from_torch_lstm(torch.nn.GRU(3, 4))

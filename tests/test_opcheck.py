@@ -1,0 +1,45 @@
+"""torch.library.opcheck on every op: schema, autograd registration, fake (meta) kernels, and
+tracing through AOTAutograd with dynamic shapes."""
+import pytest
+import torch
+from conftest import make_args
+
+OPS = torch.ops.lstm1997
+
+
+@pytest.mark.parametrize("requires_grad", [True, False])
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+@pytest.mark.parametrize("bias,state", [(True, True), (False, False)])
+def test_lstm(requires_grad, truncate, activation, bias, state):
+    args = make_args(5, 3, 4, 6, bias=bias, state=state, requires_grad=requires_grad)
+    torch.library.opcheck(OPS.lstm.default, args, {"truncate": truncate, "activation": activation})
+
+
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+@pytest.mark.parametrize("bias,state", [(True, True), (False, False)])
+def test_lstm_forward(activation, bias, state):
+    args = make_args(5, 3, 4, 6, bias=bias, state=state, requires_grad=False)
+    torch.library.opcheck(OPS.lstm_forward.default, args, {"activation": activation})
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+@pytest.mark.parametrize("state", [True, False])
+def test_lstm_backward(truncate, activation, state):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 4, 6, state=state, requires_grad=False)
+    output, h_n, s_n, cell_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
+                                                           activation)
+    upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
+    args = (*upstream, x, w_ih, w_hh, h0, output, cell_state, gates, truncate, activation)
+    torch.library.opcheck(OPS.lstm_backward.default, args)
+
+
+def test_internal_ops_refuse_to_be_differentiated():
+    args = make_args(3, 2, 3, 4, requires_grad=True)
+    with pytest.raises(RuntimeError, match="lstm_forward is not differentiable"):
+        OPS.lstm_forward(*args)
+    output = OPS.lstm(*args, False, "tanh")[0]
+    # Double backward would need derivatives of lstm_backward: a clear error, not a wrong answer.
+    with pytest.raises(RuntimeError, match="lstm_backward is not differentiable"):
+        torch.autograd.grad(output.sum(), args[0], create_graph=True)
