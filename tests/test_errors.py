@@ -142,11 +142,11 @@ def test_module_forward():
     with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
         module(torch.zeros(T, B, I, dtype=f64))
     state = torch.zeros(1, B, H)
-    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \(1, 3, 6\)"):
+    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \[1, 3, 6\]"):
         module(torch.zeros(T, B, I), (torch.zeros(2, B, H), state))
-    with pytest.raises(RuntimeError, match=r"hx \(s0\): expected shape \(1, 3, 6\)"):
+    with pytest.raises(RuntimeError, match=r"hx \(s0\): expected shape \[1, 3, 6\]"):
         module(torch.zeros(T, B, I), (state, torch.zeros(1, B + 1, H)))
-    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \(1, 6\)"):
+    with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \[1, 6\]"):
         module(torch.zeros(T, I), (state, state))
     with pytest.raises(TypeError, match=r"h0: expected dtype Float"):
         module(torch.zeros(T, B, I), (state.double(), state))

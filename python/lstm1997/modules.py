@@ -88,13 +88,12 @@ class LSTM(nn.Module):
         s0: Optional[Tensor] = None
         if hx is not None:
             expected = [1, input.size(1), self.hidden_size] if batched else [1, self.hidden_size]
+            layout = "(num_layers, batch, hidden_size)" if batched else "(num_layers, hidden_size)"
             h0, s0 = hx
-            for name, state in (("h0", h0), ("s0", s0)):
-                if list(state.shape) != expected:
-                    raise RuntimeError(
-                        f"LSTM: hx ({name}): expected shape {tuple(expected)} "
-                        f"(num_layers, {'batch, ' if batched else ''}hidden_size), got {tuple(state.shape)}"
-                    )
+            if list(h0.shape) != expected:
+                raise RuntimeError(f"LSTM: hx (h0): expected shape {expected} {layout}, got {list(h0.shape)}")
+            if list(s0.shape) != expected:
+                raise RuntimeError(f"LSTM: hx (s0): expected shape {expected} {layout}, got {list(s0.shape)}")
             h0 = h0.reshape(input.size(1), self.hidden_size)
             s0 = s0.reshape(input.size(1), self.hidden_size)
         output, h_n, s_n = torch.ops.lstm1997.lstm(

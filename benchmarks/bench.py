@@ -1,0 +1,139 @@
+"""Side-by-side timings of lstm1997.LSTM and torch.nn.LSTM, in one process.
+
+    python benchmarks/bench.py [--quick] [--threads N] [--json FILE]
+
+For each shape (T, B, I, H) it times, interleaved so that machine noise hits both alike, the
+forward pass under no_grad, and a train step (forward + backward of output.sum()) with the truncated
+and with the exact backward, against torch.nn.LSTM's forward and forward + backward. Prints medians
+and ratios (nn.LSTM time / ours: above 1 means we are faster), and the bytes each saves for backward.
+"""
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+import lstm1997
+
+SHAPES = [  # (T, B, I, H)
+    (100, 64, 128, 256),
+    (1000, 32, 64, 256),
+    (100, 1, 128, 256),
+    (100, 256, 512, 1024),
+    (100, 16, 128, 128),
+    (1000, 16, 128, 128),
+    (10000, 16, 128, 128),
+]
+QUICK_SHAPES = [(100, 64, 128, 256), (100, 1, 128, 256), (1000, 16, 128, 128)]
+
+
+def saved_bytes(module, x):
+    """Bytes of the distinct tensors autograd saves for backward during one forward pass."""
+    storages = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    parameters = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    parameters.add(x.untyped_storage().data_ptr())
+    return sum(n for ptr, n in storages.items() if ptr not in parameters)
+
+
+def interleaved_medians(tasks, repeats, min_time):
+    """Median seconds per call of each task, running the tasks in turn repeatedly."""
+    for task in tasks.values():  # warm-up
+        task()
+    times = {name: [] for name in tasks}
+    for _ in range(repeats):
+        for name, task in tasks.items():
+            calls, start = 0, time.perf_counter()
+            while True:
+                task()
+                calls += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_time:
+                    break
+            times[name].append(elapsed / calls)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def bench_shape(T, B, I, H, repeats, min_time):
+    torch.manual_seed(0)
+    ours_truncated = lstm1997.LSTM(I, H, truncate=True)
+    ours_exact = lstm1997.LSTM(I, H, truncate=False)
+    ours_exact.load_state_dict(ours_truncated.state_dict())
+    theirs = torch.nn.LSTM(I, H)
+    x = torch.randn(T, B, I)
+
+    def forward(module):
+        def run():
+            with torch.no_grad():
+                module(x)
+        return run
+
+    def train_step(module):
+        def run():
+            module.zero_grad(set_to_none=True)
+            module(x)[0].sum().backward()
+        return run
+
+    medians = interleaved_medians(
+        {
+            "forward ours": forward(ours_truncated),
+            "forward nn.LSTM": forward(theirs),
+            "train truncated ours": train_step(ours_truncated),
+            "train exact ours": train_step(ours_exact),
+            "train nn.LSTM": train_step(theirs),
+        },
+        repeats,
+        min_time,
+    )
+    return {
+        "shape": [T, B, I, H],
+        "seconds": medians,
+        "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
+        "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],
+        "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"],
+        "saved bytes ours": saved_bytes(ours_truncated, x),
+        "saved bytes nn.LSTM": saved_bytes(theirs, x),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="three small shapes, fewer repeats")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    shapes = QUICK_SHAPES if args.quick else SHAPES
+    repeats, min_time = (3, 0.05) if args.quick else (7, 0.2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, float32 CPU")
+    print("ratio = nn.LSTM time / lstm1997 time (higher is better for lstm1997); train = forward + backward")
+    header = f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} {'train exact':>11} | {'saved MB ours':>13} {'nn.LSTM':>8}"
+    print(header)
+    print("-" * len(header))
+    results = []
+    for shape in shapes:
+        r = bench_shape(*shape, repeats, min_time)
+        results.append(r)
+        print(
+            f"{shape[0]:>6} {shape[1]:>4} {shape[2]:>4} {shape[3]:>5} | {r['ratio forward']:>7.2f}x "
+            f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
+            f"{r['saved bytes ours'] / 2**20:>13.1f} {r['saved bytes nn.LSTM'] / 2**20:>8.1f}",
+            flush=True,
+        )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
