@@ -25,11 +25,12 @@ ForwardResult call_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                            const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
                            const std::optional<at::Tensor>& bias_hh,
                            const std::optional<at::Tensor>& h0,
-                           const std::optional<at::Tensor>& s0, c10::string_view activation) {
+                           const std::optional<at::Tensor>& s0, c10::string_view activation,
+                           const std::optional<at::Tensor>& batch_sizes) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("lstm1997::lstm_forward", "")
                              .typed<decltype(call_forward)>();
-  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
 }
 
 BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
@@ -37,12 +38,13 @@ BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& gr
                              const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                              const std::optional<at::Tensor>& h0, const at::Tensor& output,
                              const at::Tensor& cell_state, const at::Tensor& gates, bool truncate,
-                             c10::string_view activation) {
+                             c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("lstm1997::lstm_backward", "")
                              .typed<decltype(call_backward)>();
   return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                 cell_state, gates, truncate, activation);
+                 cell_state, gates, truncate, activation, batch_sizes);
 }
 
 class LstmFunction : public torch::autograd::Function<LstmFunction> {
@@ -54,12 +56,13 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
                                const std::optional<at::Tensor>& bias_hh,
                                const std::optional<at::Tensor>& h0,
                                const std::optional<at::Tensor>& s0, bool truncate,
-                               const std::string& activation) {
+                               const std::string& activation,
+                               const std::optional<at::Tensor>& batch_sizes) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [output, h_n, s_n, cell_state, gates] =
-        call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
-    ctx->save_for_backward(
-        {input, weight_ih, weight_hh, h0.value_or(at::Tensor()), output, cell_state, gates});
+    auto [output, h_n, s_n, cell_state, gates] = call_forward(
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
+    ctx->save_for_backward({input, weight_ih, weight_hh, h0.value_or(at::Tensor()), output,
+                            cell_state, gates, batch_sizes.value_or(at::Tensor())});
     ctx->saved_data["truncate"] = truncate;
     ctx->saved_data["activation"] = activation;
     ctx->saved_data["has_bias_ih"] = present(bias_ih);
@@ -72,12 +75,12 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &input = saved[0], &weight_ih = saved[1], &weight_hh = saved[2],
                      &h0 = saved[3], &output = saved[4], &cell_state = saved[5],
-                     &gates = saved[6];
+                     &gates = saved[6], &batch_sizes = saved[7];
     auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
         call_backward(grads[0], grads[1], grads[2], input, weight_ih, weight_hh,
                       optional_tensor(h0), output, cell_state, gates,
                       ctx->saved_data["truncate"].toBool(),
-                      ctx->saved_data["activation"].toStringRef());
+                      ctx->saved_data["activation"].toStringRef(), optional_tensor(batch_sizes));
     const bool has_bias_ih = ctx->saved_data["has_bias_ih"].toBool();
     const bool has_bias_hh = ctx->saved_data["has_bias_hh"].toBool();
     // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
@@ -92,6 +95,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
             h0.defined() ? grad_h0 : at::Tensor(),
             ctx->saved_data["has_s0"].toBool() ? grad_s0 : at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -100,9 +104,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
-    c10::string_view activation) {
-  const variable_list outputs = LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh,
-                                                    h0, s0, truncate, std::string(activation));
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+  const variable_list outputs =
+      LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
+                          std::string(activation), batch_sizes);
   return {outputs[0], outputs[1], outputs[2]};
 }
 
@@ -111,9 +116,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
-    c10::string_view activation) {
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
   auto [output, h_n, s_n, cell_state, gates] =
-      call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+      call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
   return {output, h_n, s_n};
 }
 
@@ -139,10 +144,12 @@ ForwardResult lstm_forward_autograd(const at::Tensor& input, const at::Tensor& w
                                     const std::optional<at::Tensor>& bias_hh,
                                     const std::optional<at::Tensor>& h0,
                                     const std::optional<at::Tensor>& s0,
-                                    c10::string_view activation) {
+                                    c10::string_view activation,
+                                    const std::optional<at::Tensor>& batch_sizes) {
   check_not_differentiated("lstm_forward", {input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0});
   at::AutoDispatchBelowADInplaceOrView guard;
-  return call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation);
+  return call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
+                      batch_sizes);
 }
 
 BackwardResult lstm_backward_autograd(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
@@ -151,12 +158,13 @@ BackwardResult lstm_backward_autograd(const at::Tensor& grad_output, const at::T
                                       const std::optional<at::Tensor>& h0,
                                       const at::Tensor& output, const at::Tensor& cell_state,
                                       const at::Tensor& gates, bool truncate,
-                                      c10::string_view activation) {
+                                      c10::string_view activation,
+                                      const std::optional<at::Tensor>& batch_sizes) {
   check_not_differentiated("lstm_backward", {grad_output, grad_h_n, grad_s_n, input, weight_ih,
                                              weight_hh, h0, output, cell_state, gates});
   at::AutoDispatchBelowADInplaceOrView guard;
   return call_backward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                       cell_state, gates, truncate, activation);
+                       cell_state, gates, truncate, activation, batch_sizes);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Argument checks at the op boundary, shared by every backend and the meta kernels.
 #include "lstm1997.h"
 
+#include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
 namespace lstm1997 {
@@ -20,8 +21,9 @@ namespace {
 
 void check_floating(const at::Tensor& tensor, const char* name) {
   const auto dtype = tensor.scalar_type();
-  TORCH_CHECK_TYPE(dtype == at::kFloat || dtype == at::kDouble, "lstm1997: ", name,
-                   ": expected a float32 or float64 tensor, got ", dtype);
+  TORCH_CHECK_TYPE(
+      dtype == at::kFloat || dtype == at::kDouble || dtype == at::kHalf || dtype == at::kBFloat16,
+      "lstm1997: ", name, ": expected a float64, float32, float16 or bfloat16 tensor, got ", dtype);
 }
 
 // Every tensor argument must share the input's dtype and device.
@@ -39,12 +41,99 @@ void check_shape(const at::Tensor& tensor, const char* name, c10::SymIntArrayRef
               " ", meaning, ", got ", tensor.sym_sizes());
 }
 
+bool present(const std::optional<at::Tensor>& tensor) {
+  return tensor.has_value() && tensor->defined();
+}
+
 void check_optional(const std::optional<at::Tensor>& tensor, const char* name,
                     const at::Tensor& input, c10::SymIntArrayRef expected, const char* meaning) {
-  if (tensor.has_value() && tensor->defined()) {
+  if (present(tensor)) {
     check_same_kind(*tensor, name, input);
     check_shape(*tensor, name, expected, meaning);
   }
+}
+
+void check_required(const at::Tensor& tensor, const char* name, const at::Tensor& input,
+                    c10::SymIntArrayRef expected, const char* meaning) {
+  TORCH_CHECK(tensor.defined(), "lstm1997: ", name, ": expected a tensor, got None");
+  check_same_kind(tensor, name, input);
+  check_shape(tensor, name, expected, meaning);
+}
+
+const char* per_step_meaning(const LayerSizes& sizes) {
+  return sizes.packed ? "(packed rows, hidden_size)" : "(seq_len, batch, hidden_size)";
+}
+
+}  // namespace
+
+c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width) {
+  if (sizes.packed) {
+    return {sizes.rows, width};
+  }
+  return {sizes.seq_len, sizes.batch, width};
+}
+
+namespace {
+
+// Checks and sizes common to forward and backward. Packed input carries no batch size that
+// tracing could read (it is batch_sizes[0]), so it is taken from `batch_source` (h0 forward,
+// grad_h_n backward), a tensor of shape (batch, hidden_size) required with packed input.
+LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                            const at::Tensor& weight_hh,
+                            const std::optional<at::Tensor>& batch_sizes,
+                            const std::optional<at::Tensor>& batch_source,
+                            const char* batch_source_name) {
+  TORCH_CHECK(input.defined(), "lstm1997: input: expected a tensor, got None");
+  TORCH_CHECK(weight_ih.defined(), "lstm1997: weight_ih: expected a tensor, got None");
+  TORCH_CHECK(weight_hh.defined(), "lstm1997: weight_hh: expected a tensor, got None");
+  LayerSizes sizes;
+  sizes.packed = present(batch_sizes);
+  if (sizes.packed) {
+    TORCH_CHECK(input.dim() == 2,
+                "lstm1997: input: expected a 2-D tensor (packed rows, input_size) with "
+                "batch_sizes, got ",
+                input.dim(), "-D with shape ", input.sym_sizes());
+    TORCH_CHECK(batch_sizes->dim() == 1 && batch_sizes->scalar_type() == at::kLong &&
+                    batch_sizes->device().is_cpu(),
+                "lstm1997: batch_sizes: expected a 1-D int64 CPU tensor (as in a "
+                "PackedSequence), got a ",
+                batch_sizes->dim(), "-D ", batch_sizes->scalar_type(), " tensor on ",
+                batch_sizes->device());
+    TORCH_CHECK(present(batch_source) && batch_source->dim() == 2, "lstm1997: ",
+                batch_source_name,
+                ": expected a tensor of shape (batch, hidden_size) with batch_sizes (packed "
+                "input), got ",
+                present(batch_source) ? "a tensor of shape " : "None",
+                present(batch_source) ? batch_source->sym_sizes() : c10::SymIntArrayRef());
+    sizes.rows = input.sym_size(0);
+    sizes.seq_len = batch_sizes->sym_size(0);
+    sizes.batch = batch_source->sym_size(0);
+    sizes.input_size = input.sym_size(1);
+  } else {
+    TORCH_CHECK(input.dim() == 3,
+                "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size), got ",
+                input.dim(), "-D with shape ", input.sym_sizes());
+    sizes.seq_len = input.sym_size(0);
+    sizes.batch = input.sym_size(1);
+    sizes.input_size = input.sym_size(2);
+    sizes.rows = sizes.seq_len * sizes.batch;
+  }
+  check_floating(input, "input");
+  check_same_kind(weight_ih, "weight_ih", input);
+  check_same_kind(weight_hh, "weight_hh", input);
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0 &&
+                  weight_hh.sym_size(0) == kNumGateBlocks * weight_hh.sym_size(1),
+              "lstm1997: weight_hh: expected shape (3*hidden_size, hidden_size) with "
+              "hidden_size > 0, rows in gate order (input gate, cell input, output gate), got ",
+              weight_hh.sym_sizes());
+  sizes.hidden_size = weight_hh.sym_size(1);
+  TORCH_CHECK(sizes.input_size > 0,
+              "lstm1997: input: expected input_size (the last dimension) > 0, got shape ",
+              input.sym_sizes());
+  check_shape(weight_ih, "weight_ih", {sizes.hidden_size * kNumGateBlocks, sizes.input_size},
+              "(3*hidden_size, input_size), with hidden_size from weight_hh and input_size from "
+              "input");
+  return sizes;
 }
 
 }  // namespace
@@ -54,32 +143,13 @@ LayerSizes check_forward_args(const at::Tensor& input, const at::Tensor& weight_
                               const std::optional<at::Tensor>& bias_ih,
                               const std::optional<at::Tensor>& bias_hh,
                               const std::optional<at::Tensor>& h0,
-                              const std::optional<at::Tensor>& s0) {
-  TORCH_CHECK(input.defined(), "lstm1997: input: expected a tensor, got None");
-  TORCH_CHECK(weight_ih.defined(), "lstm1997: weight_ih: expected a tensor, got None");
-  TORCH_CHECK(weight_hh.defined(), "lstm1997: weight_hh: expected a tensor, got None");
-  TORCH_CHECK(input.dim() == 3,
-              "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size), got ",
-              input.dim(), "-D with shape ", input.sym_sizes());
-  check_floating(input, "input");
-  check_same_kind(weight_ih, "weight_ih", input);
-  check_same_kind(weight_hh, "weight_hh", input);
-
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0 &&
-                  weight_hh.sym_size(0) == kNumGateBlocks * weight_hh.sym_size(1),
-              "lstm1997: weight_hh: expected shape (3*hidden_size, hidden_size) with "
-              "hidden_size > 0, rows in gate order (input gate, cell input, output gate), got ",
-              weight_hh.sym_sizes());
-  LayerSizes sizes{input.sym_size(0), input.sym_size(1), input.sym_size(2),
-                   weight_hh.sym_size(1)};
-  TORCH_CHECK(sizes.input_size > 0,
-              "lstm1997: input: expected input_size (the last dimension) > 0, got shape ",
-              input.sym_sizes());
+                              const std::optional<at::Tensor>& s0,
+                              const std::optional<at::Tensor>& batch_sizes) {
+  const LayerSizes sizes = check_layer_args(input, weight_ih, weight_hh, batch_sizes, h0, "h0");
+  TORCH_CHECK(!sizes.packed || present(s0),
+              "lstm1997: s0: expected a tensor of shape (batch, hidden_size) with batch_sizes "
+              "(packed input), got None");
   const c10::SymInt gate_rows = sizes.hidden_size * kNumGateBlocks;
-
-  check_shape(weight_ih, "weight_ih", {gate_rows, sizes.input_size},
-              "(3*hidden_size, input_size), with hidden_size from weight_hh and input_size from "
-              "input");
   check_optional(bias_ih, "bias_ih", input, {gate_rows}, "(3*hidden_size,)");
   check_optional(bias_hh, "bias_hh", input, {gate_rows}, "(3*hidden_size,)");
   check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
@@ -91,28 +161,56 @@ LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Tensor& grad_s_n, const at::Tensor& input,
                                const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                               const at::Tensor& cell_state, const at::Tensor& gates) {
+                               const at::Tensor& cell_state, const at::Tensor& gates,
+                               const std::optional<at::Tensor>& batch_sizes) {
   const LayerSizes sizes =
-      check_forward_args(input, weight_ih, weight_hh, std::nullopt, std::nullopt, h0, std::nullopt);
-  const c10::SymInt T = sizes.seq_len, B = sizes.batch, H = sizes.hidden_size;
-  const std::pair<const at::Tensor*, const char*> per_step[] = {
-      {&grad_output, "grad_output"}, {&output, "output"}, {&cell_state, "cell_state"}};
-  for (const auto& [tensor, name] : per_step) {
-    TORCH_CHECK(tensor->defined(), "lstm1997: ", name, ": expected a tensor, got None");
-    check_same_kind(*tensor, name, input);
-    check_shape(*tensor, name, {T, B, H}, "(seq_len, batch, hidden_size)");
-  }
-  const std::pair<const at::Tensor*, const char*> final_state[] = {{&grad_h_n, "grad_h_n"},
-                                                                   {&grad_s_n, "grad_s_n"}};
-  for (const auto& [tensor, name] : final_state) {
-    TORCH_CHECK(tensor->defined(), "lstm1997: ", name, ": expected a tensor, got None");
-    check_same_kind(*tensor, name, input);
-    check_shape(*tensor, name, {B, H}, "(batch, hidden_size)");
-  }
-  TORCH_CHECK(gates.defined(), "lstm1997: gates: expected a tensor, got None");
-  check_same_kind(gates, "gates", input);
-  check_shape(gates, "gates", {T, B, H * kNumGateBlocks}, "(seq_len, batch, 3*hidden_size)");
+      check_layer_args(input, weight_ih, weight_hh, batch_sizes, grad_h_n, "grad_h_n");
+  const c10::SymInt& H = sizes.hidden_size;
+  const auto per_step = per_step_shape(sizes, H);
+  const char* meaning = per_step_meaning(sizes);
+  check_required(grad_output, "grad_output", input, per_step, meaning);
+  check_required(output, "output", input, per_step, meaning);
+  check_required(cell_state, "cell_state", input, per_step, meaning);
+  check_required(gates, "gates", input, per_step_shape(sizes, H * kNumGateBlocks),
+                 sizes.packed ? "(packed rows, 3*hidden_size)" : "(seq_len, batch, 3*hidden_size)");
+  check_required(grad_h_n, "grad_h_n", input, {sizes.batch, H}, "(batch, hidden_size)");
+  check_required(grad_s_n, "grad_s_n", input, {sizes.batch, H}, "(batch, hidden_size)");
+  check_optional(h0, "h0", input, {sizes.batch, H}, "(batch, hidden_size)");
   return sizes;
+}
+
+StepRows step_rows(const LayerSizes& sizes, const std::optional<at::Tensor>& batch_sizes) {
+  StepRows steps;
+  const int64_t T = sizes.seq_len.expect_int();
+  steps.batch = sizes.batch.expect_int();
+  steps.offset.resize(T);
+  steps.count.resize(T);
+  if (!sizes.packed) {
+    for (int64_t t = 0; t < T; ++t) {
+      steps.offset[t] = t * steps.batch;
+      steps.count[t] = steps.batch;
+    }
+    return steps;
+  }
+  steps.dense = false;
+  const at::Tensor counts = batch_sizes->contiguous();
+  const int64_t* count = counts.const_data_ptr<int64_t>();
+  int64_t row = 0;
+  for (int64_t t = 0; t < T; ++t) {
+    TORCH_CHECK(count[t] >= 1 && count[t] <= (t == 0 ? steps.batch : count[t - 1]),
+                "lstm1997: batch_sizes: expected positive, non-increasing values starting at the "
+                "batch size ",
+                steps.batch, " (the rows of h0), got ", count[t], " at step ", t);
+    TORCH_CHECK(t > 0 || count[0] == steps.batch, "lstm1997: batch_sizes: expected batch_sizes[0] ",
+                "== ", steps.batch, " (the rows of h0), got ", count[0]);
+    steps.offset[t] = row;
+    steps.count[t] = count[t];
+    steps.dense = steps.dense && count[t] == steps.batch;
+    row += count[t];
+  }
+  TORCH_CHECK(row == sizes.rows.expect_int(), "lstm1997: batch_sizes: expected values summing to ",
+              sizes.rows.expect_int(), " (the rows of input), got ", row);
+  return steps;
 }
 
 }  // namespace lstm1997

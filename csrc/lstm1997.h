@@ -1,7 +1,7 @@
 // The one source of truth for the layout of the 1997 LSTM layer op.
 //
 // Shapes (one layer, one direction, whole sequence):
-//   input       (T, B, I)
+//   input       (T, B, I), or packed (N, I) with batch_sizes (T): see StepRows
 //   weight_ih   (3H, I)      rows in gate order: input gate, cell input, output gate
 //   weight_hh   (3H, H)
 //   bias_ih     (3H)         optional
@@ -19,6 +19,7 @@
 #include <cmath>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 namespace lstm1997 {
 
@@ -74,10 +75,13 @@ struct LayerSizes {
   c10::SymInt batch;
   c10::SymInt input_size;
   c10::SymInt hidden_size;
+  c10::SymInt rows;  // rows of the 2-D (rows, features) view of input and output: T*B, or N packed
+  bool packed;
 };
 
 // Argument checks shared by every backend and the meta kernels: each names the argument and what
-// was expected. Kernels after these checks assume valid input.
+// was expected. Kernels after these checks assume valid input. With batch_sizes (packed input),
+// h0 and s0 are required: they give the batch size, which tracing cannot read from batch_sizes.
 LayerSizes check_forward_args(
     const at::Tensor& input,
     const at::Tensor& weight_ih,
@@ -85,7 +89,8 @@ LayerSizes check_forward_args(
     const std::optional<at::Tensor>& bias_ih,
     const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0,
-    const std::optional<at::Tensor>& s0);
+    const std::optional<at::Tensor>& s0,
+    const std::optional<at::Tensor>& batch_sizes);
 
 LayerSizes check_backward_args(
     const at::Tensor& grad_output,
@@ -97,7 +102,30 @@ LayerSizes check_backward_args(
     const std::optional<at::Tensor>& h0,
     const at::Tensor& output,
     const at::Tensor& cell_state,
-    const at::Tensor& gates);
+    const at::Tensor& gates,
+    const std::optional<at::Tensor>& batch_sizes);
+
+// Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
+c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);
+
+// Which rows of the 2-D (rows, features) layout each time step occupies. Dense input has B rows per
+// step. Packed input (torch.nn.utils.rnn.PackedSequence, sequences sorted by decreasing length)
+// has batch_sizes[t] rows at step t: always the first batch_sizes[t] sequences of the batch, so the
+// rows active at step t+1 are a prefix of those active at step t.
+struct StepRows {
+  std::vector<int64_t> offset;  // first row of step t
+  std::vector<int64_t> count;   // rows of step t, non-increasing in t
+  int64_t batch = 0;
+  bool dense = true;
+
+  int64_t steps() const { return static_cast<int64_t>(count.size()); }
+  // Rows at step t+1 (0 past the end): sequence b takes its last step at t iff
+  // active(t+1) <= b < active(t).
+  int64_t active_after(int64_t t) const { return t + 1 < steps() ? count[t + 1] : 0; }
+};
+
+// Reads (and checks the values of) batch_sizes; for dense input builds the uniform layout.
+StepRows step_rows(const LayerSizes& sizes, const std::optional<at::Tensor>& batch_sizes);
 
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using BackwardResult =

@@ -14,13 +14,15 @@ ForwardResult lstm_forward_meta(const at::Tensor& input, const at::Tensor& weigh
                                 const std::optional<at::Tensor>& bias_hh,
                                 const std::optional<at::Tensor>& h0,
                                 const std::optional<at::Tensor>& s0,
-                                c10::string_view activation) {
-  const LayerSizes sizes = check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0);
+                                c10::string_view activation,
+                                const std::optional<at::Tensor>& batch_sizes) {
+  const LayerSizes sizes =
+      check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes);
   parse_activation(activation);
-  const c10::SymInt &T = sizes.seq_len, &B = sizes.batch, &H = sizes.hidden_size;
-  return {input.new_empty_symint({T, B, H}), input.new_empty_symint({B, H}),
-          input.new_empty_symint({B, H}), input.new_empty_symint({T, B, H}),
-          input.new_empty_symint({T, B, H * kNumGateBlocks})};
+  const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
+  return {input.new_empty_symint(per_step_shape(sizes, H)), input.new_empty_symint({B, H}),
+          input.new_empty_symint({B, H}), input.new_empty_symint(per_step_shape(sizes, H)),
+          input.new_empty_symint(per_step_shape(sizes, H * kNumGateBlocks))};
 }
 
 BackwardResult lstm_backward_meta(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
@@ -28,9 +30,11 @@ BackwardResult lstm_backward_meta(const at::Tensor& grad_output, const at::Tenso
                                   const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                   const std::optional<at::Tensor>& h0, const at::Tensor& output,
                                   const at::Tensor& cell_state, const at::Tensor& gates,
-                                  bool truncate, c10::string_view activation) {
+                                  bool truncate, c10::string_view activation,
+                                  const std::optional<at::Tensor>& batch_sizes) {
   const LayerSizes sizes = check_backward_args(grad_output, grad_h_n, grad_s_n, input, weight_ih,
-                                               weight_hh, h0, output, cell_state, gates);
+                                               weight_hh, h0, output, cell_state, gates,
+                                               batch_sizes);
   parse_activation(activation);
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
   return {input.new_empty_symint(input.sym_sizes()),

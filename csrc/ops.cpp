@@ -3,21 +3,25 @@
 
 TORCH_LIBRARY(lstm1997, m) {
   // One layer, one direction, a whole sequence; differentiable (truncated or exact BPTT).
+  // With batch_sizes, input is the data of a PackedSequence (N, I): each sequence stops at its own
+  // length and h_n, s_n hold each sequence's state at its last step.
   m.def(
       "lstm(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
       "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, bool truncate=True, "
-      "str activation=\"tanh\") -> (Tensor output, Tensor h_n, Tensor s_n)");
+      "str activation=\"tanh\", Tensor? batch_sizes=None) -> (Tensor output, Tensor h_n, "
+      "Tensor s_n)");
   // The forward pass, returning also what the backward pass needs.
   m.def(
       "lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih, "
-      "Tensor? bias_hh, Tensor? h0, Tensor? s0, str activation=\"tanh\") -> (Tensor output, "
-      "Tensor h_n, Tensor s_n, Tensor cell_state, Tensor gates)");
+      "Tensor? bias_hh, Tensor? h0, Tensor? s0, str activation=\"tanh\", "
+      "Tensor? batch_sizes=None) -> (Tensor output, Tensor h_n, Tensor s_n, Tensor cell_state, "
+      "Tensor gates)");
   // Gradients of lstm_forward's output, h_n and s_n with respect to its inputs. One grad_bias
   // serves both bias_ih and bias_hh (they enter the cell as a sum).
   m.def(
       "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
       "Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, Tensor cell_state, "
-      "Tensor gates, bool truncate=True, str activation=\"tanh\") -> (Tensor grad_input, "
-      "Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, Tensor grad_h0, "
-      "Tensor grad_s0)");
+      "Tensor gates, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None) -> "
+      "(Tensor grad_input, Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, "
+      "Tensor grad_h0, Tensor grad_s0)");
 }

@@ -25,8 +25,8 @@ f64 = torch.float64
 FORWARD_CASES = [
     ("input 2-D", replace(0, torch.zeros(T, I, dtype=f64)), RuntimeError, r"input: expected a 3-D"),
     ("input 4-D", replace(0, torch.zeros(T, B, I, 1, dtype=f64)), RuntimeError, r"input: expected a 3-D"),
-    ("input int", replace(0, torch.zeros(T, B, I, dtype=torch.int64)), TypeError, r"input: expected a float32 or float64"),
-    ("input half", replace(0, torch.zeros(T, B, I, dtype=torch.float16)), TypeError, r"input: expected a float32 or float64"),
+    ("input int", replace(0, torch.zeros(T, B, I, dtype=torch.int64)), TypeError, r"input: expected a float64, float32, float16 or bfloat16 tensor, got Long"),
+    ("input complex", replace(0, torch.zeros(T, B, I, dtype=torch.complex64)), TypeError, r"input: expected a float64, float32, float16 or bfloat16"),
     ("input_size 0", [torch.zeros(T, B, 0, dtype=f64), torch.zeros(3 * H, 0, dtype=f64)] + good()[2:], RuntimeError, r"input: expected input_size"),
     ("weight_ih columns", replace(1, torch.zeros(3 * H, I + 1, dtype=f64)), RuntimeError, r"weight_ih: expected shape \[18, 5\]"),
     ("weight_ih rows", replace(1, torch.zeros(4 * H, I, dtype=f64)), RuntimeError, r"weight_ih: expected shape"),

@@ -1,12 +1,16 @@
 // CPU kernels of the 1997 LSTM layer: forward, truncated backward and exact backward.
 //
 // The big matrix products (input projection, weight gradients, input gradient) run once over all
-// T*B rows outside the time loop. Inside it, the forward does one recurrent GEMM per step; the
+// rows outside the time loop. Inside it, the forward does one recurrent GEMM per step; the
 // truncated backward does none (a reverse scan over time), the exact backward one per step.
+// Tensors are handled as 2-D (rows, features), where the rows of step t are given by StepRows, so
+// dense and packed input share every loop. Pointwise math runs in at::opmath_type (float for
+// float16 and bfloat16), and so do the carries through time: the cell state and its error.
 #include "../lstm1997.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -29,27 +33,32 @@ inline void for_each_row_piece(int64_t begin, int64_t end, int64_t hidden_size, 
   }
 }
 
-// One time step of the cell. `gates` holds the net inputs on entry and the activated gates on
-// exit, so the backward pass reads them back without recomputing them.
-template <typename scalar_t>
-void forward_step(scalar_t* gates, const scalar_t* prev_cell_state, scalar_t* cell_state,
-                  scalar_t* hidden, int64_t batch, int64_t hidden_size, Squash<scalar_t> g,
-                  Squash<scalar_t> h) {
+bool present(const std::optional<at::Tensor>& tensor) {
+  return tensor.has_value() && tensor->defined();
+}
+
+// One time step of the cell over `rows` batch rows. `gates` holds the net inputs on entry and the
+// activated gates on exit, so the backward pass reads them back without recomputing them.
+// `state` is the running cell state, in opmath precision, updated in place.
+template <typename scalar_t, typename opmath_t>
+void forward_step(scalar_t* gates, opmath_t* state, scalar_t* cell_state, scalar_t* hidden,
+                  int64_t rows, int64_t hidden_size, Squash<opmath_t> g, Squash<opmath_t> h) {
   const int64_t H = hidden_size;
-  at::parallel_for(0, batch * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
     for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
       scalar_t* input_gate = gates + b * kNumGateBlocks * H;
       scalar_t* cell_input = input_gate + kCellInput * H;
       scalar_t* output_gate = input_gate + kOutputGate * H;
       const int64_t row = b * H;
       for (int64_t j = j_begin; j < j_end; ++j) {
-        const scalar_t i = sigmoid(input_gate[j]);
-        const scalar_t gz = g(cell_input[j]);
-        const scalar_t o = sigmoid(output_gate[j]);
-        const scalar_t s = prev_cell_state[row + j] + i * gz;
+        const opmath_t i = sigmoid(static_cast<opmath_t>(input_gate[j]));
+        const opmath_t gz = g(static_cast<opmath_t>(cell_input[j]));
+        const opmath_t o = sigmoid(static_cast<opmath_t>(output_gate[j]));
+        const opmath_t s = state[row + j] + i * gz;
         input_gate[j] = i;
         cell_input[j] = gz;
         output_gate[j] = o;
+        state[row + j] = s;
         cell_state[row + j] = s;
         hidden[row + j] = o * h(s);
       }
@@ -59,19 +68,31 @@ void forward_step(scalar_t* gates, const scalar_t* prev_cell_state, scalar_t* ce
 
 // Error of one cell at one step, shared by both backward modes. `dh` is the error reaching h_t;
 // `ds` enters as the error on s_t from step t+1 and leaves as the error on s_t (and so on s_{t-1}:
-// the carousel passes it on unchanged). Writes the error of the three net inputs to `dnet`.
-template <typename scalar_t>
-inline void backward_cell(scalar_t dh, scalar_t& ds, const scalar_t* gates, scalar_t s,
-                          scalar_t* dnet, int64_t j, int64_t hidden_size, Squash<scalar_t> g,
-                          Squash<scalar_t> h) {
-  const scalar_t i = gates[j];
-  const scalar_t gz = gates[kCellInput * hidden_size + j];
-  const scalar_t o = gates[kOutputGate * hidden_size + j];
-  const scalar_t hs = h(s);
-  dnet[kOutputGate * hidden_size + j] = dh * hs * o * (scalar_t(1) - o);
+// the carousel passes it on unchanged). Reads the gates of the cell's row and writes the error of
+// its three net inputs to the same places of `dnet`.
+template <typename scalar_t, typename opmath_t>
+inline void backward_cell(opmath_t dh, opmath_t& ds, const scalar_t* gates, scalar_t cell_state,
+                          scalar_t* dnet, int64_t j, int64_t hidden_size, Squash<opmath_t> g,
+                          Squash<opmath_t> h) {
+  const opmath_t i = gates[kInputGate * hidden_size + j];
+  const opmath_t gz = gates[kCellInput * hidden_size + j];
+  const opmath_t o = gates[kOutputGate * hidden_size + j];
+  const opmath_t hs = h(static_cast<opmath_t>(cell_state));
+  dnet[kOutputGate * hidden_size + j] = dh * hs * o * (opmath_t(1) - o);
   ds += dh * o * h.grad_from_value(hs);
-  dnet[kInputGate * hidden_size + j] = ds * gz * i * (scalar_t(1) - i);
+  dnet[kInputGate * hidden_size + j] = ds * gz * i * (opmath_t(1) - i);
   dnet[kCellInput * hidden_size + j] = ds * i * g.grad_from_value(gz);
+}
+
+// Row of each sequence's last step, where h_n and s_n are read.
+at::Tensor last_rows(const StepRows& steps) {
+  std::vector<int64_t> rows(steps.batch);
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
+      rows[b] = steps.offset[t] + b;
+    }
+  }
+  return at::tensor(rows, at::kLong);
 }
 
 ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight_ih,
@@ -80,177 +101,217 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
                                const std::optional<at::Tensor>& bias_hh,
                                const std::optional<at::Tensor>& h0,
                                const std::optional<at::Tensor>& s0,
-                               c10::string_view activation_name) {
-  const LayerSizes sizes = check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0);
+                               c10::string_view activation_name,
+                               const std::optional<at::Tensor>& batch_sizes) {
+  const LayerSizes sizes =
+      check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes);
   const Activation activation = parse_activation(activation_name);
-  const int64_t T = sizes.seq_len.expect_int(), B = sizes.batch.expect_int(),
+  const StepRows steps = step_rows(sizes, batch_sizes);
+  const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
                 I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int();
   const auto options = input.options();
+  const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
 
   // The input projection of every step in one GEMM, written straight into the gate buffer that
   // then receives the recurrent term, and finally the activated gates.
-  at::Tensor gates = at::empty({T, B, kNumGateBlocks * H}, options);
-  at::Tensor gates_2d = gates.view({T * B, kNumGateBlocks * H});
-  const at::Tensor input_2d = input.reshape({T * B, I});
-  const bool has_bias_ih = bias_ih.has_value() && bias_ih->defined();
-  const bool has_bias_hh = bias_hh.has_value() && bias_hh->defined();
-  if (has_bias_ih || has_bias_hh) {
-    const at::Tensor bias = has_bias_ih && has_bias_hh ? *bias_ih + *bias_hh
-                            : has_bias_ih              ? *bias_ih
-                                                       : *bias_hh;
-    at::addmm_out(gates_2d, bias, input_2d, weight_ih.t());
+  at::Tensor gates = at::empty({N, kNumGateBlocks * H}, options);
+  const at::Tensor input_2d = input.reshape({N, I});
+  if (present(bias_ih) || present(bias_hh)) {
+    const at::Tensor bias = present(bias_ih) && present(bias_hh) ? *bias_ih + *bias_hh
+                            : present(bias_ih)                   ? *bias_ih
+                                                                 : *bias_hh;
+    at::addmm_out(gates, bias, input_2d, weight_ih.t());
   } else {
-    at::mm_out(gates_2d, input_2d, weight_ih.t());
+    at::mm_out(gates, input_2d, weight_ih.t());
   }
 
-  at::Tensor output = at::empty({T, B, H}, options);
-  at::Tensor cell_state = at::empty({T, B, H}, options);
-  at::Tensor hidden = h0.has_value() && h0->defined() ? h0->contiguous() : at::zeros({B, H}, options);
-  at::Tensor state = s0.has_value() && s0->defined() ? s0->contiguous() : at::zeros({B, H}, options);
+  at::Tensor output = at::empty({N, H}, options);
+  at::Tensor cell_state = at::empty({N, H}, options);
+  const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
+  // The carousel's running sum. Rows whose sequence has ended keep their last state: s_n.
+  at::Tensor state = present(s0) ? s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
+                                         at::MemoryFormat::Contiguous)
+                                 : at::zeros({B, H}, opmath_options);
   const at::Tensor weight_hh_t = weight_hh.t();
 
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstm1997_forward_cpu", [&] {
-    const auto g = cell_input_squash<scalar_t>(activation);
-    const auto h = cell_output_squash<scalar_t>(activation);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "lstm1997_forward_cpu", [&] {
+    using opmath_t = at::opmath_type<scalar_t>;
+    const auto g = cell_input_squash<opmath_t>(activation);
+    const auto h = cell_output_squash<opmath_t>(activation);
     for (int64_t t = 0; t < T; ++t) {
-      at::Tensor net = gates[t];
-      net.addmm_(hidden, weight_hh_t);
-      at::Tensor next_state = cell_state[t];
-      at::Tensor next_hidden = output[t];
-      forward_step<scalar_t>(net.data_ptr<scalar_t>(), state.const_data_ptr<scalar_t>(),
-                             next_state.data_ptr<scalar_t>(), next_hidden.data_ptr<scalar_t>(), B,
-                             H, g, h);
-      hidden = next_hidden;
-      state = next_state;
+      const int64_t first = steps.offset[t], rows = steps.count[t];
+      at::Tensor net = gates.narrow(0, first, rows);
+      // The rows active now are a prefix of those active at the previous step.
+      const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
+                                         : output.narrow(0, steps.offset[t - 1], rows);
+      net.addmm_(previous, weight_hh_t);
+      forward_step<scalar_t, opmath_t>(net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
+                                       cell_state.data_ptr<scalar_t>() + first * H,
+                                       output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
     }
   });
   // Fresh tensors, not views: an op's outputs must not alias each other.
-  return {output, hidden.clone(), state.clone(), cell_state, gates};
+  at::Tensor h_n = T == 0 ? initial_hidden.clone() : output.index_select(0, last_rows(steps));
+  at::Tensor s_n = state.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
+  const auto per_step = [&](const at::Tensor& tensor) {
+    return sizes.packed ? tensor : tensor.view({T, B, tensor.size(1)});
+  };
+  return {per_step(output), h_n, s_n, per_step(cell_state), per_step(gates)};
 }
 
-// The error of every net input, dnet (T, B, 3H), and of s0, under the paper's truncation: dh_t is
+// The error of every net input, dnet (rows, 3H), and of s0, under the paper's truncation: dh_t is
 // only the external error (no recurrent term), so ds is a reverse cumulative sum of local terms and
 // every (b, j) cell runs through time independently of the others: no matrix product at all.
 template <typename scalar_t>
-void truncated_net_errors(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                          const at::Tensor& grad_s_n, const at::Tensor& cell_state,
-                          const at::Tensor& gates, at::Tensor& dnet, at::Tensor& grad_s0,
+void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
+                          const at::Tensor& grad_h_n, const at::Tensor& cell_state,
+                          const at::Tensor& gates, at::Tensor& dnet, at::Tensor& ds_carry,
                           Activation activation) {
-  const int64_t T = gates.size(0), B = gates.size(1), H = gates.size(2) / kNumGateBlocks;
-  const auto g = cell_input_squash<scalar_t>(activation);
-  const auto h = cell_output_squash<scalar_t>(activation);
-  grad_s0.copy_(grad_s_n);  // carries ds backwards through time, ending as the error on s0
-  scalar_t* ds = grad_s0.data_ptr<scalar_t>();
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t T = steps.steps(), B = steps.batch, H = grad_h_n.size(1);
+  const auto g = cell_input_squash<opmath_t>(activation);
+  const auto h = cell_output_squash<opmath_t>(activation);
+  opmath_t* ds = ds_carry.data_ptr<opmath_t>();
   const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* dh_last = grad_h_n.const_data_ptr<scalar_t>();
   const scalar_t* s = cell_state.const_data_ptr<scalar_t>();
   const scalar_t* gate = gates.const_data_ptr<scalar_t>();
   scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>();
-  const int64_t step = B * H, gate_step = B * kNumGateBlocks * H;
   const int64_t grain = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(1, T));
 
   at::parallel_for(0, B * H, grain, [&](int64_t begin, int64_t end) {
     for (int64_t t = T - 1; t >= 0; --t) {
+      const int64_t active = steps.count[t], ending = steps.active_after(t);
       for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
-        const int64_t row = t * step + b * H;
-        const int64_t gate_row = t * gate_step + b * kNumGateBlocks * H;
+        if (b >= active) {
+          return;  // this sequence has ended before step t
+        }
+        const int64_t row = steps.offset[t] + b;
+        // h_n of a sequence is its output at its last step: that error joins there.
+        const bool last_step = b >= ending;
         for (int64_t j = j_begin; j < j_end; ++j) {
-          // h_n is output[T-1]: its error joins the last step's.
-          const scalar_t dh = dh_ext[row + j] + (t == T - 1 ? dh_last[b * H + j] : scalar_t(0));
-          backward_cell(dh, ds[b * H + j], gate + gate_row, s[row + j], dnet_ptr + gate_row, j, H,
-                        g, h);
+          opmath_t dh = dh_ext[row * H + j];
+          if (last_step) {
+            dh += dh_last[b * H + j];
+          }
+          backward_cell(dh, ds[b * H + j], gate + row * kNumGateBlocks * H, s[row * H + j],
+                        dnet_ptr + row * kNumGateBlocks * H, j, H, g, h);
         }
       });
     }
   });
 }
 
-// Exact BPTT: dh_t also receives dnet_{t+1} W_hh, one GEMM per step.
+// Exact BPTT: dh_t also receives dnet_{t+1} W_hh, one GEMM per step. `dh_carry` enters as
+// grad_h_n and leaves as the error on h0; rows of sequences not yet started (in reverse time) keep
+// their grad_h_n until their last step.
 template <typename scalar_t>
-void exact_net_errors(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                      const at::Tensor& grad_s_n, const at::Tensor& weight_hh,
-                      const at::Tensor& cell_state, const at::Tensor& gates, at::Tensor& dnet,
-                      at::Tensor& grad_h0, at::Tensor& grad_s0, Activation activation) {
-  const int64_t T = gates.size(0), B = gates.size(1), H = gates.size(2) / kNumGateBlocks;
-  const auto g = cell_input_squash<scalar_t>(activation);
-  const auto h = cell_output_squash<scalar_t>(activation);
-  grad_h0.copy_(grad_h_n);  // holds dh_rec, the recurrent error reaching h_t from step t+1
-  grad_s0.copy_(grad_s_n);  // holds ds, the error on s_t from step t+1
-  scalar_t* dh_rec = grad_h0.data_ptr<scalar_t>();
-  scalar_t* ds = grad_s0.data_ptr<scalar_t>();
-  for (int64_t t = T - 1; t >= 0; --t) {
-    const scalar_t* dh_ext = grad_output[t].const_data_ptr<scalar_t>();
-    const scalar_t* s = cell_state[t].const_data_ptr<scalar_t>();
-    const scalar_t* gate = gates[t].const_data_ptr<scalar_t>();
-    at::Tensor dnet_t = dnet[t];
-    scalar_t* dnet_ptr = dnet_t.data_ptr<scalar_t>();
-    at::parallel_for(0, B * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
+void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
+                      const at::Tensor& weight_hh, const at::Tensor& cell_state,
+                      const at::Tensor& gates, at::Tensor& dnet, at::Tensor& dh_carry,
+                      at::Tensor& ds_carry, Activation activation) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t H = weight_hh.size(1);
+  const auto g = cell_input_squash<opmath_t>(activation);
+  const auto h = cell_output_squash<opmath_t>(activation);
+  scalar_t* dh_rec = dh_carry.data_ptr<scalar_t>();
+  opmath_t* ds = ds_carry.data_ptr<opmath_t>();
+  for (int64_t t = steps.steps() - 1; t >= 0; --t) {
+    const int64_t first = steps.offset[t], rows = steps.count[t];
+    const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>() + first * H;
+    const scalar_t* s = cell_state.const_data_ptr<scalar_t>() + first * H;
+    const scalar_t* gate = gates.const_data_ptr<scalar_t>() + first * kNumGateBlocks * H;
+    scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>() + first * kNumGateBlocks * H;
+    at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
       for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
-        const int64_t gate_row = b * kNumGateBlocks * H;
         for (int64_t j = j_begin; j < j_end; ++j) {
           const int64_t cell = b * H + j;
-          backward_cell(dh_ext[cell] + dh_rec[cell], ds[cell], gate + gate_row, s[cell],
-                        dnet_ptr + gate_row, j, H, g, h);
+          const opmath_t dh = static_cast<opmath_t>(dh_ext[cell]) + static_cast<opmath_t>(dh_rec[cell]);
+          backward_cell(dh, ds[cell], gate + b * kNumGateBlocks * H, s[cell],
+                        dnet_ptr + b * kNumGateBlocks * H, j, H, g, h);
         }
       });
     });
-    at::mm_out(grad_h0, dnet_t, weight_hh);
+    at::Tensor dh_rows = dh_carry.narrow(0, 0, rows);
+    at::mm_out(dh_rows, dnet.narrow(0, first, rows), weight_hh);
   }
 }
 
+// h_{t-1} for every row of steps t >= 1, in row order: the forward output of the previous step,
+// restricted to the rows still active.
+at::Tensor previous_hidden(const StepRows& steps, const at::Tensor& output_2d) {
+  const int64_t later_rows = output_2d.size(0) - (steps.steps() > 0 ? steps.count[0] : 0);
+  if (steps.dense) {
+    return output_2d.narrow(0, 0, later_rows);
+  }
+  std::vector<int64_t> rows;
+  rows.reserve(later_rows);
+  for (int64_t t = 1; t < steps.steps(); ++t) {
+    for (int64_t b = 0; b < steps.count[t]; ++b) {
+      rows.push_back(steps.offset[t - 1] + b);
+    }
+  }
+  return output_2d.index_select(0, at::tensor(rows, at::kLong));
+}
+
 BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Tensor& grad_h_n_in,
-                                 const at::Tensor& grad_s_n_in, const at::Tensor& input,
+                                 const at::Tensor& grad_s_n, const at::Tensor& input,
                                  const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                  const std::optional<at::Tensor>& h0, const at::Tensor& output,
                                  const at::Tensor& cell_state_in, const at::Tensor& gates_in,
-                                 bool truncate, c10::string_view activation_name) {
-  const LayerSizes sizes = check_backward_args(grad_output_in, grad_h_n_in, grad_s_n_in, input,
-                                               weight_ih, weight_hh, h0, output, cell_state_in,
-                                               gates_in);
+                                 bool truncate, c10::string_view activation_name,
+                                 const std::optional<at::Tensor>& batch_sizes) {
+  const LayerSizes sizes =
+      check_backward_args(grad_output_in, grad_h_n_in, grad_s_n, input, weight_ih, weight_hh, h0,
+                          output, cell_state_in, gates_in, batch_sizes);
   const Activation activation = parse_activation(activation_name);
-  const int64_t T = sizes.seq_len.expect_int(), B = sizes.batch.expect_int(),
+  const StepRows steps = step_rows(sizes, batch_sizes);
+  const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
                 I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int();
   // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
   const at::Tensor grad_output = grad_output_in.contiguous();
   const at::Tensor grad_h_n = grad_h_n_in.contiguous();
-  const at::Tensor grad_s_n = grad_s_n_in.contiguous();
   const at::Tensor cell_state = cell_state_in.contiguous();
   const at::Tensor gates = gates_in.contiguous();
   const auto options = input.options();
+  const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
 
-  at::Tensor dnet = at::empty({T, B, kNumGateBlocks * H}, options);
-  at::Tensor grad_h0 = at::empty({B, H}, options);
-  at::Tensor grad_s0 = at::empty({B, H}, options);
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstm1997_backward_cpu", [&] {
+  at::Tensor dnet = at::empty({N, kNumGateBlocks * H}, options);
+  at::Tensor ds_carry = grad_s_n.to(opmath_options, /*non_blocking=*/false,
+                                             /*copy=*/true, at::MemoryFormat::Contiguous);
+  at::Tensor grad_h0;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "lstm1997_backward_cpu", [&] {
     if (truncate) {
-      truncated_net_errors<scalar_t>(grad_output, grad_h_n, grad_s_n, cell_state, gates, dnet,
-                                     grad_s0, activation);
+      truncated_net_errors<scalar_t>(steps, grad_output, grad_h_n, cell_state, gates, dnet,
+                                     ds_carry, activation);
       // h0 reaches the cell only through the truncated recurrent product, except for an empty
       // sequence, where h_n is h0 itself.
-      if (T == 0) {
-        grad_h0.copy_(grad_h_n);
-      } else {
-        grad_h0.zero_();
-      }
+      grad_h0 = T == 0 ? grad_h_n.clone() : at::zeros({B, H}, options);
     } else {
-      exact_net_errors<scalar_t>(grad_output, grad_h_n, grad_s_n, weight_hh, cell_state, gates,
-                                 dnet, grad_h0, grad_s0, activation);
+      grad_h0 = grad_h_n.clone();
+      exact_net_errors<scalar_t>(steps, grad_output, weight_hh, cell_state, gates, dnet, grad_h0,
+                                 ds_carry, activation);
     }
   });
+  at::Tensor grad_s0 = ds_carry.to(input.scalar_type());
 
-  // Weight and input gradients: large GEMMs over all T*B rows at once.
-  const at::Tensor dnet_2d = dnet.view({T * B, kNumGateBlocks * H});
-  const at::Tensor grad_weight_ih = at::mm(dnet_2d.t(), input.reshape({T * B, I}));
+  // Weight and input gradients: large GEMMs over all rows at once.
+  const at::Tensor grad_weight_ih = at::mm(dnet.t(), input.reshape({N, I}));
   at::Tensor grad_weight_hh = at::zeros({kNumGateBlocks * H, H}, options);
-  if (T > 0 && h0.has_value() && h0->defined()) {
-    grad_weight_hh.addmm_(dnet[0].t(), *h0);
+  if (T > 0) {
+    const int64_t first_rows = steps.count[0];
+    if (present(h0)) {
+      grad_weight_hh.addmm_(dnet.narrow(0, 0, first_rows).t(), *h0);
+    }
+    if (N > first_rows) {
+      grad_weight_hh.addmm_(dnet.narrow(0, first_rows, N - first_rows).t(),
+                            previous_hidden(steps, output.reshape({N, H})));
+    }
   }
-  if (T > 1) {
-    // h_{t-1} for t >= 1 is the forward output shifted by one step.
-    grad_weight_hh.addmm_(dnet_2d.slice(0, B).t(), output.slice(0, 0, T - 1).reshape({(T - 1) * B, H}));
-  }
-  const at::Tensor grad_bias = dnet_2d.sum(0);
-  const at::Tensor grad_input = at::mm(dnet_2d, weight_ih).view({T, B, I});
+  const at::Tensor grad_bias = dnet.sum(0);
+  const at::Tensor grad_input = at::mm(dnet, weight_ih).view(input.sizes());
   return {grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0};
 }
 
