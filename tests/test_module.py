@@ -100,7 +100,7 @@ def test_to_torch_lstm_computes_the_same_function(bias):
 def test_from_torch_lstm_drops_the_forget_gate_with_a_warning():
     torch.manual_seed(5)
     torch_lstm = torch.nn.LSTM(3, 4)
-    with pytest.warns(UserWarning, match="forget gate .* dropped"):
+    with pytest.warns(UserWarning, match="forget gates .* dropped"):
         module = lstm1997.LSTM.from_torch_lstm(torch_lstm, truncate=False, activation="tanh")
     assert module.truncate is False
     for name, ours in module.named_parameters():

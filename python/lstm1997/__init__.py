@@ -6,7 +6,7 @@ import torch  # noqa: F401  (the op library links against torch: load it first)
 
 from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
 from .functional import lstm
-from .modules import LSTM
+from .modules import LSTM, LSTMCell
 
-__all__ = ["LSTM", "lstm"]
+__all__ = ["LSTM", "LSTMCell", "lstm"]
 __version__ = "0.1.0"

@@ -1,36 +1,306 @@
-"""nn.Module front end of the 1997 LSTM."""
+"""nn.Module front ends of the 1997 LSTM: LSTM (a drop-in for torch.nn.LSTM) and LSTMCell.
+
+Layers, directions, dropout, batch_first and packed sequences live here, around the one-layer,
+one-direction op torch.ops.lstm1997.lstm, as PyTorch's own RNN code builds them around a layer.
+"""
 import math
-from typing import Optional, Tuple
+import numbers
+import warnings
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
+from torch.nn.utils.rnn import PackedSequence
 
 from . import convert
 from .functional import ACTIVATIONS
 
 
-def _check_positive_int(value, name):
+def _check_positive_int(value, name, owner):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"LSTM: {name}: expected a positive int, got {value!r}")
+        raise ValueError(f"{owner}: {name}: expected a positive int, got {value!r}")
+
+
+def _check_activation(activation, owner):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{owner}: activation: expected one of {ACTIVATIONS}, got {activation!r}")
+
+
+def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
+    """The permutation of packed rows that reverses every sequence within its own length.
+
+    Packed rows are ordered by step, then by sequence; reversing each sequence keeps the lengths,
+    so the result is again a valid packed layout with the same batch_sizes, and the permutation is
+    its own inverse.
+    """
+    steps = batch_sizes.numel()
+    offsets = torch.cumsum(batch_sizes, 0) - batch_sizes
+    step_of_row = torch.repeat_interleave(torch.arange(steps), batch_sizes)
+    sequence_of_row = torch.arange(step_of_row.numel()) - offsets[step_of_row]
+    lengths = (batch_sizes.unsqueeze(0) > torch.arange(int(batch_sizes[0])).unsqueeze(1)).sum(1)
+    mirrored_step = lengths[sequence_of_row] - 1 - step_of_row
+    return offsets[mirrored_step] + sequence_of_row
 
 
 class LSTM(nn.Module):
-    r"""The original LSTM layer (Hochreiter & Schmidhuber, 1997): input and output gates, no forget
-    gate, and a cell state that is a constant error carousel.
+    r"""The original LSTM (Hochreiter & Schmidhuber, 1997): input and output gates, no forget gate,
+    and a cell state that is a constant error carousel. A drop-in for ``torch.nn.LSTM``.
 
-    A drop-in for ``torch.nn.LSTM``: ``forward(input, hx=None)`` returns
-    ``output, (h_n, s_n)`` as ``torch.nn.LSTM`` returns ``output, (h_n, c_n)``, with ``s`` the cell
-    state. Parameters are named as in ``torch.nn.LSTM`` with three gate blocks (input gate, cell
-    input, output gate) instead of four: ``weight_ih_l0`` (3H, I), ``weight_hh_l0`` (3H, H),
-    ``bias_ih_l0`` and ``bias_hh_l0`` (3H), initialised uniform in ±1/sqrt(H).
+    Arguments, inputs and outputs are those of ``torch.nn.LSTM``: ``forward(input, hx=None)``
+    returns ``output, (h_n, s_n)`` as ``torch.nn.LSTM`` returns ``output, (h_n, c_n)``, with ``s``
+    the cell state; input may be ``(T, B, I)``, ``(B, T, I)`` with ``batch_first``, unbatched
+    ``(T, I)``, or a ``PackedSequence``; ``hx = (h0, s0)`` and ``h_n, s_n`` have shape
+    ``(num_layers * num_directions, B, H)``. Parameters are named as in ``torch.nn.LSTM``
+    (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``, with ``_reverse``
+    for the reverse direction) with three gate blocks (input gate, cell input, output gate) instead
+    of four, and are initialised uniform in ±1/sqrt(H). ``proj_size`` is not supported.
 
-    Args:
-        input_size, hidden_size, bias: as in torch.nn.LSTM.
+    Args (beyond torch.nn.LSTM's):
         truncate: True (default) trains with the paper's truncated gradient; False with exact BPTT.
         activation: "tanh" (default) or "paper" (g = 4 sigmoid - 2, h = 2 sigmoid - 1).
+    """
 
-    Shapes: input ``(T, B, I)`` or unbatched ``(T, I)``; ``hx = (h0, s0)`` each ``(1, B, H)``
-    (``(1, H)`` unbatched); h_n and s_n likewise.
+    __constants__ = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
+                     "bidirectional", "truncate", "activation"]
+    _flat_weights: List[Optional[Tensor]]
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        *,
+        truncate: bool = True,
+        activation: str = "tanh",
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        _check_positive_int(input_size, "input_size", "LSTM")
+        _check_positive_int(hidden_size, "hidden_size", "LSTM")
+        _check_positive_int(num_layers, "num_layers", "LSTM")
+        _check_activation(activation, "LSTM")
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
+            raise ValueError(f"LSTM: dropout: expected a probability in [0, 1], got {dropout!r}")
+        if proj_size != 0:
+            raise ValueError(
+                f"LSTM: proj_size: expected 0, got {proj_size!r}: projections (LSTMP) are not part "
+                "of the 1997 LSTM and are not supported"
+            )
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bool(bias)
+        self.batch_first = bool(batch_first)
+        self.dropout = float(dropout)
+        self.bidirectional = bool(bidirectional)
+        self.proj_size = 0
+        self.truncate = bool(truncate)
+        self.activation = activation
+        factory = {"device": device, "dtype": dtype}
+        directions = 2 if self.bidirectional else 1
+        gate_rows = 3 * hidden_size
+        # Four slots per (layer, direction): weight_ih, weight_hh, bias_ih, bias_hh (None if absent).
+        self._flat_weights_names: List[str] = []
+        for layer in range(num_layers):
+            layer_input_size = input_size if layer == 0 else hidden_size * directions
+            for direction in range(directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+                shapes = {
+                    "weight_ih" + suffix: (gate_rows, layer_input_size),
+                    "weight_hh" + suffix: (gate_rows, hidden_size),
+                    "bias_ih" + suffix: (gate_rows,),
+                    "bias_hh" + suffix: (gate_rows,),
+                }
+                for name, shape in shapes.items():
+                    if name.startswith("bias") and not self.bias:
+                        self.register_parameter(name, None)
+                    else:
+                        setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+                    self._flat_weights_names.append(name)
+        self._init_flat_weights()
+        self.reset_parameters()
+
+    def _init_flat_weights(self) -> None:
+        self._flat_weights = [getattr(self, name) for name in self._flat_weights_names]
+
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name in self.__dict__.get("_flat_weights_names", ()):
+            self._flat_weights[self._flat_weights_names.index(name)] = value
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        # Conversions may replace the Parameters: keep the list the forward reads in step.
+        self._init_flat_weights()
+        return result
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+
+    def flatten_parameters(self) -> None:
+        """Does nothing: the op takes the weights as they are (torch.nn.LSTM needs this for cuDNN)."""
+
+    @property
+    def all_weights(self) -> List[List[nn.Parameter]]:
+        return [
+            [w for w in self._flat_weights[k : k + 4] if w is not None]
+            for k in range(0, len(self._flat_weights), 4)
+        ]
+
+    def _reverse(self, sequence: Tensor, reverse_index: Optional[Tensor]) -> Tensor:
+        if reverse_index is None:
+            return sequence.flip(0)
+        return sequence.index_select(0, reverse_index)
+
+    def _run(
+        self,
+        input: Tensor,
+        batch_sizes: Optional[Tensor],
+        reverse_index: Optional[Tensor],
+        h0: Optional[Tensor],
+        s0: Optional[Tensor],
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """The stack over (T, B, I), or packed (N, I) with batch_sizes; h0, s0 of shape
+        (num_layers * num_directions, B, H) or None."""
+        directions = 2 if self.bidirectional else 1
+        final_hidden: List[Tensor] = []
+        final_state: List[Tensor] = []
+        layer_input = input
+        for layer in range(self.num_layers):
+            outputs: List[Tensor] = []
+            for direction in range(directions):
+                k = layer * directions + direction
+                weight_ih = self._flat_weights[4 * k]
+                weight_hh = self._flat_weights[4 * k + 1]
+                assert weight_ih is not None and weight_hh is not None
+                sequence = layer_input if direction == 0 else self._reverse(layer_input, reverse_index)
+                output, h_n, s_n = torch.ops.lstm1997.lstm(
+                    sequence,
+                    weight_ih,
+                    weight_hh,
+                    self._flat_weights[4 * k + 2],
+                    self._flat_weights[4 * k + 3],
+                    None if h0 is None else h0[k],
+                    None if s0 is None else s0[k],
+                    self.truncate,
+                    self.activation,
+                    batch_sizes,
+                )
+                outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
+                final_hidden.append(h_n)
+                final_state.append(s_n)
+            layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+            if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
+                layer_input = F.dropout(layer_input, self.dropout, True)
+        return layer_input, torch.stack(final_hidden), torch.stack(final_state)
+
+    def _check_hx(self, hx: Tuple[Tensor, Tensor], expected: List[int], layout: str) -> None:
+        for name, state in (("h0", hx[0]), ("s0", hx[1])):
+            if list(state.shape) != expected:
+                raise RuntimeError(
+                    f"LSTM: hx ({name}): expected shape {expected} {layout}, got {list(state.shape)}"
+                )
+
+    def forward(self, input, hx: Optional[Tuple[Tensor, Tensor]] = None):
+        directions = 2 if self.bidirectional else 1
+        stacked = self.num_layers * directions
+        if isinstance(input, PackedSequence):
+            data, batch_sizes, sorted_indices, unsorted_indices = input
+            batch = int(batch_sizes[0])
+            if hx is None:
+                zeros = data.new_zeros(stacked, batch, self.hidden_size)
+                h0, s0 = zeros, zeros
+            else:
+                self._check_hx(hx, [stacked, batch, self.hidden_size],
+                               "(num_layers * num_directions, batch, hidden_size)")
+                h0, s0 = hx
+                if sorted_indices is not None:
+                    h0 = h0.index_select(1, sorted_indices)
+                    s0 = s0.index_select(1, sorted_indices)
+            reverse_index = _packed_reverse_index(batch_sizes).to(data.device) if directions == 2 else None
+            output, h_n, s_n = self._run(data, batch_sizes, reverse_index, h0, s0)
+            if unsorted_indices is not None:
+                h_n = h_n.index_select(1, unsorted_indices)
+                s_n = s_n.index_select(1, unsorted_indices)
+            return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), (h_n, s_n)
+
+        if input.dim() not in (2, 3):
+            raise ValueError(
+                "LSTM: input: expected a 3-D (seq_len, batch, input_size) or 2-D "
+                f"(seq_len, input_size) tensor, got {input.dim()}-D"
+            )
+        batched = input.dim() == 3
+        if not batched:
+            input = input.unsqueeze(1)
+        elif self.batch_first:
+            input = input.transpose(0, 1)
+        h0: Optional[Tensor] = None
+        s0: Optional[Tensor] = None
+        if hx is not None:
+            if batched:
+                self._check_hx(hx, [stacked, input.size(1), self.hidden_size],
+                               "(num_layers * num_directions, batch, hidden_size)")
+                h0, s0 = hx
+            else:
+                self._check_hx(hx, [stacked, self.hidden_size],
+                               "(num_layers * num_directions, hidden_size) for unbatched input")
+                h0, s0 = hx[0].unsqueeze(1), hx[1].unsqueeze(1)
+        output, h_n, s_n = self._run(input, None, None, h0, s0)
+        if not batched:
+            return output.squeeze(1), (h_n.squeeze(1), s_n.squeeze(1))
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n, s_n)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            text += f", num_layers={self.num_layers}"
+        if not self.bias:
+            text += ", bias=False"
+        if self.batch_first:
+            text += ", batch_first=True"
+        if self.dropout != 0:
+            text += f", dropout={self.dropout}"
+        if self.bidirectional:
+            text += ", bidirectional=True"
+        return text + f", truncate={self.truncate}, activation={self.activation!r}"
+
+    def to_torch_lstm(self) -> nn.LSTM:
+        """A torch.nn.LSTM (forget gates pinned open) computing the same function; "tanh" only."""
+        return convert.to_torch_lstm(self)
+
+    @classmethod
+    def from_torch_lstm(cls, module: nn.LSTM, **options) -> "LSTM":
+        """Builds an LSTM from a torch.nn.LSTM of any configuration but proj_size, dropping its
+        forget gates (warns unless they were pinned open). ``options`` (truncate, activation) pass
+        to the constructor."""
+        return convert.from_torch_lstm(cls, module, **options)
+
+
+class LSTMCell(nn.Module):
+    r"""One time step of the 1997 LSTM, like ``torch.nn.LSTMCell``: ``forward(input, hx=None)``
+    returns ``(h, s)``. Input ``(B, I)`` or ``(I,)``; ``hx = (h, s)`` each ``(B, H)`` or ``(H,)``.
+    Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H).
+
+    With ``truncate=True`` (the paper's rule) no error flows from the step's net inputs back into
+    the previous h; the previous cell state s still receives its error in full.
     """
 
     __constants__ = ["input_size", "hidden_size", "bias", "truncate", "activation"]
@@ -47,25 +317,23 @@ class LSTM(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        _check_positive_int(input_size, "input_size")
-        _check_positive_int(hidden_size, "hidden_size")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"LSTM: activation: expected one of {ACTIVATIONS}, got {activation!r}")
+        _check_positive_int(input_size, "input_size", "LSTMCell")
+        _check_positive_int(hidden_size, "hidden_size", "LSTMCell")
+        _check_activation(activation, "LSTMCell")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
         self.truncate = bool(truncate)
         self.activation = activation
         factory = {"device": device, "dtype": dtype}
-        gate_rows = 3 * hidden_size
-        self.weight_ih_l0 = nn.Parameter(torch.empty(gate_rows, input_size, **factory))
-        self.weight_hh_l0 = nn.Parameter(torch.empty(gate_rows, hidden_size, **factory))
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
         if self.bias:
-            self.bias_ih_l0 = nn.Parameter(torch.empty(gate_rows, **factory))
-            self.bias_hh_l0 = nn.Parameter(torch.empty(gate_rows, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
         else:
-            self.register_parameter("bias_ih_l0", None)
-            self.register_parameter("bias_hh_l0", None)
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -73,43 +341,34 @@ class LSTM(nn.Module):
         for parameter in self.parameters():
             nn.init.uniform_(parameter, -bound, bound)
 
-    def forward(
-        self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
-    ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
-        if input.dim() not in (2, 3):
+    def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
+        if input.dim() not in (1, 2):
             raise ValueError(
-                "LSTM: input: expected a 3-D (seq_len, batch, input_size) or 2-D "
-                f"(seq_len, input_size) tensor, got {input.dim()}-D"
+                f"LSTMCell: input: expected a 2-D (batch, input_size) or 1-D (input_size) tensor, "
+                f"got {input.dim()}-D"
             )
-        batched = input.dim() == 3
+        batched = input.dim() == 2
         if not batched:
-            input = input.unsqueeze(1)
+            input = input.unsqueeze(0)
         h0: Optional[Tensor] = None
         s0: Optional[Tensor] = None
         if hx is not None:
-            expected = [1, input.size(1), self.hidden_size] if batched else [1, self.hidden_size]
-            layout = "(num_layers, batch, hidden_size)" if batched else "(num_layers, hidden_size)"
+            expected = [input.size(0), self.hidden_size] if batched else [self.hidden_size]
+            for name, state in (("h", hx[0]), ("s", hx[1])):
+                if list(state.shape) != expected:
+                    raise RuntimeError(
+                        f"LSTMCell: hx ({name}): expected shape {expected}, got {list(state.shape)}"
+                    )
             h0, s0 = hx
-            if list(h0.shape) != expected:
-                raise RuntimeError(f"LSTM: hx (h0): expected shape {expected} {layout}, got {list(h0.shape)}")
-            if list(s0.shape) != expected:
-                raise RuntimeError(f"LSTM: hx (s0): expected shape {expected} {layout}, got {list(s0.shape)}")
-            h0 = h0.reshape(input.size(1), self.hidden_size)
-            s0 = s0.reshape(input.size(1), self.hidden_size)
-        output, h_n, s_n = torch.ops.lstm1997.lstm(
-            input,
-            self.weight_ih_l0,
-            self.weight_hh_l0,
-            self.bias_ih_l0,
-            self.bias_hh_l0,
-            h0,
-            s0,
-            self.truncate,
-            self.activation,
+            if not batched:
+                h0, s0 = h0.unsqueeze(0), s0.unsqueeze(0)
+        _, h, s = torch.ops.lstm1997.lstm(
+            input.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, h0, s0,
+            self.truncate, self.activation, None,
         )
         if not batched:
-            return output.squeeze(1), (h_n, s_n)
-        return output, (h_n.unsqueeze(0), s_n.unsqueeze(0))
+            return h.squeeze(0), s.squeeze(0)
+        return h, s
 
     def extra_repr(self) -> str:
         text = f"{self.input_size}, {self.hidden_size}"
@@ -117,12 +376,12 @@ class LSTM(nn.Module):
             text += ", bias=False"
         return text + f", truncate={self.truncate}, activation={self.activation!r}"
 
-    def to_torch_lstm(self) -> nn.LSTM:
-        """A torch.nn.LSTM (forget gate pinned open) computing the same function; "tanh" only."""
-        return convert.to_torch_lstm(self)
+    def to_torch_lstm_cell(self) -> nn.LSTMCell:
+        """A torch.nn.LSTMCell (forget gate pinned open) computing the same step; "tanh" only."""
+        return convert.to_torch_lstm_cell(self)
 
     @classmethod
-    def from_torch_lstm(cls, module: nn.LSTM, **options) -> "LSTM":
-        """Builds an LSTM from a torch.nn.LSTM, dropping its forget gate (warns unless pinned
-        open). ``options`` (truncate, activation) pass to the constructor."""
-        return convert.from_torch_lstm(cls, module, **options)
+    def from_torch_lstm_cell(cls, module: nn.LSTMCell, **options) -> "LSTMCell":
+        """Builds an LSTMCell from a torch.nn.LSTMCell, dropping its forget gate (warns unless it
+        was pinned open)."""
+        return convert.from_torch_lstm_cell(cls, module, **options)
