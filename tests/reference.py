@@ -61,3 +61,68 @@ def drop_forget_rows(tensor):
     """torch.nn.LSTM's (i, f, g, o) rows -> the 1997 cell's (i, g, o) rows."""
     i, _, g, o = tensor.chunk(4, dim=0)
     return torch.cat([i, g, o])
+
+
+def reference_stack(sequences, params, num_layers, bidirectional, h0=None, s0=None,
+                    truncate=True, activation="tanh"):
+    """A stacked (and optionally bidirectional) 1997 LSTM run on each sequence separately.
+
+    sequences: list of (length_b, I) tensors; params: dict of lstm1997.LSTM parameter names to
+    tensors; h0, s0: (num_layers * directions, B, H) or None. Returns (list of (length_b, D*H)
+    outputs, h_n, s_n). No padding or packing: every sequence runs alone over its own length, and
+    the reverse direction simply runs over the flipped sequence.
+    """
+    directions = 2 if bidirectional else 1
+    outputs, final_h, final_s = [], [], []
+    for b, sequence in enumerate(sequences):
+        layer_input = sequence
+        h_b, s_b = [], []
+        for layer in range(num_layers):
+            direction_outputs = []
+            for direction in range(directions):
+                k = layer * directions + direction
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                x = layer_input.flip(0) if direction else layer_input
+                out, h, s = reference_lstm(
+                    x.unsqueeze(1), params["weight_ih" + suffix], params["weight_hh" + suffix],
+                    params.get("bias_ih" + suffix), params.get("bias_hh" + suffix),
+                    None if h0 is None else h0[k, b : b + 1],
+                    None if s0 is None else s0[k, b : b + 1],
+                    truncate=truncate, activation=activation,
+                )
+                out = out[:, 0]
+                direction_outputs.append(out.flip(0) if direction else out)
+                h_b.append(h[0])
+                s_b.append(s[0])
+            layer_input = torch.cat(direction_outputs, dim=1)
+        outputs.append(layer_input)
+        final_h.append(torch.stack(h_b))
+        final_s.append(torch.stack(s_b))
+    return outputs, torch.stack(final_h, dim=1), torch.stack(final_s, dim=1)
+
+
+def pinned_torch_like(module):
+    """A torch.nn.LSTM or torch.nn.LSTMCell with the configuration and (i, g, o) rows of an
+    lstm1997 module and forget gates pinned open (weights 0, bias_ih 1e4)."""
+    if hasattr(module, "num_layers"):
+        result = nn.LSTM(module.input_size, module.hidden_size, module.num_layers, bias=True,
+                         batch_first=module.batch_first, bidirectional=module.bidirectional,
+                         dtype=next(module.parameters()).dtype)
+    else:
+        result = nn.LSTMCell(module.input_size, module.hidden_size, bias=True,
+                             dtype=next(module.parameters()).dtype)
+    ours = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, theirs in result.named_parameters():
+            rows = theirs.shape[0] // 4
+            i, f, g, o = theirs.split(rows)
+            source = ours.get(name)
+            if source is None:  # no biases in ours: zero, with the forget rows pinned below
+                theirs.zero_()
+            else:
+                si, sg, so = source.detach().split(rows)
+                i.copy_(si), g.copy_(sg), o.copy_(so)
+                f.zero_()
+            if name.startswith("bias_ih"):
+                f.fill_(1e4)
+    return result
