@@ -15,3 +15,12 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
     assert "lstm1997.demo" in demo and "pytest" in test
     with open(os.path.join(ROOT, ".ci", "run")) as f:
         assert test in f.read().splitlines()
+
+
+def test_readme_python_examples_run():
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
+    assert blocks
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)

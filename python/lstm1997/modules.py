@@ -64,6 +64,7 @@ class LSTM(nn.Module):
     __constants__ = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
                      "bidirectional", "truncate", "activation"]
     _flat_weights: List[Optional[Tensor]]
+    __jit_unused_properties__ = ["all_weights"]
 
     def __init__(
         self,
