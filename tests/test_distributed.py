@@ -25,6 +25,8 @@ def loss_fn(module, x, target):
 
 
 def worker(rank, init_file, result_file, truncate):
+    # Loopback only: the ranks find each other without depending on how the host name resolves.
+    os.environ["GLOO_SOCKET_IFNAME"] = "lo"
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
     try:
         torch.manual_seed(0)
@@ -35,6 +37,7 @@ def worker(rank, init_file, result_file, truncate):
         loss_fn(model, x[:, shard], target[shard]).backward()
         if rank == 0:
             torch.save({n: p.grad for n, p in module.named_parameters()}, result_file)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

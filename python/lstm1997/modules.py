@@ -64,6 +64,7 @@ class LSTM(nn.Module):
     __constants__ = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
                      "bidirectional", "truncate", "activation"]
     _flat_weights: List[Optional[Tensor]]
+    _flat_weights_names: List[str]
     __jit_unused_properties__ = ["all_weights"]
 
     def __init__(
@@ -115,7 +116,7 @@ class LSTM(nn.Module):
         directions = 2 if self.bidirectional else 1
         gate_rows = 3 * hidden_size
         # Four slots per (layer, direction): weight_ih, weight_hh, bias_ih, bias_hh (None if absent).
-        self._flat_weights_names: List[str] = []
+        self._flat_weights_names = []
         for layer in range(num_layers):
             layer_input_size = input_size if layer == 0 else hidden_size * directions
             for direction in range(directions):
