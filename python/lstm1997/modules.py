@@ -219,34 +219,52 @@ class LSTM(nn.Module):
                     f"LSTM: hx ({name}): expected shape {expected} {layout}, got {list(state.shape)}"
                 )
 
-    def forward(self, input, hx: Optional[Tuple[Tensor, Tensor]] = None):
-        directions = 2 if self.bidirectional else 1
-        stacked = self.num_layers * directions
+    # Annotated for tensors, so that TorchScript compiles this (and a scripted caller sees exact
+    # types); eager calls may also pass a PackedSequence. Scripted code passes packed input to
+    # forward_packed, since TorchScript cannot overload a module's top-level forward.
+    def forward(
+        self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         if isinstance(input, PackedSequence):
-            data, batch_sizes, sorted_indices, unsorted_indices = input
-            batch = int(batch_sizes[0])
-            if hx is None:
-                zeros = data.new_zeros(stacked, batch, self.hidden_size)
-                h0, s0 = zeros, zeros
-            else:
-                self._check_hx(hx, [stacked, batch, self.hidden_size],
-                               "(num_layers * num_directions, batch, hidden_size)")
-                h0, s0 = hx
-                if sorted_indices is not None:
-                    h0 = h0.index_select(1, sorted_indices)
-                    s0 = s0.index_select(1, sorted_indices)
-            reverse_index = _packed_reverse_index(batch_sizes).to(data.device) if directions == 2 else None
-            output, h_n, s_n = self._run(data, batch_sizes, reverse_index, h0, s0)
-            if unsorted_indices is not None:
-                h_n = h_n.index_select(1, unsorted_indices)
-                s_n = s_n.index_select(1, unsorted_indices)
-            return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), (h_n, s_n)
+            return self.forward_packed(input, hx)
+        return self._forward_tensor(input, hx)
 
+    @torch.jit.export
+    def forward_packed(
+        self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
+        """forward for a PackedSequence (what forward does with one), callable from TorchScript."""
+        data, batch_sizes, sorted_indices, unsorted_indices = input
+        stacked = self.num_layers * (2 if self.bidirectional else 1)
+        batch = int(batch_sizes[0])
+        if hx is None:
+            zeros = data.new_zeros(stacked, batch, self.hidden_size)
+            h0, s0 = zeros, zeros
+        else:
+            self._check_hx(hx, [stacked, batch, self.hidden_size],
+                           "(num_layers * num_directions, batch, hidden_size)")
+            h0, s0 = hx
+            if sorted_indices is not None:
+                h0 = h0.index_select(1, sorted_indices)
+                s0 = s0.index_select(1, sorted_indices)
+        reverse_index: Optional[Tensor] = None
+        if self.bidirectional:
+            reverse_index = _packed_reverse_index(batch_sizes).to(data.device)
+        output, h_n, s_n = self._run(data, batch_sizes, reverse_index, h0, s0)
+        if unsorted_indices is not None:
+            h_n = h_n.index_select(1, unsorted_indices)
+            s_n = s_n.index_select(1, unsorted_indices)
+        return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), (h_n, s_n)
+
+    def _forward_tensor(
+        self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]]
+    ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         if input.dim() not in (2, 3):
             raise ValueError(
                 "LSTM: input: expected a 3-D (seq_len, batch, input_size) or 2-D "
                 f"(seq_len, input_size) tensor, got {input.dim()}-D"
             )
+        stacked = self.num_layers * (2 if self.bidirectional else 1)
         batched = input.dim() == 3
         if not batched:
             input = input.unsqueeze(1)
