@@ -181,6 +181,11 @@ class LSTM(nn.Module):
         """The stack over (T, B, I), or packed (N, I) with batch_sizes; h0, s0 of shape
         (num_layers * num_directions, B, H) or None."""
         directions = 2 if self.bidirectional else 1
+        flat_weights = self._flat_weights
+        if not torch.jit.is_scripting():
+            # Read the parameters through the module: torch.export, torch.func.functional_call and
+            # the like substitute them there, not in this list.
+            flat_weights = [getattr(self, name) for name in self._flat_weights_names]
         final_hidden: List[Tensor] = []
         final_state: List[Tensor] = []
         layer_input = input
@@ -188,16 +193,16 @@ class LSTM(nn.Module):
             outputs: List[Tensor] = []
             for direction in range(directions):
                 k = layer * directions + direction
-                weight_ih = self._flat_weights[4 * k]
-                weight_hh = self._flat_weights[4 * k + 1]
+                weight_ih = flat_weights[4 * k]
+                weight_hh = flat_weights[4 * k + 1]
                 assert weight_ih is not None and weight_hh is not None
                 sequence = layer_input if direction == 0 else self._reverse(layer_input, reverse_index)
                 output, h_n, s_n = torch.ops.lstm1997.lstm(
                     sequence,
                     weight_ih,
                     weight_hh,
-                    self._flat_weights[4 * k + 2],
-                    self._flat_weights[4 * k + 3],
+                    flat_weights[4 * k + 2],
+                    flat_weights[4 * k + 3],
                     None if h0 is None else h0[k],
                     None if s0 is None else s0[k],
                     self.truncate,
