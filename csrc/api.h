@@ -1,0 +1,28 @@
+// The C++ API of lstm1997 for LibTorch programs: link liblstm1997_ops and include this header.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <tuple>
+
+namespace lstm1997 {
+
+// One layer of the 1997 LSTM over a whole sequence: torch.ops.lstm1997.lstm, differentiable with
+// the paper's truncated gradient (truncate = true) or exact BPTT. input (T, B, I), or packed (N, I)
+// with batch_sizes; weight_ih (3H, I), weight_hh (3H, H), biases (3H), h0 and s0 (B, H).
+// Returns (output, h_n, s_n). Bad arguments throw c10::Error naming the argument.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
+    const at::Tensor& input,
+    const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih = std::nullopt,
+    const std::optional<at::Tensor>& bias_hh = std::nullopt,
+    const std::optional<at::Tensor>& h0 = std::nullopt,
+    const std::optional<at::Tensor>& s0 = std::nullopt,
+    bool truncate = true,
+    c10::string_view activation = "tanh",
+    const std::optional<at::Tensor>& batch_sizes = std::nullopt);
+
+}  // namespace lstm1997
