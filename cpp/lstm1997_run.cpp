@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
   try {
     torch::jit::Module model = torch::jit::load(argv[1]);
     model.eval();
-    const c10::IValue input = torch::pickle_load(read_file(argv[2]));
+    const c10::IValue input = torch::jit::pickle_load(read_file(argv[2]));
     if (!input.isTensor()) {
       throw std::runtime_error(std::string("INPUT: expected a tensor saved with torch.save, got ") +
                                input.tagKind());
@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
     const at::Tensor output =
         result.isTuple() ? result.toTupleRef().elements()[0].toTensor() : result.toTensor();
     if (argc == 4) {
-      write_file(argv[3], torch::pickle_save(output));
+      write_file(argv[3], torch::jit::pickle_save(output));
     } else {
       std::cout << output << "\n";
     }

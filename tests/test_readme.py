@@ -17,7 +17,8 @@ def test_readme_has_exactly_two_commands_and_ci_runs_the_test_one():
         assert test in f.read().splitlines()
 
 
-def test_readme_python_examples_run():
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the examples save files
     with open(os.path.join(ROOT, "README.md")) as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), flags=re.S)
     assert blocks
