@@ -40,6 +40,10 @@ def worker(rank, init_file, result_file, truncate):
         dist.barrier()
     finally:
         dist.destroy_process_group()
+    # All work is done and saved. Leave without the interpreter's teardown, where gloo's worker
+    # threads occasionally abort the process ("terminate called without an active exception",
+    # seen here about once in five full test runs, after the results were written).
+    os._exit(0)
 
 
 @pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(), reason="needs gloo")
