@@ -3,9 +3,14 @@
 CUDA sources (csrc/cuda/*.cu) are compiled when the installed torch has CUDA and a CUDA toolkit is
 found; on a CPU-only torch they are skipped and the CPU kernels alone are built.
 Set LSTM1997_DEBUG=1 for an unoptimised build with debug symbols.
+
+The CPU kernels use at::vec for their pointwise math. When the build machine has AVX2 and FMA
+(x86-64), they are compiled for them: pip builds this package from source, on the machine that
+runs it. LSTM1997_SIMD=0 builds portable code instead (for a binary meant for other machines).
 """
 import glob
 import os
+import platform
 
 from setuptools import setup
 from torch.utils import cpp_extension
@@ -17,11 +22,26 @@ def sources(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
+def simd_flags():
+    """Compiler flags that let at::vec use AVX2 (and Sleef's AVX2 functions, which libtorch
+    exports) when this machine has it; CMakeLists.txt makes the same choice."""
+    if os.environ.get("LSTM1997_SIMD", "1") == "0" or platform.machine() not in ("x86_64", "AMD64"):
+        return []
+    try:
+        with open("/proc/cpuinfo") as f:
+            features = set(f.read().split())
+    except OSError:
+        return []
+    if {"avx2", "fma", "f16c"} <= features:
+        return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
+    return []
+
+
 def extension():
     debug = os.environ.get("LSTM1997_DEBUG", "0") == "1"
     cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
     # at::parallel_for expands to OpenMP pragmas in the header: without -fopenmp it runs serially.
-    cxx_flags += ["-fopenmp", "-std=c++17"]
+    cxx_flags += ["-fopenmp", "-std=c++17"] + simd_flags()
     cpu_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     cuda_sources = sources("csrc/cuda/*.cu")
     use_cuda = bool(cuda_sources) and torch_has_cuda() and cpp_extension.CUDA_HOME is not None

@@ -39,6 +39,20 @@ enum class Activation {
 
 Activation parse_activation(c10::string_view name);
 
+// The transcendental functions of the cell's formulas, for scalars. A backend specialises this for
+// its vector types (the CPU kernels for at::vec::Vectorized), so that one instantiation of each
+// formula serves a vectorised loop body and another its scalar tail: they cannot disagree.
+template <typename V>
+struct ElementwiseMath {
+  static V tanh(V x) { return std::tanh(x); }
+  static V exp(V x) { return std::exp(x); }
+};
+
+template <typename V>
+inline V sigmoid(V x) {
+  return V(1) / (V(1) + ElementwiseMath<V>::exp(V(0) - x));
+}
+
 // Every squasher used here is scale * tanh(slope * x):
 //   tanh                                 scale 1, slope 1
 //   paper g: 4 sigmoid(x) - 2 = 2 tanh(x/2)  scale 2, slope 1/2
@@ -50,8 +64,14 @@ struct Squash {
   scalar_t scale;
   scalar_t slope;
 
-  scalar_t operator()(scalar_t x) const { return scale * std::tanh(slope * x); }
-  scalar_t grad_from_value(scalar_t y) const { return slope * (scale - y * y / scale); }
+  template <typename V>
+  V operator()(V x) const {
+    return V(scale) * ElementwiseMath<V>::tanh(V(slope) * x);
+  }
+  template <typename V>
+  V grad_from_value(V y) const {
+    return V(slope) * (V(scale) - y * y / V(scale));
+  }
 };
 
 template <typename scalar_t>
@@ -62,11 +82,6 @@ Squash<scalar_t> cell_input_squash(Activation activation) {
 template <typename scalar_t>
 Squash<scalar_t> cell_output_squash(Activation activation) {
   return activation == Activation::Tanh ? Squash<scalar_t>{1, 1} : Squash<scalar_t>{1, 0.5};
-}
-
-template <typename scalar_t>
-inline scalar_t sigmoid(scalar_t x) {
-  return scalar_t(1) / (scalar_t(1) + std::exp(-x));
 }
 
 // Sizes of one layer call, symbolic so that the same checks serve real and fake (meta) tensors.

@@ -12,13 +12,98 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <type_traits>
+
 namespace lstm1997 {
+
+// The cell's formulas on SIMD vectors (AVX2 where the build enables it; see setup.py).
+template <typename T>
+struct ElementwiseMath<at::vec::Vectorized<T>> {
+  using V = at::vec::Vectorized<T>;
+  static V tanh(V x) { return x.tanh(); }
+  static V exp(V x) { return x.exp(); }
+};
+
 namespace {
 
+template <typename V>
+constexpr bool is_vector = !std::is_arithmetic_v<V>;
+
+// Loads and stores of V (a vector, or one opmath value) from and to the stored type T.
+template <typename V, typename T>
+inline V load(const T* data) {
+  if constexpr (is_vector<V>) {
+    return V::loadu(data);
+  } else {
+    return static_cast<V>(*data);
+  }
+}
+
+template <typename V, typename T>
+inline void store(const V& value, T* data) {
+  if constexpr (is_vector<V>) {
+    value.store(data);
+  } else {
+    *data = static_cast<T>(value);
+  }
+}
+
+// Runs body(j, V{}) over [begin, end): in SIMD vectors of opmath_t while whole vectors fit (when
+// the stored type is opmath_t itself: float, double), then one opmath_t value at a time.
+template <typename scalar_t, typename Body>
+inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  int64_t j = begin;
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    using Vec = at::vec::Vectorized<opmath_t>;
+    for (; j + Vec::size() <= end; j += Vec::size()) {
+      body(j, Vec());
+    }
+  }
+  for (; j < end; ++j) {
+    body(j, opmath_t());
+  }
+}
+
+// One step of one cell: the activated gates, the new cell state s_t and the output h_t.
+template <typename V>
+struct CellStep {
+  V input_gate, cell_input, output_gate, cell_state, hidden;
+};
+
+template <typename V, typename opmath_t>
+inline CellStep<V> cell_forward(V a, V z, V c, V previous_state, Squash<opmath_t> g,
+                                Squash<opmath_t> h) {
+  const V i = sigmoid(a);
+  const V gz = g(z);
+  const V o = sigmoid(c);
+  const V s = previous_state + i * gz;
+  return {i, gz, o, s, o * h(s)};
+}
+
+// The error of one cell's three net inputs at one step, shared by both backward modes. `dh` is
+// the error reaching h_t; `ds` enters as the error on s_t from step t+1 and leaves as the error on
+// s_t (and so on s_{t-1}: the carousel passes it on unchanged).
+template <typename V>
+struct NetErrors {
+  V input_gate, cell_input, output_gate;
+};
+
+template <typename V, typename opmath_t>
+inline NetErrors<V> cell_backward(V dh, V& ds, V i, V gz, V o, V s, Squash<opmath_t> g,
+                                  Squash<opmath_t> h) {
+  const V one(1);
+  const V hs = h(s);
+  const V output_gate_error = dh * hs * o * (one - o);
+  ds = ds + dh * o * h.grad_from_value(hs);
+  return {ds * gz * i * (one - i), ds * i * g.grad_from_value(gz), output_gate_error};
+}
+
 // Enough elements per task that at::parallel_for's overhead stays small.
-constexpr int64_t kElementsPerTask = 16384;
+constexpr int64_t kElementsPerTask = 8192;
 
 // Runs fn(b, j_begin, j_end) over the (batch row, hidden unit) cells in [begin, end) of a
 // row-major (B, H) grid, one call per piece of a row, so that tasks may split rows (B can be 1).
@@ -50,38 +135,45 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* cell_state, scalar
       scalar_t* cell_input = input_gate + kCellInput * H;
       scalar_t* output_gate = input_gate + kOutputGate * H;
       const int64_t row = b * H;
-      for (int64_t j = j_begin; j < j_end; ++j) {
-        const opmath_t i = sigmoid(static_cast<opmath_t>(input_gate[j]));
-        const opmath_t gz = g(static_cast<opmath_t>(cell_input[j]));
-        const opmath_t o = sigmoid(static_cast<opmath_t>(output_gate[j]));
-        const opmath_t s = state[row + j] + i * gz;
-        input_gate[j] = i;
-        cell_input[j] = gz;
-        output_gate[j] = o;
-        state[row + j] = s;
-        cell_state[row + j] = s;
-        hidden[row + j] = o * h(s);
-      }
+      for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
+        using V = decltype(lanes);
+        const CellStep<V> step =
+            cell_forward(load<V>(input_gate + j), load<V>(cell_input + j),
+                         load<V>(output_gate + j), load<V>(state + row + j), g, h);
+        store(step.input_gate, input_gate + j);
+        store(step.cell_input, cell_input + j);
+        store(step.output_gate, output_gate + j);
+        store(step.cell_state, state + row + j);
+        store(step.cell_state, cell_state + row + j);
+        store(step.hidden, hidden + row + j);
+      });
     });
   });
 }
 
-// Error of one cell at one step, shared by both backward modes. `dh` is the error reaching h_t;
-// `ds` enters as the error on s_t from step t+1 and leaves as the error on s_t (and so on s_{t-1}:
-// the carousel passes it on unchanged). Reads the gates of the cell's row and writes the error of
-// its three net inputs to the same places of `dnet`.
+// The error of the net inputs of cells [j_begin, j_end) of one row at one step: reads the row's
+// activated gates and cell state, writes dnet, updates the carried ds.
 template <typename scalar_t, typename opmath_t>
-inline void backward_cell(opmath_t dh, opmath_t& ds, const scalar_t* gates, scalar_t cell_state,
-                          scalar_t* dnet, int64_t j, int64_t hidden_size, Squash<opmath_t> g,
-                          Squash<opmath_t> h) {
-  const opmath_t i = gates[kInputGate * hidden_size + j];
-  const opmath_t gz = gates[kCellInput * hidden_size + j];
-  const opmath_t o = gates[kOutputGate * hidden_size + j];
-  const opmath_t hs = h(static_cast<opmath_t>(cell_state));
-  dnet[kOutputGate * hidden_size + j] = dh * hs * o * (opmath_t(1) - o);
-  ds += dh * o * h.grad_from_value(hs);
-  dnet[kInputGate * hidden_size + j] = ds * gz * i * (opmath_t(1) - i);
-  dnet[kCellInput * hidden_size + j] = ds * i * g.grad_from_value(gz);
+inline void backward_row(const scalar_t* dh_external, const scalar_t* dh_extra, opmath_t* ds,
+                         const scalar_t* gates, const scalar_t* cell_state, scalar_t* dnet,
+                         int64_t j_begin, int64_t j_end, int64_t H, Squash<opmath_t> g,
+                         Squash<opmath_t> h) {
+  for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
+    using V = decltype(lanes);
+    V dh = load<V>(dh_external + j);
+    if (dh_extra != nullptr) {
+      dh = dh + load<V>(dh_extra + j);
+    }
+    V carried = load<V>(ds + j);
+    const NetErrors<V> errors =
+        cell_backward(dh, carried, load<V>(gates + kInputGate * H + j),
+                      load<V>(gates + kCellInput * H + j), load<V>(gates + kOutputGate * H + j),
+                      load<V>(cell_state + j), g, h);
+    store(carried, ds + j);
+    store(errors.input_gate, dnet + kInputGate * H + j);
+    store(errors.cell_input, dnet + kCellInput * H + j);
+    store(errors.output_gate, dnet + kOutputGate * H + j);
+  });
 }
 
 // Row of each sequence's last step, where h_n and s_n are read.
@@ -189,15 +281,9 @@ void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
         }
         const int64_t row = steps.offset[t] + b;
         // h_n of a sequence is its output at its last step: that error joins there.
-        const bool last_step = b >= ending;
-        for (int64_t j = j_begin; j < j_end; ++j) {
-          opmath_t dh = dh_ext[row * H + j];
-          if (last_step) {
-            dh += dh_last[b * H + j];
-          }
-          backward_cell(dh, ds[b * H + j], gate + row * kNumGateBlocks * H, s[row * H + j],
-                        dnet_ptr + row * kNumGateBlocks * H, j, H, g, h);
-        }
+        const scalar_t* dh_extra = b >= ending ? dh_last + b * H : nullptr;
+        backward_row(dh_ext + row * H, dh_extra, ds + b * H, gate + row * kNumGateBlocks * H,
+                     s + row * H, dnet_ptr + row * kNumGateBlocks * H, j_begin, j_end, H, g, h);
       });
     }
   });
@@ -225,12 +311,8 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
     scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>() + first * kNumGateBlocks * H;
     at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
       for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
-        for (int64_t j = j_begin; j < j_end; ++j) {
-          const int64_t cell = b * H + j;
-          const opmath_t dh = static_cast<opmath_t>(dh_ext[cell]) + static_cast<opmath_t>(dh_rec[cell]);
-          backward_cell(dh, ds[cell], gate + b * kNumGateBlocks * H, s[cell],
-                        dnet_ptr + b * kNumGateBlocks * H, j, H, g, h);
-        }
+        backward_row(dh_ext + b * H, dh_rec + b * H, ds + b * H, gate + b * kNumGateBlocks * H,
+                     s + b * H, dnet_ptr + b * kNumGateBlocks * H, j_begin, j_end, H, g, h);
       });
     });
     at::Tensor dh_rows = dh_carry.narrow(0, 0, rows);
