@@ -7,6 +7,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <array>
+
 namespace lstm1997 {
 namespace {
 
@@ -37,14 +39,15 @@ BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& gr
                              const at::Tensor& grad_s_n, const at::Tensor& input,
                              const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                              const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                             const at::Tensor& cell_state, const at::Tensor& gates, bool truncate,
+                             const at::Tensor& squashed_state, const at::Tensor& gates, bool truncate,
                              c10::string_view activation,
-                             const std::optional<at::Tensor>& batch_sizes) {
+                             const std::optional<at::Tensor>& batch_sizes,
+                             std::array<bool, 4> output_mask) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("lstm1997::lstm_backward", "")
                              .typed<decltype(call_backward)>();
   return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                 cell_state, gates, truncate, activation, batch_sizes);
+                 squashed_state, gates, truncate, activation, batch_sizes, output_mask);
 }
 
 class LstmFunction : public torch::autograd::Function<LstmFunction> {
@@ -59,10 +62,10 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
                                const std::string& activation,
                                const std::optional<at::Tensor>& batch_sizes) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [output, h_n, s_n, cell_state, gates] = call_forward(
+    auto [output, h_n, s_n, squashed_state, gates] = call_forward(
         input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
     ctx->save_for_backward({input, weight_ih, weight_hh, h0.value_or(at::Tensor()), output,
-                            cell_state, gates, batch_sizes.value_or(at::Tensor())});
+                            squashed_state, gates, batch_sizes.value_or(at::Tensor())});
     ctx->saved_data["truncate"] = truncate;
     ctx->saved_data["activation"] = activation;
     ctx->saved_data["has_bias_ih"] = present(bias_ih);
@@ -74,19 +77,31 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
     const at::Tensor &input = saved[0], &weight_ih = saved[1], &weight_hh = saved[2],
-                     &h0 = saved[3], &output = saved[4], &cell_state = saved[5],
+                     &h0 = saved[3], &output = saved[4], &squashed_state = saved[5],
                      &gates = saved[6], &batch_sizes = saved[7];
-    auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
-        call_backward(grads[0], grads[1], grads[2], input, weight_ih, weight_hh,
-                      optional_tensor(h0), output, cell_state, gates,
-                      ctx->saved_data["truncate"].toBool(),
-                      ctx->saved_data["activation"].toStringRef(), optional_tensor(batch_sizes));
     const bool has_bias_ih = ctx->saved_data["has_bias_ih"].toBool();
     const bool has_bias_hh = ctx->saved_data["has_bias_hh"].toBool();
+    // Edges exist for the tensor inputs only: input, weight_ih, weight_hh, then the biases given.
+    bool bias_needed = false;
+    size_t edge = 3;
+    for (const bool has_bias : {has_bias_ih, has_bias_hh}) {
+      if (has_bias) {
+        bias_needed = ctx->needs_input_grad(edge++) || bias_needed;
+      }
+    }
+    const std::array<bool, 4> output_mask = {ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+                                             ctx->needs_input_grad(2), bias_needed};
+    auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
+        call_backward(grads[0], grads[1], grads[2], input, weight_ih, weight_hh,
+                      optional_tensor(h0), output, squashed_state, gates,
+                      ctx->saved_data["truncate"].toBool(),
+                      ctx->saved_data["activation"].toStringRef(), optional_tensor(batch_sizes),
+                      output_mask);
     // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
     // storage would be scaled twice by in-place users such as clip_grad_norm_.
     const at::Tensor grad_bias_hh =
-        has_bias_hh ? (has_bias_ih ? grad_bias.clone() : grad_bias) : at::Tensor();
+        has_bias_hh && grad_bias.defined() ? (has_bias_ih ? grad_bias.clone() : grad_bias)
+                                           : at::Tensor();
     return {grad_input,
             grad_weight_ih,
             grad_weight_hh,
@@ -117,7 +132,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
     c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
-  auto [output, h_n, s_n, cell_state, gates] =
+  auto [output, h_n, s_n, squashed_state, gates] =
       call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
   return {output, h_n, s_n};
 }
@@ -156,15 +171,16 @@ BackwardResult lstm_backward_autograd(const at::Tensor& grad_output, const at::T
                                       const at::Tensor& grad_s_n, const at::Tensor& input,
                                       const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                       const std::optional<at::Tensor>& h0,
-                                      const at::Tensor& output, const at::Tensor& cell_state,
+                                      const at::Tensor& output, const at::Tensor& squashed_state,
                                       const at::Tensor& gates, bool truncate,
                                       c10::string_view activation,
-                                      const std::optional<at::Tensor>& batch_sizes) {
+                                      const std::optional<at::Tensor>& batch_sizes,
+                                      std::array<bool, 4> output_mask) {
   check_not_differentiated("lstm_backward", {grad_output, grad_h_n, grad_s_n, input, weight_ih,
-                                             weight_hh, h0, output, cell_state, gates});
+                                             weight_hh, h0, output, squashed_state, gates});
   at::AutoDispatchBelowADInplaceOrView guard;
   return call_backward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                       cell_state, gates, truncate, activation, batch_sizes);
+                       squashed_state, gates, truncate, activation, batch_sizes, output_mask);
 }
 
 }  // namespace

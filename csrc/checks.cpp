@@ -161,7 +161,7 @@ LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Tensor& grad_s_n, const at::Tensor& input,
                                const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                               const at::Tensor& cell_state, const at::Tensor& gates,
+                               const at::Tensor& squashed_state, const at::Tensor& gates,
                                const std::optional<at::Tensor>& batch_sizes) {
   const LayerSizes sizes =
       check_layer_args(input, weight_ih, weight_hh, batch_sizes, grad_h_n, "grad_h_n");
@@ -170,7 +170,7 @@ LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& 
   const char* meaning = per_step_meaning(sizes);
   check_required(grad_output, "grad_output", input, per_step, meaning);
   check_required(output, "output", input, per_step, meaning);
-  check_required(cell_state, "cell_state", input, per_step, meaning);
+  check_required(squashed_state, "squashed_state", input, per_step, meaning);
   check_required(gates, "gates", input, per_step_shape(sizes, H * kNumGateBlocks),
                  sizes.packed ? "(packed rows, 3*hidden_size)" : "(seq_len, batch, 3*hidden_size)");
   check_required(grad_h_n, "grad_h_n", input, {sizes.batch, H}, "(batch, hidden_size)");

@@ -8,7 +8,7 @@
 //   bias_hh     (3H)         optional
 //   h0, s0      (B, H)       optional, zero when absent
 //   output      (T, B, H)    h_t for every step
-//   cell_state  (T, B, H)    s_t for every step (saved for backward)
+//   squashed_state (T, B, H) h(s_t) for every step: all that backward needs of the cell state
 //   gates       (T, B, 3H)   activated [f(a_t) | g(z_t) | f(c_t)] (saved for backward)
 #pragma once
 
@@ -116,7 +116,7 @@ LayerSizes check_backward_args(
     const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& h0,
     const at::Tensor& output,
-    const at::Tensor& cell_state,
+    const at::Tensor& squashed_state,
     const at::Tensor& gates,
     const std::optional<at::Tensor>& batch_sizes);
 

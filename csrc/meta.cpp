@@ -5,6 +5,8 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <array>
+
 namespace lstm1997 {
 namespace {
 
@@ -29,18 +31,22 @@ BackwardResult lstm_backward_meta(const at::Tensor& grad_output, const at::Tenso
                                   const at::Tensor& grad_s_n, const at::Tensor& input,
                                   const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                   const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                                  const at::Tensor& cell_state, const at::Tensor& gates,
+                                  const at::Tensor& squashed_state, const at::Tensor& gates,
                                   bool truncate, c10::string_view activation,
-                                  const std::optional<at::Tensor>& batch_sizes) {
+                                  const std::optional<at::Tensor>& batch_sizes,
+                                  std::array<bool, 4> output_mask) {
   const LayerSizes sizes = check_backward_args(grad_output, grad_h_n, grad_s_n, input, weight_ih,
-                                               weight_hh, h0, output, cell_state, gates,
+                                               weight_hh, h0, output, squashed_state, gates,
                                                batch_sizes);
   parse_activation(activation);
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
-  return {input.new_empty_symint(input.sym_sizes()),
-          input.new_empty_symint(weight_ih.sym_sizes()),
-          input.new_empty_symint(weight_hh.sym_sizes()),
-          input.new_empty_symint({H * kNumGateBlocks}),
+  const auto maybe = [&](bool wanted, c10::SymIntArrayRef shape) {
+    return wanted ? input.new_empty_symint(shape) : at::Tensor();
+  };
+  return {maybe(output_mask[0], input.sym_sizes()),
+          maybe(output_mask[1], weight_ih.sym_sizes()),
+          maybe(output_mask[2], weight_hh.sym_sizes()),
+          maybe(output_mask[3], {H * kNumGateBlocks}),
           input.new_empty_symint({B, H}),
           input.new_empty_symint({B, H})};
 }

@@ -82,9 +82,9 @@ def test_unknown_activation(entry):
 
 def backward_args():
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = good()
-    output, h_n, s_n, cell_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
     return [torch.ones_like(output), torch.ones_like(h_n), torch.ones_like(s_n), x, w_ih, w_hh, h0,
-            output, cell_state, gates]
+            output, squashed_state, gates]
 
 
 def backward_replace(index, value):
@@ -103,7 +103,7 @@ BACKWARD_CASES = [
     ("weight_hh shape", backward_replace(5, torch.zeros(3 * H, H + 1, dtype=f64)), RuntimeError, r"weight_hh: expected shape"),
     ("h0 shape", backward_replace(6, torch.zeros(B, H + 1, dtype=f64)), RuntimeError, r"h0: expected shape"),
     ("output length", backward_replace(7, torch.zeros(T + 1, B, H, dtype=f64)), RuntimeError, r"output: expected shape"),
-    ("cell_state dtype", backward_replace(8, torch.zeros(T, B, H)), TypeError, r"cell_state: expected dtype"),
+    ("squashed_state dtype", backward_replace(8, torch.zeros(T, B, H)), TypeError, r"squashed_state: expected dtype"),
     ("gates shape", backward_replace(9, torch.zeros(T, B, 4 * H, dtype=f64)), RuntimeError, r"gates: expected shape \[4, 3, 18\]"),
 ]
 

@@ -207,3 +207,20 @@ def test_bias_gradients_do_not_share_storage():
     lstm1997.lstm(*args)[0].sum().backward()
     assert args[3].grad.data_ptr() != args[4].grad.data_ptr()
     assert torch.equal(args[3].grad, args[4].grad)
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("needs_grad", [(0,), (1, 2), (3,), (4,), (0, 6), (2, 4, 5)])
+def test_gradients_when_only_some_inputs_require_them(truncate, needs_grad):
+    """The backward skips what no input needs; what is needed stays right."""
+    args = make_args(6, 3, 4, 5, requires_grad=False)
+    args = tuple(a.clone().requires_grad_(k in needs_grad) for k, a in enumerate(args))
+    outputs = lstm1997.lstm(*args, truncate=truncate)
+    upstream = random_upstream(outputs)
+    wanted = [args[k] for k in needs_grad]
+    ours = torch.autograd.grad(weighted_sum(outputs, upstream), wanted)
+    expected = torch.autograd.grad(
+        weighted_sum(reference_lstm(*args, truncate=truncate), upstream), wanted, allow_unused=True
+    )
+    for a, e, arg in zip(ours, expected, wanted):
+        assert_close(a, e if e is not None else torch.zeros_like(arg), 1e-10)

@@ -28,10 +28,10 @@ def test_lstm_forward(activation, bias, state):
 @pytest.mark.parametrize("state", [True, False])
 def test_lstm_backward(truncate, activation, state):
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 4, 6, state=state, requires_grad=False)
-    output, h_n, s_n, cell_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
+    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
                                                            activation)
     upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
-    args = (*upstream, x, w_ih, w_hh, h0, output, cell_state, gates, truncate, activation)
+    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates, truncate, activation)
     torch.library.opcheck(OPS.lstm_backward.default, args)
 
 
@@ -43,3 +43,20 @@ def test_internal_ops_refuse_to_be_differentiated():
     # Double backward would need derivatives of lstm_backward: a clear error, not a wrong answer.
     with pytest.raises(RuntimeError, match="lstm_backward is not differentiable"):
         torch.autograd.grad(output.sum(), args[0], create_graph=True)
+
+
+@pytest.mark.parametrize("output_mask", [[False, True, True, True], [True, False, False, False],
+                                         [False, False, False, True]])
+def test_lstm_backward_output_mask(output_mask):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 4, 6, requires_grad=False)
+    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
+    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates, True, "tanh", None,
+            output_mask)
+    full = OPS.lstm_backward(*args[:-1])
+    masked = OPS.lstm_backward(*args)
+    for wanted, a, b in zip(output_mask, masked[:4], full[:4]):
+        assert (a is not None) == wanted
+        if wanted:
+            assert torch.equal(a, b)
+    torch.library.opcheck(OPS.lstm_backward.default, args)

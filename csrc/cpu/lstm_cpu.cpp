@@ -15,6 +15,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <array>
 #include <type_traits>
 
 namespace lstm1997 {
@@ -68,10 +69,10 @@ inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   }
 }
 
-// One step of one cell: the activated gates, the new cell state s_t and the output h_t.
+// One step of one cell: the activated gates, the new cell state s_t, h(s_t), and the output h_t.
 template <typename V>
 struct CellStep {
-  V input_gate, cell_input, output_gate, cell_state, hidden;
+  V input_gate, cell_input, output_gate, cell_state, squashed_state, hidden;
 };
 
 template <typename V, typename opmath_t>
@@ -81,7 +82,8 @@ inline CellStep<V> cell_forward(V a, V z, V c, V previous_state, Squash<opmath_t
   const V gz = g(z);
   const V o = sigmoid(c);
   const V s = previous_state + i * gz;
-  return {i, gz, o, s, o * h(s)};
+  const V hs = h(s);
+  return {i, gz, o, s, hs, o * hs};
 }
 
 // The error of one cell's three net inputs at one step, shared by both backward modes. `dh` is
@@ -93,10 +95,9 @@ struct NetErrors {
 };
 
 template <typename V, typename opmath_t>
-inline NetErrors<V> cell_backward(V dh, V& ds, V i, V gz, V o, V s, Squash<opmath_t> g,
+inline NetErrors<V> cell_backward(V dh, V& ds, V i, V gz, V o, V hs, Squash<opmath_t> g,
                                   Squash<opmath_t> h) {
   const V one(1);
-  const V hs = h(s);
   const V output_gate_error = dh * hs * o * (one - o);
   ds = ds + dh * o * h.grad_from_value(hs);
   return {ds * gz * i * (one - i), ds * i * g.grad_from_value(gz), output_gate_error};
@@ -124,9 +125,10 @@ bool present(const std::optional<at::Tensor>& tensor) {
 
 // One time step of the cell over `rows` batch rows. `gates` holds the net inputs on entry and the
 // activated gates on exit, so the backward pass reads them back without recomputing them.
-// `state` is the running cell state, in opmath precision, updated in place.
+// `state` is the running cell state, in opmath precision, updated in place; `squashed_state`
+// receives h(s_t), which is what the backward pass needs of it.
 template <typename scalar_t, typename opmath_t>
-void forward_step(scalar_t* gates, opmath_t* state, scalar_t* cell_state, scalar_t* hidden,
+void forward_step(scalar_t* gates, opmath_t* state, scalar_t* squashed_state, scalar_t* hidden,
                   int64_t rows, int64_t hidden_size, Squash<opmath_t> g, Squash<opmath_t> h) {
   const int64_t H = hidden_size;
   at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
@@ -144,7 +146,7 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* cell_state, scalar
         store(step.cell_input, cell_input + j);
         store(step.output_gate, output_gate + j);
         store(step.cell_state, state + row + j);
-        store(step.cell_state, cell_state + row + j);
+        store(step.squashed_state, squashed_state + row + j);
         store(step.hidden, hidden + row + j);
       });
     });
@@ -155,7 +157,7 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* cell_state, scalar
 // activated gates and cell state, writes dnet, updates the carried ds.
 template <typename scalar_t, typename opmath_t>
 inline void backward_row(const scalar_t* dh_external, const scalar_t* dh_extra, opmath_t* ds,
-                         const scalar_t* gates, const scalar_t* cell_state, scalar_t* dnet,
+                         const scalar_t* gates, const scalar_t* squashed_state, scalar_t* dnet,
                          int64_t j_begin, int64_t j_end, int64_t H, Squash<opmath_t> g,
                          Squash<opmath_t> h) {
   for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
@@ -168,7 +170,7 @@ inline void backward_row(const scalar_t* dh_external, const scalar_t* dh_extra, 
     const NetErrors<V> errors =
         cell_backward(dh, carried, load<V>(gates + kInputGate * H + j),
                       load<V>(gates + kCellInput * H + j), load<V>(gates + kOutputGate * H + j),
-                      load<V>(cell_state + j), g, h);
+                      load<V>(squashed_state + j), g, h);
     store(carried, ds + j);
     store(errors.input_gate, dnet + kInputGate * H + j);
     store(errors.cell_input, dnet + kCellInput * H + j);
@@ -218,7 +220,7 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
   }
 
   at::Tensor output = at::empty({N, H}, options);
-  at::Tensor cell_state = at::empty({N, H}, options);
+  at::Tensor squashed_state = at::empty({N, H}, options);
   const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
   // The carousel's running sum. Rows whose sequence has ended keep their last state: s_n.
   at::Tensor state = present(s0) ? s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
@@ -239,7 +241,7 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
                                          : output.narrow(0, steps.offset[t - 1], rows);
       net.addmm_(previous, weight_hh_t);
       forward_step<scalar_t, opmath_t>(net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
-                                       cell_state.data_ptr<scalar_t>() + first * H,
+                                       squashed_state.data_ptr<scalar_t>() + first * H,
                                        output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
     }
   });
@@ -249,7 +251,7 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
   const auto per_step = [&](const at::Tensor& tensor) {
     return sizes.packed ? tensor : tensor.view({T, B, tensor.size(1)});
   };
-  return {per_step(output), h_n, s_n, per_step(cell_state), per_step(gates)};
+  return {per_step(output), h_n, s_n, per_step(squashed_state), per_step(gates)};
 }
 
 // The error of every net input, dnet (rows, 3H), and of s0, under the paper's truncation: dh_t is
@@ -257,7 +259,7 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
 // every (b, j) cell runs through time independently of the others: no matrix product at all.
 template <typename scalar_t>
 void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
-                          const at::Tensor& grad_h_n, const at::Tensor& cell_state,
+                          const at::Tensor& grad_h_n, const at::Tensor& squashed_state,
                           const at::Tensor& gates, at::Tensor& dnet, at::Tensor& ds_carry,
                           Activation activation) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -267,7 +269,7 @@ void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
   opmath_t* ds = ds_carry.data_ptr<opmath_t>();
   const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>();
   const scalar_t* dh_last = grad_h_n.const_data_ptr<scalar_t>();
-  const scalar_t* s = cell_state.const_data_ptr<scalar_t>();
+  const scalar_t* hs = squashed_state.const_data_ptr<scalar_t>();
   const scalar_t* gate = gates.const_data_ptr<scalar_t>();
   scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>();
   const int64_t grain = std::max<int64_t>(1, kElementsPerTask / std::max<int64_t>(1, T));
@@ -283,7 +285,7 @@ void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
         // h_n of a sequence is its output at its last step: that error joins there.
         const scalar_t* dh_extra = b >= ending ? dh_last + b * H : nullptr;
         backward_row(dh_ext + row * H, dh_extra, ds + b * H, gate + row * kNumGateBlocks * H,
-                     s + row * H, dnet_ptr + row * kNumGateBlocks * H, j_begin, j_end, H, g, h);
+                     hs + row * H, dnet_ptr + row * kNumGateBlocks * H, j_begin, j_end, H, g, h);
       });
     }
   });
@@ -294,7 +296,7 @@ void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
 // their grad_h_n until their last step.
 template <typename scalar_t>
 void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
-                      const at::Tensor& weight_hh, const at::Tensor& cell_state,
+                      const at::Tensor& weight_hh, const at::Tensor& squashed_state,
                       const at::Tensor& gates, at::Tensor& dnet, at::Tensor& dh_carry,
                       at::Tensor& ds_carry, Activation activation) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -306,13 +308,13 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
   for (int64_t t = steps.steps() - 1; t >= 0; --t) {
     const int64_t first = steps.offset[t], rows = steps.count[t];
     const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>() + first * H;
-    const scalar_t* s = cell_state.const_data_ptr<scalar_t>() + first * H;
+    const scalar_t* hs = squashed_state.const_data_ptr<scalar_t>() + first * H;
     const scalar_t* gate = gates.const_data_ptr<scalar_t>() + first * kNumGateBlocks * H;
     scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>() + first * kNumGateBlocks * H;
     at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
       for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
         backward_row(dh_ext + b * H, dh_rec + b * H, ds + b * H, gate + b * kNumGateBlocks * H,
-                     s + b * H, dnet_ptr + b * kNumGateBlocks * H, j_begin, j_end, H, g, h);
+                     hs + b * H, dnet_ptr + b * kNumGateBlocks * H, j_begin, j_end, H, g, h);
       });
     });
     at::Tensor dh_rows = dh_carry.narrow(0, 0, rows);
@@ -341,12 +343,13 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
                                  const at::Tensor& grad_s_n, const at::Tensor& input,
                                  const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                  const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                                 const at::Tensor& cell_state_in, const at::Tensor& gates_in,
+                                 const at::Tensor& squashed_state_in, const at::Tensor& gates_in,
                                  bool truncate, c10::string_view activation_name,
-                                 const std::optional<at::Tensor>& batch_sizes) {
+                                 const std::optional<at::Tensor>& batch_sizes,
+                                 std::array<bool, 4> output_mask) {
   const LayerSizes sizes =
       check_backward_args(grad_output_in, grad_h_n_in, grad_s_n, input, weight_ih, weight_hh, h0,
-                          output, cell_state_in, gates_in, batch_sizes);
+                          output, squashed_state_in, gates_in, batch_sizes);
   const Activation activation = parse_activation(activation_name);
   const StepRows steps = step_rows(sizes, batch_sizes);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
@@ -354,7 +357,7 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
   const at::Tensor grad_output = grad_output_in.contiguous();
   const at::Tensor grad_h_n = grad_h_n_in.contiguous();
-  const at::Tensor cell_state = cell_state_in.contiguous();
+  const at::Tensor squashed_state = squashed_state_in.contiguous();
   const at::Tensor gates = gates_in.contiguous();
   const auto options = input.options();
   const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
@@ -366,34 +369,41 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "lstm1997_backward_cpu", [&] {
     if (truncate) {
-      truncated_net_errors<scalar_t>(steps, grad_output, grad_h_n, cell_state, gates, dnet,
+      truncated_net_errors<scalar_t>(steps, grad_output, grad_h_n, squashed_state, gates, dnet,
                                      ds_carry, activation);
       // h0 reaches the cell only through the truncated recurrent product, except for an empty
       // sequence, where h_n is h0 itself.
       grad_h0 = T == 0 ? grad_h_n.clone() : at::zeros({B, H}, options);
     } else {
       grad_h0 = grad_h_n.clone();
-      exact_net_errors<scalar_t>(steps, grad_output, weight_hh, cell_state, gates, dnet, grad_h0,
+      exact_net_errors<scalar_t>(steps, grad_output, weight_hh, squashed_state, gates, dnet, grad_h0,
                                  ds_carry, activation);
     }
   });
   at::Tensor grad_s0 = ds_carry.to(input.scalar_type());
 
-  // Weight and input gradients: large GEMMs over all rows at once.
-  const at::Tensor grad_weight_ih = at::mm(dnet.t(), input.reshape({N, I}));
-  at::Tensor grad_weight_hh = at::zeros({kNumGateBlocks * H, H}, options);
-  if (T > 0) {
-    const int64_t first_rows = steps.count[0];
-    if (present(h0)) {
-      grad_weight_hh.addmm_(dnet.narrow(0, 0, first_rows).t(), *h0);
-    }
-    if (N > first_rows) {
-      grad_weight_hh.addmm_(dnet.narrow(0, first_rows, N - first_rows).t(),
-                            previous_hidden(steps, output.reshape({N, H})));
+  // Weight and input gradients: large GEMMs over all rows at once, each only if asked for (the
+  // input of a first layer rarely needs its gradient).
+  const auto [want_input, want_weight_ih, want_weight_hh, want_bias] = output_mask;
+  const at::Tensor grad_input =
+      want_input ? at::mm(dnet, weight_ih).view(input.sizes()) : at::Tensor();
+  const at::Tensor grad_weight_ih =
+      want_weight_ih ? at::mm(dnet.t(), input.reshape({N, I})) : at::Tensor();
+  at::Tensor grad_weight_hh;
+  if (want_weight_hh) {
+    grad_weight_hh = at::zeros({kNumGateBlocks * H, H}, options);
+    if (T > 0) {
+      const int64_t first_rows = steps.count[0];
+      if (present(h0)) {
+        grad_weight_hh.addmm_(dnet.narrow(0, 0, first_rows).t(), *h0);
+      }
+      if (N > first_rows) {
+        grad_weight_hh.addmm_(dnet.narrow(0, first_rows, N - first_rows).t(),
+                              previous_hidden(steps, output.reshape({N, H})));
+      }
     }
   }
-  const at::Tensor grad_bias = dnet.sum(0);
-  const at::Tensor grad_input = at::mm(dnet, weight_ih).view(input.sizes());
+  const at::Tensor grad_bias = want_bias ? dnet.sum(0) : at::Tensor();
   return {grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0};
 }
 
