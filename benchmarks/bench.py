@@ -6,6 +6,10 @@ For each shape (T, B, I, H) it times, interleaved so that machine noise hits bot
 forward pass under no_grad, and a train step (forward + backward of output.sum()) with the truncated
 and with the exact backward, against torch.nn.LSTM's forward and forward + backward. Prints medians
 and ratios (nn.LSTM time / ours: above 1 means we are faster), and the bytes each saves for backward.
+
+It also times the bare matrix products each of our passes must do (the same torch.mm / addmm calls
+on the same shapes, nothing else) and prints our time / that time: how close a pass runs to its
+GEMM-bound limit (1.0 would mean everything else is free).
 """
 import argparse
 import json
@@ -63,6 +67,31 @@ def interleaved_medians(tasks, repeats, min_time):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def bare_gemms(T, B, I, H):
+    """The matrix products of our forward pass and of our truncated backward (x needs no grad)."""
+    x2d = torch.randn(T * B, I)
+    weight_ih, weight_hh, bias = torch.randn(3 * H, I), torch.randn(3 * H, H), torch.randn(3 * H)
+    gates = torch.empty(T * B, 3 * H)
+    hidden = torch.randn(T * B, H)
+    dnet = torch.randn(T * B, 3 * H)
+    grad_weight_ih, grad_weight_hh = torch.empty(3 * H, I), torch.empty(3 * H, H)
+
+    def forward():
+        torch.addmm(bias, x2d, weight_ih.t(), out=gates)
+        for t in range(T):
+            gates[t * B : (t + 1) * B].addmm_(hidden[t * B : (t + 1) * B], weight_hh.t())
+
+    def backward():
+        torch.mm(dnet.t(), x2d, out=grad_weight_ih)
+        torch.mm(dnet[B:].t(), hidden[: (T - 1) * B], out=grad_weight_hh)
+
+    def train():
+        forward()
+        backward()
+
+    return forward, train
+
+
 def bench_shape(T, B, I, H, repeats, min_time):
     torch.manual_seed(0)
     ours_truncated = lstm1997.LSTM(I, H, truncate=True)
@@ -83,6 +112,7 @@ def bench_shape(T, B, I, H, repeats, min_time):
             module(x)[0].sum().backward()
         return run
 
+    gemm_forward, gemm_train = bare_gemms(T, B, I, H)
     medians = interleaved_medians(
         {
             "forward ours": forward(ours_truncated),
@@ -90,6 +120,8 @@ def bench_shape(T, B, I, H, repeats, min_time):
             "train truncated ours": train_step(ours_truncated),
             "train exact ours": train_step(ours_exact),
             "train nn.LSTM": train_step(theirs),
+            "forward bare GEMMs": gemm_forward,
+            "train truncated bare GEMMs": gemm_train,
         },
         repeats,
         min_time,
@@ -100,24 +132,31 @@ def bench_shape(T, B, I, H, repeats, min_time):
         "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
         "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],
         "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"],
+        "ours / bare GEMMs forward": medians["forward ours"] / medians["forward bare GEMMs"],
+        "ours / bare GEMMs train truncated":
+            medians["train truncated ours"] / medians["train truncated bare GEMMs"],
         "saved bytes ours": saved_bytes(ours_truncated, x),
         "saved bytes nn.LSTM": saved_bytes(theirs, x),
     }
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="three small shapes, fewer repeats")
+    parser.add_argument("--shape", type=int, nargs=4, action="append", metavar=("T", "B", "I", "H"),
+                        help="time this shape instead (repeatable)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", help="write the figures to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    shapes = QUICK_SHAPES if args.quick else SHAPES
-    repeats, min_time = (3, 0.05) if args.quick else (7, 0.2)
+    shapes = args.shape or (QUICK_SHAPES if args.quick else SHAPES)
+    repeats, min_time = (3, 0.05) if args.quick or args.shape else (7, 0.2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, float32 CPU")
     print("ratio = nn.LSTM time / lstm1997 time (higher is better for lstm1997); train = forward + backward")
-    header = f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} {'train exact':>11} | {'saved MB ours':>13} {'nn.LSTM':>8}"
+    print("vs GEMMs = our time / the bare GEMMs of the same pass (1.0 = everything but GEMMs free)")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} {'train exact':>11} | "
+              f"{'fwd vs GEMMs':>12} {'trunc vs GEMMs':>14} | {'saved MB ours':>13} {'nn.LSTM':>8} | {'ms/step fwd':>11}")
     print(header)
     print("-" * len(header))
     results = []
@@ -127,12 +166,15 @@ def main():
         print(
             f"{shape[0]:>6} {shape[1]:>4} {shape[2]:>4} {shape[3]:>5} | {r['ratio forward']:>7.2f}x "
             f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
-            f"{r['saved bytes ours'] / 2**20:>13.1f} {r['saved bytes nn.LSTM'] / 2**20:>8.1f}",
+            f"{r['ours / bare GEMMs forward']:>12.2f} {r['ours / bare GEMMs train truncated']:>14.2f} | "
+            f"{r['saved bytes ours'] / 2**20:>13.1f} {r['saved bytes nn.LSTM'] / 2**20:>8.1f} | "
+            f"{1e3 * r['seconds']['forward ours'] / shape[0]:>11.4f}",
             flush=True,
         )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,0 +1,22 @@
+"""benchmarks/bench.py runs and reports every figure (speed itself is never tested by timing)."""
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out_file = tmp_path / "bench.json"
+    bench.main(["--shape", "5", "2", "3", "4", "--json", str(out_file)])
+    printed = capsys.readouterr().out
+    assert "nn.LSTM time / lstm1997 time" in printed and "     5    2    3     4 |" in printed
+    (result,) = json.loads(out_file.read_text())["results"]
+    for key in ("ratio forward", "ratio train truncated", "ratio train exact",
+                "ours / bare GEMMs forward", "ours / bare GEMMs train truncated"):
+        assert result[key] > 0
+    # The 1997 cell saves less than torch.nn.LSTM: 3 gate blocks and no second cell-state copy.
+    assert 0 < result["saved bytes ours"] < result["saved bytes nn.LSTM"]
