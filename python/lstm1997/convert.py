@@ -69,20 +69,20 @@ def state_dict_from_torch(state_dict):
 def forget_gates_pinned(state_dict):
     """True when every forget gate in a torch.nn.LSTM / LSTMCell state dict is exactly 1.0 for every
     input: zero forget weights and sigmoid(bias_ih + bias_hh) == 1 in the tensors' dtype."""
-    forget_bias = {}
+    layers = set()  # suffixes (_l0, _l1_reverse, ...) of every layer with weights
+    forget_bias = {}  # suffix -> summed forget-gate biases
     for key, tensor in state_dict.items():
         match = _KEY.match(key.rsplit(".", 1)[-1])
         if match is None:
             continue
         forget = _split_torch(tensor)[1]
         if match["kind"] == "weight":
+            layers.add(match["suffix"])
             if forget.any():
                 return False
         else:
-            name = match["suffix"]
-            forget_bias[name] = forget_bias.get(name, 0) + forget
-    weights = [k for k in state_dict if (m := _KEY.match(k.rsplit(".", 1)[-1])) and m["kind"] == "weight" and m["side"] == "ih"]
-    if len(forget_bias) < len(weights):
+            forget_bias[match["suffix"]] = forget_bias.get(match["suffix"], 0) + forget
+    if set(forget_bias) != layers:
         return False  # a layer without biases: its forget gate is sigmoid(0) = 0.5
     return all(bool((torch.sigmoid(b.double()).to(b.dtype) == 1).all()) for b in forget_bias.values())
 

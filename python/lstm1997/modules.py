@@ -27,6 +27,17 @@ def _check_activation(activation, owner):
         raise ValueError(f"{owner}: activation: expected one of {ACTIVATIONS}, got {activation!r}")
 
 
+def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
+    """torch.nn.LSTM's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
+    bound = 1.0 / math.sqrt(hidden_size)
+    for parameter in module.parameters():
+        nn.init.uniform_(parameter, -bound, bound)
+
+
+def _options_repr(module) -> str:
+    return f", truncate={module.truncate}, activation={module.activation!r}"
+
+
 def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
     """The permutation of packed rows that reverses every sequence within its own length.
 
@@ -151,9 +162,7 @@ class LSTM(nn.Module):
         return result
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self.parameters():
-            nn.init.uniform_(parameter, -bound, bound)
+        _reset_uniform(self, self.hidden_size)
 
     def flatten_parameters(self) -> None:
         """Does nothing: the op takes the weights as they are (torch.nn.LSTM needs this for cuDNN)."""
@@ -305,7 +314,7 @@ class LSTM(nn.Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional:
             text += ", bidirectional=True"
-        return text + f", truncate={self.truncate}, activation={self.activation!r}"
+        return text + _options_repr(self)
 
     def to_torch_lstm(self) -> nn.LSTM:
         """A torch.nn.LSTM (forget gates pinned open) computing the same function; "tanh" only."""
@@ -362,9 +371,7 @@ class LSTMCell(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for parameter in self.parameters():
-            nn.init.uniform_(parameter, -bound, bound)
+        _reset_uniform(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
         if input.dim() not in (1, 2):
@@ -399,7 +406,7 @@ class LSTMCell(nn.Module):
         text = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             text += ", bias=False"
-        return text + f", truncate={self.truncate}, activation={self.activation!r}"
+        return text + _options_repr(self)
 
     def to_torch_lstm_cell(self) -> nn.LSTMCell:
         """A torch.nn.LSTMCell (forget gate pinned open) computing the same step; "tanh" only."""
