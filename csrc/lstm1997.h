@@ -40,8 +40,8 @@ enum class Activation {
 Activation parse_activation(c10::string_view name);
 
 // The transcendental functions of the cell's formulas, for scalars. A backend specialises this for
-// its vector types (the CPU kernels for at::vec::Vectorized), so that one instantiation of each
-// formula serves a vectorised loop body and another its scalar tail: they cannot disagree.
+// its vector types (the CPU kernels for at::vec::Vectorized), so that each formula is written once
+// and instantiated for a vectorised loop body and for its scalar tail.
 template <typename V>
 struct ElementwiseMath {
   static V tanh(V x) { return std::tanh(x); }

@@ -154,7 +154,7 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* squashed_state, sc
 }
 
 // The error of the net inputs of cells [j_begin, j_end) of one row at one step: reads the row's
-// activated gates and cell state, writes dnet, updates the carried ds.
+// activated gates and h(s_t), writes dnet, updates the carried ds.
 template <typename scalar_t, typename opmath_t>
 inline void backward_row(const scalar_t* dh_external, const scalar_t* dh_extra, opmath_t* ds,
                          const scalar_t* gates, const scalar_t* squashed_state, scalar_t* dnet,
