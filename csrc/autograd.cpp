@@ -115,18 +115,44 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
   }
 };
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> call_lstm(
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("lstm1997::lstm", "")
+                             .typed<decltype(call_lstm)>();
+  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
+                 batch_sizes);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
     c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+  const auto requires_grad = [](const std::optional<at::Tensor>& tensor) {
+    return present(tensor) && tensor->requires_grad();
+  };
+  const bool differentiable =
+      torch::autograd::GradMode::is_enabled() &&
+      (input.requires_grad() || weight_ih.requires_grad() || weight_hh.requires_grad() ||
+       requires_grad(bias_ih) || requires_grad(bias_hh) || requires_grad(h0) || requires_grad(s0));
+  if (!differentiable) {
+    // Nothing to differentiate: the backend's lstm kernel, which keeps nothing for backward.
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
+                     batch_sizes);
+  }
   const variable_list outputs =
       LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
                           std::string(activation), batch_sizes);
   return {outputs[0], outputs[1], outputs[2]};
 }
 
-// Below autograd (inference mode, or tracing), lstm is lstm_forward without the saved tensors.
+// Below autograd, on backends without an lstm kernel of their own (and for the meta kernels that
+// tracing uses), lstm is lstm_forward without the saved tensors.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,

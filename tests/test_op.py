@@ -224,3 +224,29 @@ def test_gradients_when_only_some_inputs_require_them(truncate, needs_grad):
     )
     for a, e, arg in zip(ours, expected, wanted):
         assert_close(a, e if e is not None else torch.zeros_like(arg), 1e-10)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_inference_over_several_projection_blocks(packed):
+    """Without autograd the input projection runs in blocks of steps (here about 10,900 steps per
+    block at B=2, H=4): a sequence spanning two blocks matches the reference loop."""
+    T, B = 11500, 2
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(T, B, 1, 4, requires_grad=False, scale=0.3)
+    if packed:
+        lengths = torch.tensor([T, 300])
+        data = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+        with torch.no_grad():
+            output, h_n, s_n = lstm1997.lstm(data.data, w_ih, w_hh, b_ih, b_hh, h0, s0,
+                                             batch_sizes=data.batch_sizes)
+        # Sequence 1 stops at step 300; sequence 0 runs on alone.
+        short = reference_lstm(x[:300, 1:], w_ih, w_hh, b_ih, b_hh, h0[1:], s0[1:])
+        long = reference_lstm(x[:, :1], w_ih, w_hh, b_ih, b_hh, h0[:1], s0[:1])
+        assert_close(h_n, torch.cat([long[1], short[1]]), 1e-10, "h_n")
+        assert_close(s_n, torch.cat([long[2], short[2]]), 1e-9, "s_n")
+        assert_close(output[-1000:], long[0][-1000:, 0], 1e-10, "output")
+    else:
+        with torch.no_grad():
+            output, h_n, s_n = lstm1997.lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+        expected = reference_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+        for name, a, e in zip(("output", "h_n", "s_n"), (output, h_n, s_n), expected):
+            assert_close(a, e, 1e-9, name)

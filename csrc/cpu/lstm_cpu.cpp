@@ -199,14 +199,19 @@ at::Tensor last_rows(const StepRows& steps) {
   return at::tensor(rows, at::kLong);
 }
 
-ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight_ih,
-                               const at::Tensor& weight_hh,
-                               const std::optional<at::Tensor>& bias_ih,
-                               const std::optional<at::Tensor>& bias_hh,
-                               const std::optional<at::Tensor>& h0,
-                               const std::optional<at::Tensor>& s0,
-                               c10::string_view activation_name,
-                               const std::optional<at::Tensor>& batch_sizes) {
+// Rows of the gate buffer that an inference pass projects at once: about 1 MiB of float32, so that
+// a block's input projection is still in cache when its steps run.
+constexpr int64_t kInferenceBlockElements = 1 << 18;
+
+// The forward pass. With `keep_for_backward` the gate buffer and squashed_state hold every step,
+// for the backward pass; without it (inference) they are scratch for one block of steps at a time:
+// the input projection then runs block by block, and the pass needs no T*B*4H buffer.
+ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
+                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                          const std::optional<at::Tensor>& bias_hh,
+                          const std::optional<at::Tensor>& h0,
+                          const std::optional<at::Tensor>& s0, c10::string_view activation_name,
+                          const std::optional<at::Tensor>& batch_sizes, bool keep_for_backward) {
   const LayerSizes sizes =
       check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes);
   const Activation activation = parse_activation(activation_name);
@@ -216,43 +221,60 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
   const auto options = input.options();
   const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
 
-  // The input projection of every step in one GEMM, written straight into the gate buffer that
-  // then receives the recurrent term, and finally the activated gates.
-  at::Tensor gates = at::empty({N, kNumGateBlocks * H}, options);
   const at::Tensor input_2d = input.reshape({N, I});
+  const at::Tensor weight_ih_t = weight_ih.t();
+  const at::Tensor weight_hh_t = weight_hh.t();
+  at::Tensor bias;
   if (present(bias_ih) || present(bias_hh)) {
-    const at::Tensor bias = present(bias_ih) && present(bias_hh) ? *bias_ih + *bias_hh
-                            : present(bias_ih)                   ? *bias_ih
-                                                                 : *bias_hh;
-    at::addmm_out(gates, bias, input_2d, weight_ih.t());
-  } else {
-    at::mm_out(gates, input_2d, weight_ih.t());
+    bias = present(bias_ih) && present(bias_hh) ? *bias_ih + *bias_hh
+           : present(bias_ih)                   ? *bias_ih
+                                                : *bias_hh;
   }
-
+  // Steps per block: all of them when the buffers are kept (one GEMM projects every step).
+  const int64_t block_steps =
+      keep_for_backward ? std::max<int64_t>(T, 1)
+                        : std::max<int64_t>(1, kInferenceBlockElements / std::max<int64_t>(1, B * kNumGateBlocks * H));
+  const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
+  // The gate buffer receives the input projection, then the recurrent term, then the gates.
+  at::Tensor gates = at::empty({buffer_rows, kNumGateBlocks * H}, options);
+  at::Tensor squashed_state = at::empty({buffer_rows, H}, options);
   at::Tensor output = at::empty({N, H}, options);
-  at::Tensor squashed_state = at::empty({N, H}, options);
   const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
   // The carousel's running sum. Rows whose sequence has ended keep their last state: s_n.
   at::Tensor state = present(s0) ? s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
                                          at::MemoryFormat::Contiguous)
                                  : at::zeros({B, H}, opmath_options);
-  const at::Tensor weight_hh_t = weight_hh.t();
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "lstm1997_forward_cpu", [&] {
     using opmath_t = at::opmath_type<scalar_t>;
     const auto g = cell_input_squash<opmath_t>(activation);
     const auto h = cell_output_squash<opmath_t>(activation);
-    for (int64_t t = 0; t < T; ++t) {
-      const int64_t first = steps.offset[t], rows = steps.count[t];
-      at::Tensor net = gates.narrow(0, first, rows);
-      // The rows active now are a prefix of those active at the previous step.
-      const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
-                                         : output.narrow(0, steps.offset[t - 1], rows);
-      net.addmm_(previous, weight_hh_t);
-      forward_step<scalar_t, opmath_t>(net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
-                                       squashed_state.data_ptr<scalar_t>() + first * H,
-                                       output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
+    for (int64_t block = 0; block < T; block += block_steps) {
+      const int64_t block_end = std::min(T, block + block_steps);
+      const int64_t block_first = steps.offset[block];
+      const int64_t block_rows = steps.offset[block_end - 1] + steps.count[block_end - 1] - block_first;
+      // Row r of the sequence lives at row r - base of the buffers.
+      const int64_t base = keep_for_backward ? 0 : block_first;
+      at::Tensor block_gates = gates.narrow(0, block_first - base, block_rows);
+      const at::Tensor block_input = input_2d.narrow(0, block_first, block_rows);
+      if (bias.defined()) {
+        at::addmm_out(block_gates, bias, block_input, weight_ih_t);
+      } else {
+        at::mm_out(block_gates, block_input, weight_ih_t);
+      }
+      for (int64_t t = block; t < block_end; ++t) {
+        const int64_t first = steps.offset[t], rows = steps.count[t];
+        at::Tensor net = gates.narrow(0, first - base, rows);
+        // The rows active now are a prefix of those active at the previous step.
+        const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
+                                           : output.narrow(0, steps.offset[t - 1], rows);
+        net.addmm_(previous, weight_hh_t);
+        forward_step<scalar_t, opmath_t>(
+            net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
+            squashed_state.data_ptr<scalar_t>() + (first - base) * H,
+            output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
+      }
     }
   });
   // Fresh tensors, not views: an op's outputs must not alias each other.
@@ -261,7 +283,34 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
   const auto per_step = [&](const at::Tensor& tensor) {
     return sizes.packed ? tensor : tensor.view({T, B, tensor.size(1)});
   };
+  if (!keep_for_backward) {
+    return {per_step(output), h_n, s_n, at::Tensor(), at::Tensor()};
+  }
   return {per_step(output), h_n, s_n, per_step(squashed_state), per_step(gates)};
+}
+
+ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight_ih,
+                               const at::Tensor& weight_hh,
+                               const std::optional<at::Tensor>& bias_ih,
+                               const std::optional<at::Tensor>& bias_hh,
+                               const std::optional<at::Tensor>& h0,
+                               const std::optional<at::Tensor>& s0,
+                               c10::string_view activation,
+                               const std::optional<at::Tensor>& batch_sizes) {
+  return run_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
+                     batch_sizes, /*keep_for_backward=*/true);
+}
+
+// lstm without autograd (inference): nothing kept for backward.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cpu(
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+  auto [output, h_n, s_n, squashed_state, gates] =
+      run_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes,
+                  /*keep_for_backward=*/false);
+  return {output, h_n, s_n};
 }
 
 // The error of every net input, dnet (rows, 3H), and of s0, under the paper's truncation: dh_t is
@@ -420,6 +469,7 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
+  m.impl("lstm", &lstm_cpu);
   m.impl("lstm_forward", &lstm_forward_cpu);
   m.impl("lstm_backward", &lstm_backward_cpu);
 }

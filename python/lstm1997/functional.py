@@ -18,6 +18,7 @@ def lstm(
     *,
     truncate: bool = True,
     activation: str = "tanh",
+    batch_sizes: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Runs one layer of the 1997 LSTM over a whole sequence.
 
@@ -35,10 +36,13 @@ def lstm(
             the recurrent weights into h_{t-1}; only the cell state carries error back in time);
             False for exact backpropagation through time.
         activation: ``"tanh"`` (g = h = tanh) or ``"paper"`` (g = 4 sigmoid - 2, h = 2 sigmoid - 1).
+        batch_sizes: for packed input (the ``data`` ``(N, I)`` and ``batch_sizes`` of a
+            ``PackedSequence`` with sorted sequences): each sequence stops at its own length, and
+            h_n, s_n hold its state at its last step. h0 and s0 are then required.
 
     Returns:
         ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; h_n, s_n ``(B, H)``.
     """
     return torch.ops.lstm1997.lstm(
-        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes
     )
