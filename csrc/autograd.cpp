@@ -1,6 +1,7 @@
 // Differentiation of lstm1997::lstm in C++, so that Python, TorchScript and LibTorch programs all
 // get the same gradients. The Function calls the lstm_forward and lstm_backward ops through the
 // dispatcher, so every backend (and the meta kernels, for tracing) serves it.
+#include "api.h"
 #include "lstm1997.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -115,18 +116,6 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
   }
 };
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> call_lstm(
-    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
-    const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
-    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("lstm1997::lstm", "")
-                             .typed<decltype(call_lstm)>();
-  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
-                 batch_sizes);
-}
-
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
@@ -142,8 +131,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
   if (!differentiable) {
     // Nothing to differentiate: the backend's lstm kernel, which keeps nothing for backward.
     at::AutoDispatchBelowADInplaceOrView guard;
-    return call_lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
-                     batch_sizes);
+    return lstm1997::lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
+                          activation, batch_sizes);
   }
   const variable_list outputs =
       LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
