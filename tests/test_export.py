@@ -136,3 +136,15 @@ def test_functional_call_uses_the_substituted_parameters():
     other = lstm1997.LSTM(4, 6, num_layers=2, bidirectional=True, batch_first=True).eval()
     substituted = torch.func.functional_call(module, dict(other.named_parameters()), (x,))
     assert torch.equal(substituted[0], other(x)[0])
+
+
+def test_compile_for_inference():
+    """Without autograd the op takes its inference kernel; compiled code takes it too."""
+    torch._dynamo.reset()
+    module, x = make(CONFIGS[1])
+    compiled = torch.compile(module, fullgraph=True)
+    with torch.no_grad():
+        expected = module(x)[0]
+        assert torch.allclose(compiled(x)[0], expected, atol=1e-6)
+    with torch.inference_mode():
+        assert torch.allclose(compiled(x)[0], expected, atol=1e-6)
