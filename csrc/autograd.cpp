@@ -20,9 +20,6 @@ std::optional<at::Tensor> optional_tensor(const at::Tensor& tensor) {
   return tensor.defined() ? std::optional<at::Tensor>(tensor) : std::nullopt;
 }
 
-bool present(const std::optional<at::Tensor>& tensor) {
-  return tensor.has_value() && tensor->defined();
-}
 
 ForwardResult call_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                            const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,

@@ -41,9 +41,6 @@ void check_shape(const at::Tensor& tensor, const char* name, c10::SymIntArrayRef
               " ", meaning, ", got ", tensor.sym_sizes());
 }
 
-bool present(const std::optional<at::Tensor>& tensor) {
-  return tensor.has_value() && tensor->defined();
-}
 
 void check_optional(const std::optional<at::Tensor>& tensor, const char* name,
                     const at::Tensor& input, c10::SymIntArrayRef expected, const char* meaning) {

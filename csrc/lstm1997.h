@@ -39,6 +39,11 @@ enum class Activation {
 
 Activation parse_activation(c10::string_view name);
 
+// Whether an optional tensor argument (Tensor? in a schema) was given.
+inline bool present(const std::optional<at::Tensor>& tensor) {
+  return tensor.has_value() && tensor->defined();
+}
+
 // The transcendental functions of the cell's formulas, for scalars. A backend specialises this for
 // its vector types (the CPU kernels for at::vec::Vectorized), so that each formula is written once
 // and instantiated for a vectorised loop body and for its scalar tail.

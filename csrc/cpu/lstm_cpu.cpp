@@ -129,9 +129,6 @@ inline void for_each_row_piece(int64_t begin, int64_t end, int64_t hidden_size, 
   }
 }
 
-bool present(const std::optional<at::Tensor>& tensor) {
-  return tensor.has_value() && tensor->defined();
-}
 
 // One time step of the cell over `rows` batch rows. `gates` holds the net inputs on entry and the
 // activated gates on exit, so the backward pass reads them back without recomputing them.
