@@ -7,6 +7,7 @@
 // dense and packed input share every loop. Pointwise math runs in at::opmath_type (float for
 // float16 and bfloat16), and so do the carries through time: the cell state and its error.
 #include "../lstm1997.h"
+#include "matmul.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -40,30 +41,38 @@ struct ElementwiseMath<at::vec::Vectorized<float>> {
 
 namespace {
 
-template <typename V>
-constexpr bool is_vector = !std::is_arithmetic_v<V>;
-
-// Loads and stores of V (a vector, or one opmath value) from and to the stored type T.
-template <typename V, typename T>
-inline V load(const T* data) {
-  if constexpr (is_vector<V>) {
-    return V::loadu(data);
-  } else {
-    return static_cast<V>(*data);
+// A run of adjacent cells computed together: a whole SIMD vector, a partly filled vector (the
+// last cells of a range), or one opmath value (half types, stored as something else than opmath).
+// Float and double cells always go through the vector math, whatever vector they fall in, so that
+// how at::parallel_for splits a range (it depends on the thread count) cannot change a result bit.
+template <typename V, bool kPartial>
+struct Lanes {
+  using Value = V;
+  int64_t count;  // the valid lanes of a partial vector
+  template <typename T>
+  V load(const T* data) const {
+    if constexpr (std::is_arithmetic_v<V>) {
+      return static_cast<V>(*data);
+    } else if constexpr (kPartial) {
+      return V::loadu(data, count);
+    } else {
+      return V::loadu(data);
+    }
   }
-}
-
-template <typename V, typename T>
-inline void store(const V& value, T* data) {
-  if constexpr (is_vector<V>) {
-    value.store(data);
-  } else {
-    *data = static_cast<T>(value);
+  template <typename T>
+  void store(const V& value, T* data) const {
+    if constexpr (std::is_arithmetic_v<V>) {
+      *data = static_cast<T>(value);
+    } else if constexpr (kPartial) {
+      value.store(data, count);
+    } else {
+      value.store(data);
+    }
   }
-}
+};
 
-// Runs body(j, V{}) over [begin, end): in SIMD vectors of opmath_t while whole vectors fit (when
-// the stored type is opmath_t itself: float, double), then one opmath_t value at a time.
+// Runs body(j, lanes) over [begin, end) in Lanes: SIMD vectors of opmath_t when the stored type is
+// opmath_t itself (float, double), otherwise one opmath_t value at a time.
 template <typename scalar_t, typename Body>
 inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -71,11 +80,15 @@ inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   if constexpr (std::is_same_v<scalar_t, opmath_t>) {
     using Vec = at::vec::Vectorized<opmath_t>;
     for (; j + Vec::size() <= end; j += Vec::size()) {
-      body(j, Vec());
+      body(j, Lanes<Vec, false>{Vec::size()});
     }
-  }
-  for (; j < end; ++j) {
-    body(j, opmath_t());
+    if (j < end) {
+      body(j, Lanes<Vec, true>{end - j});
+    }
+  } else {
+    for (; j < end; ++j) {
+      body(j, Lanes<opmath_t, false>{1});
+    }
   }
 }
 
@@ -145,16 +158,16 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* squashed_state, sc
       scalar_t* output_gate = input_gate + kOutputGate * H;
       const int64_t row = b * H;
       for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
-        using V = decltype(lanes);
+        using V = typename decltype(lanes)::Value;
         const CellStep<V> step =
-            cell_forward(load<V>(input_gate + j), load<V>(cell_input + j),
-                         load<V>(output_gate + j), load<V>(state + row + j), g, h);
-        store(step.input_gate, input_gate + j);
-        store(step.cell_input, cell_input + j);
-        store(step.output_gate, output_gate + j);
-        store(step.cell_state, state + row + j);
-        store(step.squashed_state, squashed_state + row + j);
-        store(step.hidden, hidden + row + j);
+            cell_forward(lanes.load(input_gate + j), lanes.load(cell_input + j),
+                         lanes.load(output_gate + j), lanes.load(state + row + j), g, h);
+        lanes.store(step.input_gate, input_gate + j);
+        lanes.store(step.cell_input, cell_input + j);
+        lanes.store(step.output_gate, output_gate + j);
+        lanes.store(step.cell_state, state + row + j);
+        lanes.store(step.squashed_state, squashed_state + row + j);
+        lanes.store(step.hidden, hidden + row + j);
       });
     });
   });
@@ -168,20 +181,19 @@ inline void backward_row(const scalar_t* dh_external, const scalar_t* dh_extra, 
                          int64_t j_begin, int64_t j_end, int64_t H, Squash<opmath_t> g,
                          Squash<opmath_t> h) {
   for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
-    using V = decltype(lanes);
-    V dh = load<V>(dh_external + j);
+    using V = typename decltype(lanes)::Value;
+    V dh = lanes.load(dh_external + j);
     if (dh_extra != nullptr) {
-      dh = dh + load<V>(dh_extra + j);
+      dh = dh + lanes.load(dh_extra + j);
     }
-    V carried = load<V>(ds + j);
-    const NetErrors<V> errors =
-        cell_backward(dh, carried, load<V>(gates + kInputGate * H + j),
-                      load<V>(gates + kCellInput * H + j), load<V>(gates + kOutputGate * H + j),
-                      load<V>(squashed_state + j), g, h);
-    store(carried, ds + j);
-    store(errors.input_gate, dnet + kInputGate * H + j);
-    store(errors.cell_input, dnet + kCellInput * H + j);
-    store(errors.output_gate, dnet + kOutputGate * H + j);
+    V carried = lanes.load(ds + j);
+    const NetErrors<V> errors = cell_backward(
+        dh, carried, lanes.load(gates + kInputGate * H + j), lanes.load(gates + kCellInput * H + j),
+        lanes.load(gates + kOutputGate * H + j), lanes.load(squashed_state + j), g, h);
+    lanes.store(carried, ds + j);
+    lanes.store(errors.input_gate, dnet + kInputGate * H + j);
+    lanes.store(errors.cell_input, dnet + kCellInput * H + j);
+    lanes.store(errors.output_gate, dnet + kOutputGate * H + j);
   });
 }
 
@@ -255,18 +267,14 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       const int64_t base = keep_for_backward ? 0 : block_first;
       at::Tensor block_gates = gates.narrow(0, block_first - base, block_rows);
       const at::Tensor block_input = input_2d.narrow(0, block_first, block_rows);
-      if (bias.defined()) {
-        at::addmm_out(block_gates, bias, block_input, weight_ih_t);
-      } else {
-        at::mm_out(block_gates, block_input, weight_ih_t);
-      }
+      matmul_into(block_gates, block_input, weight_ih_t, /*accumulate=*/false, bias);
       for (int64_t t = block; t < block_end; ++t) {
         const int64_t first = steps.offset[t], rows = steps.count[t];
         at::Tensor net = gates.narrow(0, first - base, rows);
         // The rows active now are a prefix of those active at the previous step.
         const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
                                            : output.narrow(0, steps.offset[t - 1], rows);
-        net.addmm_(previous, weight_hh_t);
+        matmul_into(net, previous, weight_hh_t, /*accumulate=*/true);
         forward_step<scalar_t, opmath_t>(
             net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
             squashed_state.data_ptr<scalar_t>() + (first - base) * H,
@@ -374,7 +382,7 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
       });
     });
     at::Tensor dh_rows = dh_carry.narrow(0, 0, rows);
-    at::mm_out(dh_rows, dnet.narrow(0, first, rows), weight_hh);
+    matmul_into(dh_rows, dnet.narrow(0, first, rows), weight_hh, /*accumulate=*/false);
   }
 }
 
@@ -441,21 +449,27 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   // Weight and input gradients: large GEMMs over all rows at once, each only if asked for (the
   // input of a first layer rarely needs its gradient).
   const auto [want_input, want_weight_ih, want_weight_hh, want_bias] = output_mask;
-  const at::Tensor grad_input =
-      want_input ? at::mm(dnet, weight_ih).view(input.sizes()) : at::Tensor();
-  const at::Tensor grad_weight_ih =
-      want_weight_ih ? at::mm(dnet.t(), input.reshape({N, I})) : at::Tensor();
+  at::Tensor grad_input, grad_weight_ih;
+  if (want_input) {
+    grad_input = at::empty({N, I}, options);
+    matmul_into(grad_input, dnet, weight_ih, /*accumulate=*/false);
+    grad_input = grad_input.view(input.sizes());
+  }
+  if (want_weight_ih) {
+    grad_weight_ih = at::empty({kNumGateBlocks * H, I}, options);
+    matmul_into(grad_weight_ih, dnet.t(), input.reshape({N, I}), /*accumulate=*/false);
+  }
   at::Tensor grad_weight_hh;
   if (want_weight_hh) {
     grad_weight_hh = at::zeros({kNumGateBlocks * H, H}, options);
     if (T > 0) {
       const int64_t first_rows = steps.count[0];
       if (present(h0)) {
-        grad_weight_hh.addmm_(dnet.narrow(0, 0, first_rows).t(), *h0);
+        matmul_into(grad_weight_hh, dnet.narrow(0, 0, first_rows).t(), *h0, /*accumulate=*/true);
       }
       if (N > first_rows) {
-        grad_weight_hh.addmm_(dnet.narrow(0, first_rows, N - first_rows).t(),
-                              previous_hidden(steps, output.reshape({N, H})));
+        matmul_into(grad_weight_hh, dnet.narrow(0, first_rows, N - first_rows).t(),
+                    previous_hidden(steps, output.reshape({N, H})), /*accumulate=*/true);
       }
     }
   }
