@@ -1,0 +1,104 @@
+// Online learning with the paper's truncated gradient, computed forward in time (its appendix A.1:
+// "local in space and time"). Under the truncation the cell state s_t is the only path by which a
+// weight influences later steps, and s_t[b, j] depends only on row j of the input-gate and
+// cell-input blocks. So the derivatives
+//     trace[b, r, k] = d s_t[b, j(r)] / d W[r, k]       r in the input-gate and cell-input rows
+// are running sums of local terms (d s_t = i_t g(z_t) through the carousel):
+//     input gate row j:  trace += g(z_t[j]) f'(a_t[j]) u_t[k]
+//     cell input row j:  trace += f(a_t[j]) g'(z_t[j]) u_t[k]
+// with u_t = [x_t | h_{t-1} | 1] split into the three trace tensors. The output gate needs no trace:
+// its weights act on h_t at step t only. The gradient of a loss on the outputs of a chunk of steps
+// is then the truncated backward over the chunk (lstm_backward) plus what the error reaching the
+// chunk's first cell state, ds, does through the traces carried in: dW[r, k] += sum_b ds[b, j(r)]
+// trace[b, r, k]. Memory: the traces, B * 2H * (I + H + 1) values, whatever the stream's length.
+//
+// Both ops are compositions of lstm_backward and ATen ops, so one kernel serves every backend
+// (CompositeExplicitAutograd) and the meta tensors of torch.compile.
+#include "lstm1997.h"
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <array>
+
+namespace lstm1997 {
+namespace {
+
+// The error ds on the chunk's first cell state, once for each traced block of rows: row j of the
+// input-gate block and row j of the cell-input block both act through s[j].
+at::Tensor per_traced_row(const at::Tensor& per_unit) {
+  return at::cat({per_unit, per_unit}, -1);
+}
+
+// d s_t / d net_t for the traced rows, (T, B, 2H): the local terms of the traces.
+at::Tensor local_state_derivatives(const at::Tensor& gates, Activation activation) {
+  const int64_t H = gates.size(2) / kNumGateBlocks;
+  const at::Tensor input_gate = gates.narrow(2, kInputGate * H, H);
+  const at::Tensor cell_input = gates.narrow(2, kCellInput * H, H);  // g(z_t)
+  const Squash<double> g = cell_input_squash<double>(activation);
+  // g'(z) from g(z): slope * (scale - g^2 / scale), as the backward kernels compute it.
+  const at::Tensor g_prime = (g.scale - cell_input * cell_input / g.scale) * g.slope;
+  return at::cat({cell_input * input_gate * (1 - input_gate), input_gate * g_prime}, 2);
+}
+
+// h_{t-1} for every step of the chunk: h0 (zeros when absent), then the chunk's own outputs.
+at::Tensor previous_hidden(const at::Tensor& output, const std::optional<at::Tensor>& h0) {
+  const at::Tensor first = present(h0) ? h0->unsqueeze(0)
+                                       : at::zeros({1, output.size(1), output.size(2)},
+                                                   output.options());
+  return at::cat({first, output.narrow(0, 0, output.size(0) - 1)}, 0);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_traces(
+    const at::Tensor& input, const std::optional<at::Tensor>& h0, const at::Tensor& output,
+    const at::Tensor& gates, const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+    const at::Tensor& trace_bias, c10::string_view activation) {
+  check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias);
+  const Activation kind = parse_activation(activation);
+  if (input.size(0) == 0) {
+    return {trace_ih.clone(), trace_hh.clone(), trace_bias.clone()};
+  }
+  const at::Tensor local = local_state_derivatives(gates, kind);
+  const at::Tensor previous = previous_hidden(output, h0);
+  // trace[b] += sum over the chunk's steps of local_t[b]^T u_t[b]: for one step (the paper's
+  // online case) an outer product per batch row, in one pass over the trace; for longer chunks one
+  // (2H, T) x (T, features) product per batch row.
+  const auto advance = [&](const at::Tensor& trace, const at::Tensor& features) {
+    if (input.size(0) == 1) {
+      return at::addcmul(trace, local[0].unsqueeze(2), features[0].unsqueeze(1));
+    }
+    return at::baddbmm(trace, local.permute({1, 2, 0}), features.permute({1, 0, 2}));
+  };
+  return {advance(trace_ih, input), advance(trace_hh, previous), trace_bias + local.sum(0)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0, const at::Tensor& output,
+    const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
+    const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation) {
+  check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias);
+  const int64_t B = output.size(1), H = output.size(2);
+  const at::Tensor no_error = at::zeros({B, H}, output.options());
+  // The chunk's own steps: the truncated backward, which also gives ds on the state carried in.
+  auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
+      call_backward(grad_output, no_error, no_error, input, weight_ih, weight_hh, h0, output,
+                    squashed_state, gates, /*truncate=*/true, activation, std::nullopt,
+                    {false, true, true, true});
+  // The steps before the chunk, through the traces.
+  const at::Tensor carried_error = per_traced_row(grad_s0);  // (B, 2H)
+  // sum_b ds[b, r] trace[b, r, :], one pass over each trace.
+  grad_weight_ih.narrow(0, 0, 2 * H).add_((carried_error.unsqueeze(2) * trace_ih).sum(0));
+  grad_weight_hh.narrow(0, 0, 2 * H).add_((carried_error.unsqueeze(2) * trace_hh).sum(0));
+  grad_bias.narrow(0, 0, 2 * H).add_((carried_error * trace_bias).sum(0));
+  return {grad_weight_ih, grad_weight_hh, grad_bias};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
+  m.impl("lstm_online_traces", &lstm_online_traces);
+  m.impl("lstm_online_grads", &lstm_online_grads);
+}
+
+}  // namespace lstm1997

@@ -1,0 +1,149 @@
+"""Online learning with the 1997 LSTM: the paper's truncated gradient computed forward in time.
+
+Under the paper's truncation, a weight influences later steps only through the cell state, whose
+derivatives with respect to the input-gate and cell-input weights are running sums ("traces").
+With them the gradient of a loss at step t is known at step t: weights can be updated at every
+step, and memory does not grow with the length of the stream. See torch.ops.lstm1997.lstm_online_*.
+"""
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .modules import _check_activation, _check_positive_int, _reset_uniform
+
+
+class OnlineLSTM(nn.Module):
+    r"""One layer of the 1997 LSTM that learns from a stream, step by step or chunk by chunk.
+
+    ``forward(x)`` advances the cell over ``x`` (one step ``(B, I)`` or a chunk ``(T, B, I)``;
+    ``(B, T, I)`` with ``batch_first``) from the state left by the previous call and returns the
+    outputs as a leaf tensor that requires grad: compute a loss from it, take its gradient, and
+    pass that to ``backward(grad_output)``, which adds the gradient of the loss with respect to
+    every weight to ``.grad`` (so any ``torch.optim`` optimizer can step), or to
+    ``update(grad_output, lr)``, which applies the paper's plain gradient step at once.
+
+    The gradient is the paper's truncated one, including what the weights did through the cell
+    state in earlier chunks: over a sequence, the sum of the per-chunk gradients equals the
+    gradient of ``lstm1997.LSTM(truncate=True)`` on the sum of the losses. Weights updated during a
+    sequence make this the paper's online approximation, as in its experiments.
+
+    State (h, s) and traces persist across calls until ``reset()`` (call it between sequences).
+    Memory: the traces, ``B * 2H * (I + H + 1)`` values, plus one chunk; nothing grows with the
+    stream. Parameters are named as in ``lstm1997.LSTM(num_layers=1)`` (``weight_ih_l0``, ...), so
+    state dicts move between the two.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
+                 batch_first: bool = False, *, activation: str = "tanh", device=None,
+                 dtype=None) -> None:
+        super().__init__()
+        _check_positive_int(input_size, "input_size", "OnlineLSTM")
+        _check_positive_int(hidden_size, "hidden_size", "OnlineLSTM")
+        _check_activation(activation, "OnlineLSTM")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.bias, self.batch_first, self.activation = bias, batch_first, activation
+        options = {"device": device, "dtype": dtype}
+        rows = 3 * hidden_size
+        self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size, **options))
+        self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden_size, **options))
+        if bias:
+            self.bias_ih_l0 = nn.Parameter(torch.empty(rows, **options))
+            self.bias_hh_l0 = nn.Parameter(torch.empty(rows, **options))
+        else:
+            self.register_parameter("bias_ih_l0", None)
+            self.register_parameter("bias_hh_l0", None)
+        _reset_uniform(self, hidden_size)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forgets the state and the traces: the next call starts a new sequence from zeros."""
+        self.hidden: Optional[Tensor] = None
+        self.cell_state: Optional[Tensor] = None
+        self.traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self._chunk = None
+
+    def _start(self, batch: int, like: Tensor) -> None:
+        H, I = self.hidden_size, self.input_size
+        self.hidden = like.new_zeros(batch, H)
+        self.cell_state = like.new_zeros(batch, H)
+        self.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, H),
+                       like.new_zeros(batch, 2 * H))
+
+    def forward(self, input: Tensor) -> Tensor:
+        if input.dim() not in (2, 3):
+            raise ValueError(f"OnlineLSTM: input: expected a 3-D chunk (seq_len, batch, "
+                             f"input_size) or a 2-D step (batch, input_size), got "
+                             f"{input.dim()}-D with shape {list(input.shape)}")
+        step = input.dim() == 2
+        chunk = input.unsqueeze(0) if step else (input.transpose(0, 1) if self.batch_first else input)
+        batch = chunk.shape[1]
+        if self.hidden is None:
+            self._start(batch, chunk)
+        elif self.hidden.shape[0] != batch:
+            raise RuntimeError(f"OnlineLSTM: input: expected batch size {self.hidden.shape[0]} "
+                               f"(the stream's, until reset()), got {batch}")
+        ops = torch.ops.lstm1997
+        with torch.no_grad():
+            output, h_n, s_n, squashed_state, gates = ops.lstm_forward(
+                chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
+                self.hidden, self.cell_state, self.activation)
+            traces_before = self.traces
+            self.traces = ops.lstm_online_traces(chunk, self.hidden, output, gates,
+                                                 *traces_before, self.activation)
+        # What backward() needs of this chunk; the next forward replaces it (a chunk without a
+        # loss contributes nothing to the gradient, but its traces were kept up to date above).
+        result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
+        self._chunk = (chunk, self.hidden, output, squashed_state, gates, traces_before,
+                       result.shape)
+        self.hidden, self.cell_state = h_n, s_n
+        return result.detach().requires_grad_(torch.is_grad_enabled())
+
+    def gradients(self, grad_output: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The truncated gradient of a loss on the last chunk's outputs, given ``grad_output``
+        (its gradient with respect to them, shaped like them): ``(grad_weight_ih, grad_weight_hh,
+        grad_bias)``; ``grad_bias`` is the gradient of each of ``bias_ih`` and ``bias_hh``."""
+        if self._chunk is None:
+            raise RuntimeError("OnlineLSTM: backward: expected a forward() call first (since the "
+                               "last reset())")
+        chunk, h0, output, squashed_state, gates, traces, returned_shape = self._chunk
+        if grad_output.shape != returned_shape:
+            raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
+                               f"(that of the last output), got {list(grad_output.shape)}")
+        grad = grad_output.reshape(output.shape) if len(returned_shape) == 2 else grad_output
+        if self.batch_first and len(returned_shape) == 3:
+            grad = grad.transpose(0, 1)
+        with torch.no_grad():
+            return torch.ops.lstm1997.lstm_online_grads(
+                grad.to(output.dtype), chunk, self.weight_ih_l0, self.weight_hh_l0, h0, output,
+                squashed_state, gates, *traces, self.activation)
+
+    def _parameters_and_gradients(self, grad_output: Tensor):
+        """(parameter, gradient) for every parameter that requires grad (a frozen one, e.g. a
+        bias_hh held at zero so that the bias is learned once, is left alone)."""
+        grad_weight_ih, grad_weight_hh, grad_bias = self.gradients(grad_output)
+        grads = [grad_weight_ih, grad_weight_hh] + ([grad_bias, grad_bias] if self.bias else [])
+        return [(p, g) for p, g in zip(self.parameters(), grads) if p.requires_grad]
+
+    def backward(self, grad_output: Tensor) -> None:
+        """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
+        for parameter, grad in self._parameters_and_gradients(grad_output):
+            if parameter.grad is None:
+                parameter.grad = grad.clone()
+            else:
+                parameter.grad.add_(grad)
+
+    def update(self, grad_output: Tensor, lr: float) -> None:
+        """The paper's weight update: one plain gradient step of size ``lr`` on the loss of the
+        last chunk, applied at once (``.grad`` is left alone)."""
+        with torch.no_grad():
+            for parameter, grad in self._parameters_and_gradients(grad_output):
+                parameter.sub_(grad, alpha=lr)
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        return s + f", activation={self.activation!r}"

@@ -1,0 +1,235 @@
+"""Online learning (OnlineLSTM, lstm_online_traces, lstm_online_grads): the paper's truncated
+gradient computed forward in time must equal, summed over a sequence, the gradient of the detached
+plain-PyTorch reference loop, whatever the chunking; memory must not grow with the stream."""
+import pytest
+import torch
+from conftest import make_args
+from reference import reference_lstm
+from test_reliability import RESIDENT, run_python
+
+import lstm1997
+
+OPS = torch.ops.lstm1997
+f64 = torch.float64
+
+
+def stream_gradients(online, x, targets, chunk):
+    """Feeds x (T, B, I) through `online` in chunks with a squared-error loss at every step, calling
+    backward() after each chunk. Returns the total loss."""
+    total = 0.0
+    for start in range(0, x.shape[0], chunk):
+        output = online(x[start:start + chunk] if chunk > 1 else x[start])
+        target = targets[start:start + chunk] if chunk > 1 else targets[start]
+        loss = (output - target).square().sum()
+        (grad,) = torch.autograd.grad(loss, output)
+        online.backward(grad)
+        total += loss.item()
+    return total
+
+
+def reference_gradients(online, x, targets):
+    params = {name: p.detach().clone().requires_grad_() for name, p in online.named_parameters()}
+    output, _, _ = reference_lstm(x, params["weight_ih_l0"], params["weight_hh_l0"],
+                                  params.get("bias_ih_l0"), params.get("bias_hh_l0"),
+                                  truncate=True, activation=online.activation)
+    loss = (output - targets).square().sum()
+    loss.backward()
+    return loss.item(), {name: p.grad for name, p in params.items()}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10])
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_sum_of_online_gradients_equals_truncated_backward(chunk, activation, bias):
+    torch.manual_seed(0)
+    T, B, I, H = 10, 3, 4, 5
+    online = lstm1997.OnlineLSTM(I, H, bias=bias, activation=activation, dtype=f64)
+    with torch.no_grad():  # larger weights than the default init: more carousel traffic to check
+        for p in online.parameters():
+            p.mul_(3)
+    x, targets = torch.randn(T, B, I, dtype=f64), torch.randn(T, B, H, dtype=f64)
+    loss = stream_gradients(online, x, targets, chunk)
+    expected_loss, expected = reference_gradients(online, x, targets)
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for name, p in online.named_parameters():
+        torch.testing.assert_close(p.grad, expected[name], rtol=1e-10, atol=1e-10)
+
+
+def test_online_gradient_is_not_the_exact_gradient():
+    """The traces follow the cell state only: with recurrent weights, exact BPTT differs."""
+    torch.manual_seed(1)
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    x, targets = torch.randn(8, 2, 3, dtype=f64), torch.randn(8, 2, 4, dtype=f64)
+    stream_gradients(online, x, targets, 1)
+    exact = lstm1997.LSTM(3, 4, truncate=False, dtype=f64)
+    exact.load_state_dict(online.state_dict())
+    (exact(x)[0] - targets).square().sum().backward()
+    assert not torch.allclose(online.weight_hh_l0.grad, exact.weight_hh_l0.grad, atol=1e-6)
+
+
+def test_batch_first_and_state_across_calls_match_one_pass():
+    torch.manual_seed(2)
+    online = lstm1997.OnlineLSTM(3, 4, batch_first=True, dtype=f64)
+    full = lstm1997.LSTM(3, 4, batch_first=True, dtype=f64)
+    full.load_state_dict(online.state_dict())
+    x = torch.randn(2, 7, 3, dtype=f64)
+    pieces = [online(x[:, :3]), online(x[:, 3]).unsqueeze(1), online(x[:, 4:])]
+    expected, (h_n, s_n) = full(x)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), expected, rtol=0, atol=1e-12)
+    torch.testing.assert_close(online.hidden, h_n[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(online.cell_state, s_n[0], rtol=0, atol=1e-12)
+    online.reset()
+    torch.testing.assert_close(online(x), expected, rtol=0, atol=1e-12)
+
+
+def test_traces_have_the_documented_size():
+    online = lstm1997.OnlineLSTM(6, 5)
+    online(torch.randn(4, 3, 6))
+    B, H, I = 3, 5, 6
+    assert [tuple(t.shape) for t in online.traces] == [(B, 2 * H, I), (B, 2 * H, H), (B, 2 * H)]
+    assert sum(t.numel() for t in online.traces) == B * 2 * H * (I + H + 1)
+
+
+def test_update_is_a_plain_gradient_step():
+    torch.manual_seed(3)
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    before = [p.detach().clone() for p in online.parameters()]
+    output = online(torch.randn(5, 2, 3, dtype=f64))
+    grad = torch.randn_like(output)
+    grad_ih, grad_hh, grad_bias = online.gradients(grad)
+    online.update(grad, lr=0.1)
+    for old, new, g in zip(before, online.parameters(), [grad_ih, grad_hh, grad_bias, grad_bias]):
+        torch.testing.assert_close(new.detach(), old - 0.1 * g, rtol=0, atol=1e-15)
+        assert new.grad is None
+
+
+def test_online_learning_with_updates_at_every_step_learns():
+    """The paper's recipe: a weight update after every step. The task needs memory across a lag:
+    at every step, output the sign of the first input of the sequence (a readout trained alongside
+    by autograd). The loss of the last 200 sequences must be well below that of the first 200."""
+    torch.manual_seed(0)
+    cell = lstm1997.OnlineLSTM(2, 8)
+    readout = torch.nn.Linear(8, 1)
+    optimizer = torch.optim.SGD(readout.parameters(), lr=0.1)
+    losses = []
+    for _ in range(1000):
+        cell.reset()
+        first = torch.randint(0, 2, (4,)).float() * 2 - 1
+        sequence_loss = 0.0
+        for t in range(10):
+            x = torch.stack([first if t == 0 else torch.zeros(4), torch.full((4,), float(t == 0))], 1)
+            h = cell(x)
+            loss = (readout(h).squeeze(1) - first).square().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            cell.update(h.grad, lr=0.5)
+            optimizer.step()
+            sequence_loss += loss.item()
+        losses.append(sequence_loss / 10)
+    assert sum(losses[-200:]) < 0.3 * sum(losses[:200]), (sum(losses[:200]), sum(losses[-200:]))
+
+
+STREAM_RUN = RESIDENT + """
+    torch.manual_seed(0)
+    cell, readout = lstm1997.OnlineLSTM(4, 8), torch.nn.Linear(8, 1)
+    chunk, steps = 1000, 1_000_000
+    def run(chunks):
+        for _ in range(chunks):
+            x = torch.randn(chunk, 2, 4)
+            h = cell(x)
+            loss = (readout(h).squeeze(-1) - x[..., 0]).square().mean()
+            loss.backward()
+            cell.update(h.grad, lr=1e-3)
+            readout.zero_grad()
+    run(50)
+    start = resident()
+    run(steps // chunk)
+    print(json.dumps({"start": start, "end": resident(),
+                      "finite": all(bool(p.isfinite().all()) for p in cell.parameters())}))
+"""
+
+
+def test_stream_of_a_million_steps_in_flat_memory():
+    """1,000,000 steps (in chunks of 1,000, an update after each) after 50,000 warm-up steps:
+    resident memory grows by less than 8 MiB; a chunk's tensors alone are about 0.2 MB, so keeping
+    anything per chunk would show."""
+    run = run_python(STREAM_RUN)
+    assert run["finite"]
+    assert run["end"] - run["start"] < 8 * 2**20, run
+
+
+def test_errors():
+    online = lstm1997.OnlineLSTM(3, 4)
+    with pytest.raises(RuntimeError, match=r"OnlineLSTM: backward: expected a forward\(\) call first"):
+        online.backward(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"OnlineLSTM: input: expected a 3-D chunk .* got 1-D"):
+        online(torch.zeros(3))
+    online(torch.zeros(5, 2, 3))
+    with pytest.raises(RuntimeError, match=r"OnlineLSTM: input: expected batch size 2 \(the stream's, until reset\(\)\), got 3"):
+        online(torch.zeros(3, 3))
+    with pytest.raises(RuntimeError, match=r"OnlineLSTM: grad_output: expected shape \[5, 2, 4\]"):
+        online.backward(torch.zeros(2, 4))
+    with pytest.raises(RuntimeError, match=r"weight_ih: expected shape \[12, 5\]"):
+        online(torch.zeros(1, 2, 5))
+    with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
+        online(torch.zeros(1, 2, 3, dtype=f64))
+    with pytest.raises(ValueError, match=r"OnlineLSTM: hidden_size: expected a positive int, got 0"):
+        lstm1997.OnlineLSTM(3, 0)
+    with pytest.raises(ValueError, match=r"OnlineLSTM: activation: expected one of"):
+        lstm1997.OnlineLSTM(3, 2, activation="relu")
+
+
+def chunk_args(T=4, B=3, I=5, H=6):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(T, B, I, H, requires_grad=False)
+    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    gen = torch.Generator().manual_seed(5)
+    traces = [torch.randn(*shape, generator=gen, dtype=f64)
+              for shape in [(B, 2 * H, I), (B, 2 * H, H), (B, 2 * H)]]
+    return dict(x=x, w_ih=w_ih, w_hh=w_hh, h0=h0, output=output, squashed_state=squashed_state,
+                gates=gates, traces=traces)
+
+
+@pytest.mark.parametrize("name,value,pattern", [
+    ("trace_ih", torch.zeros(3, 12, 4, dtype=f64), r"trace_ih: expected shape \[3, 12, 5\] \(batch, 2\*hidden_size, input_size\)"),
+    ("trace_hh", torch.zeros(3, 18, 6, dtype=f64), r"trace_hh: expected shape \[3, 12, 6\]"),
+    ("trace_bias", torch.zeros(3, 12), r"trace_bias: expected dtype Double"),
+    ("trace_bias", torch.zeros(3, 12, dtype=f64, device="meta"), r"trace_bias: expected device cpu"),
+    ("gates", torch.zeros(4, 3, 24, dtype=f64), r"gates: expected shape \[4, 3, 18\]"),
+    ("h0", torch.zeros(2, 6, dtype=f64), r"h0: expected shape \[3, 6\]"),
+    ("x", torch.zeros(12, 5, dtype=f64), r"input: expected a 3-D tensor .* got 2-D"),
+])
+def test_op_errors(name, value, pattern):
+    for op in ("traces", "grads"):
+        args = chunk_args()
+        if name.startswith("trace_"):
+            args["traces"][["trace_ih", "trace_hh", "trace_bias"].index(name)] = value
+        else:
+            args[name] = value
+        exc = TypeError if "dtype" in pattern else RuntimeError
+        with pytest.raises(exc, match=pattern):
+            if op == "traces":
+                OPS.lstm_online_traces(args["x"], args["h0"], args["output"], args["gates"],
+                                       *args["traces"])
+            else:
+                OPS.lstm_online_grads(torch.ones_like(args["output"]), args["x"], args["w_ih"],
+                                      args["w_hh"], args["h0"], args["output"],
+                                      args["squashed_state"], args["gates"], *args["traces"])
+
+
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_opcheck(activation, with_h0):
+    a = chunk_args()
+    h0 = a["h0"] if with_h0 else None
+    torch.library.opcheck(OPS.lstm_online_traces.default,
+                          (a["x"], h0, a["output"], a["gates"], *a["traces"], activation))
+    torch.library.opcheck(OPS.lstm_online_grads.default,
+                          (torch.randn_like(a["output"]), a["x"], a["w_ih"], a["w_hh"], h0,
+                           a["output"], a["squashed_state"], a["gates"], *a["traces"], activation))
+
+
+def test_ops_refuse_to_be_differentiated():
+    a = chunk_args()
+    with pytest.raises(RuntimeError, match="lstm_online_traces is not differentiable"):
+        OPS.lstm_online_traces(a["x"].requires_grad_(), a["h0"], a["output"], a["gates"],
+                               *a["traces"])
