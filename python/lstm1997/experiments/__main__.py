@@ -1,0 +1,152 @@
+"""Runs the paper's experiments with the paper's recipe.
+
+    python -m lstm1997.experiments reber [--trials N] [--recipe online|sequence] [--model lstm1997|lstm|rnn]
+    python -m lstm1997.experiments two-sequence [--p 100] ...
+    python -m lstm1997.experiments gradient-flow [--T 1000] [--plot gradient_flow.png]
+
+Each trial generates its data from the paper's definition (seeded), trains one sequence at a time
+with plain gradient steps until the paper's success criterion holds or --budget sequences have been
+presented, tests on fresh sequences, prints sequences until success and the fraction wrong beside
+the paper's numbers, and appends a record to --results (JSON lines). --plot draws the learning
+curve (matplotlib, when installed). python -m lstm1997.experiments.report turns the records into
+RESULTS.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+
+import torch
+
+from . import gradient_flow
+from .paper_net import MODELS, RECIPES, TRAINERS, PaperNet, squared_error
+from .reber import Reber
+from .two_sequence import TwoSequence
+
+EXPERIMENTS = {"reber": Reber, "two-sequence": TwoSequence}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lstm1997.experiments",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("experiment", choices=sorted(EXPERIMENTS) + ["gradient-flow"])
+    parser.add_argument("--trials", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
+    parser.add_argument("--recipe", choices=RECIPES, default="online",
+                        help="online: update after every step with a target (the paper's); "
+                             "sequence: once per sequence")
+    parser.add_argument("--model", choices=MODELS, default="lstm1997",
+                        help="lstm1997, or a baseline trained per sequence with BPTT")
+    parser.add_argument("--alpha", type=float, default=None, help="learning rate (default: the paper's)")
+    parser.add_argument("--p", type=int, default=100, help="two-sequence: the time lag p")
+    parser.add_argument("--T", type=int, default=1000, help="gradient-flow: sequence length")
+    parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
+    parser.add_argument("--results", default="results.jsonl", help="JSON lines file to append to")
+    parser.add_argument("--plot", default=None, help="learning curve PNG")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    if args.model != "lstm1997" and args.recipe == "online":
+        args.recipe = "sequence"  # baselines learn per sequence, with BPTT
+    return args
+
+
+def make_experiment(args, seed):
+    options = {} if args.alpha is None else {"alpha": args.alpha}
+    if args.experiment == "two-sequence":
+        options["p"] = args.p
+    return EXPERIMENTS[args.experiment](seed, **options)
+
+
+def progress(total, quiet):
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return None if quiet else tqdm(total=total, unit="seq", leave=False)
+
+
+def run_trial(args, trial):
+    seed = args.seed + trial
+    torch.manual_seed(seed)
+    experiment = make_experiment(args, seed)
+    net = PaperNet(**experiment.net_options(), model=args.model, seed=seed)
+    train = TRAINERS[args.recipe]
+    bar = progress(args.budget, args.quiet)
+    curve, window, start = [], [], time.perf_counter()
+    until_success = None
+    for sequence in range(1, args.budget + 1):
+        inputs, targets, mask = experiment.training_sequence()
+        outputs = train(net, inputs, targets, mask, experiment.alpha)
+        window.append(squared_error(outputs, targets, mask).item() / max(1, int(mask.sum())))
+        if len(window) == 100:
+            curve.append((sequence, sum(window) / len(window)))
+            window = []
+        if bar is not None:
+            bar.update(1)
+        elif not args.quiet and sequence % 1000 == 0:
+            print(f"  {sequence} sequences, mean error {curve[-1][1]:.4f}", flush=True)
+        if sequence % experiment.check_every == 0 and experiment.solved(net, outputs):
+            until_success = sequence
+            break
+    if bar is not None:
+        bar.close()
+    record = {
+        "experiment": args.experiment, "setting": experiment.paper_key, "model": args.model,
+        "recipe": args.recipe, "alpha": experiment.alpha, "trial": trial, "seed": seed,
+        "budget": args.budget, "success": until_success is not None,
+        "sequences_until_success": until_success, "fraction_wrong_test": experiment.test(net),
+        "paper": experiment.paper.get(experiment.paper_key),
+        "seconds": round(time.perf_counter() - start, 1), "curve": curve,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
+        "date": datetime.date.today().isoformat(),
+    }
+    return record
+
+
+def plot(records, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for r in records:
+        if r["curve"]:
+            x, y = zip(*r["curve"])
+            axes.plot(x, y, label=f"{r['model']} {r['recipe']} trial {r['trial']}")
+    axes.set_xlabel("training sequences")
+    axes.set_ylabel("error per target step, 1/2 sum of squares\n(mean over 100 sequences)")
+    axes.set_yscale("log")
+    axes.set_title(f"{records[0]['experiment']} ({records[0]['setting']})")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"learning curve: {path}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.experiment == "gradient-flow":
+        return gradient_flow.run(args.T, args.plot, args.quiet)
+    records = []
+    for trial in range(args.trials):
+        record = run_trial(args, trial)
+        records.append(record)
+        with open(args.results, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        found = (f"success after {record['sequences_until_success']} sequences"
+                 if record["success"] else f"no success within {args.budget} sequences")
+        print(f"{args.experiment} {record['setting']} {args.model}/{args.recipe} trial {trial}: "
+              f"{found}, {100 * record['fraction_wrong_test']:.2f}% of test sequences wrong, "
+              f"{record['seconds']} s (paper: {record['paper']})", flush=True)
+    if args.plot:
+        plot(records, args.plot)
+    return records
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The paper's network and its training recipes (Hochreiter & Schmidhuber 1997, section 5).
+
+The network: one fully recurrent layer of memory cells (every cell and gate sees the current inputs
+and all cell outputs of t-1), logistic output units fed by the cells only, squashers g and h of the
+paper (activation="paper"), the paper's truncated gradient, weights uniform in [-r, r] and the
+per-experiment gate biases. Activations reset to zero for every sequence.
+
+Readings (stated in RESULTS.md too):
+- The paper's cells and gates also see the *gate* outputs of t-1 (its weight counts include those
+  connections: 264 weights for exp 1's 4x1 net); the op's recurrent input is the cell outputs only.
+- Loss per target: 1/2 sum (target - output)^2, plain gradient steps of size alpha.
+- Memory cell blocks of more than one cell are not in the op yet: cells_per_block must be 1.
+
+Recipes: "online" updates every weight after every step that has a target (OnlineLSTM: the
+truncated gradient computed forward in time, the paper's way); "sequence" updates once per
+sequence with the truncated backward (lstm1997.LSTM). Baselines "lstm" (torch.nn.LSTM, with forget
+gate) and "rnn" (torch.nn.RNN, tanh) train per sequence with BPTT.
+"""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..modules import LSTM
+from ..online import OnlineLSTM
+
+MODELS = ("lstm1997", "lstm", "rnn")
+RECIPES = ("online", "sequence")
+
+
+class PaperNet(nn.Module):
+    def __init__(self, input_size: int, output_size: int, blocks: int, cells_per_block: int = 1, *,
+                 init_range: float, input_gate_bias: Optional[Sequence[float]] = None,
+                 output_gate_bias: Optional[Sequence[float]] = None, cell_input_bias: bool = False,
+                 model: str = "lstm1997", seed: int = 0) -> None:
+        super().__init__()
+        if cells_per_block != 1:
+            raise ValueError(f"PaperNet: cells_per_block: expected 1 (memory cell blocks of more "
+                             f"cells are not in the op yet), got {cells_per_block}")
+        if model not in MODELS:
+            raise ValueError(f"PaperNet: model: expected one of {MODELS}, got {model!r}")
+        self.model, self.hidden_size = model, blocks * cells_per_block
+        H = self.hidden_size
+        generator = torch.Generator().manual_seed(seed)
+        has_bias = input_gate_bias is not None or output_gate_bias is not None or cell_input_bias
+        if model == "lstm1997":
+            self.cells = LSTM(input_size, H, bias=has_bias, activation="paper")
+        elif model == "lstm":
+            self.cells = nn.LSTM(input_size, H)
+        else:
+            self.cells = nn.RNN(input_size, H)
+        self.readout = nn.Linear(H, output_size, bias=False)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2 - 1) * init_range)
+        self.bias_mask: Optional[Tensor] = None
+        if model == "lstm1997" and has_bias:
+            # One learned bias per row (bias_hh held at zero) and only the rows the paper has.
+            biases = torch.zeros(3 * H)
+            mask = torch.zeros(3 * H)
+            for block, rows in enumerate([input_gate_bias, None, output_gate_bias]):
+                if rows is not None:
+                    biases[block * H:(block + 1) * H] = torch.tensor(list(rows), dtype=torch.float32)
+                    mask[block * H:(block + 1) * H] = 1
+            if cell_input_bias:
+                mask[H:2 * H] = 1
+            self.bias_mask = mask
+            with torch.no_grad():
+                self.cells.bias_ih_l0.copy_(biases)
+                self.cells.bias_hh_l0.zero_()
+            self.cells.bias_hh_l0.requires_grad_(False)
+        self.online: Optional[OnlineLSTM] = None
+
+    def enforce_structure(self) -> None:
+        """Bias rows the paper's net does not have stay zero after every update."""
+        if self.bias_mask is not None:
+            with torch.no_grad():
+                self.cells.bias_ih_l0.mul_(self.bias_mask)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        """inputs (T, B, I) -> outputs (T, B, O) in (0, 1)."""
+        hidden, _ = self.cells(inputs)
+        return torch.sigmoid(self.readout(hidden))
+
+    def online_layer(self) -> OnlineLSTM:
+        """An OnlineLSTM sharing this net's cell parameters (created once)."""
+        if self.model != "lstm1997":
+            raise ValueError(f"PaperNet: the online recipe needs model 'lstm1997', got {self.model!r}")
+        if self.online is None:
+            online = OnlineLSTM(self.cells.input_size, self.hidden_size, bias=self.cells.bias,
+                                activation="paper")
+            for name, parameter in self.cells.named_parameters():
+                setattr(online, name, parameter)
+            self.online = online
+        return self.online
+
+    def trainable(self) -> List[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+
+def next_symbol_task(indices: Tensor, num_symbols: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """A symbol sequence as a next-symbol prediction task: (inputs (T, 1, S), targets (T, 1, S),
+    mask (T,)): one-hot symbols, each step's target the symbol that follows, no target at the
+    last step."""
+    one_hot = torch.nn.functional.one_hot(indices, num_symbols).float().unsqueeze(1)
+    targets = torch.zeros_like(one_hot)
+    targets[:-1] = one_hot[1:]
+    mask = torch.ones(len(indices), dtype=torch.bool)
+    mask[-1] = False
+    return one_hot, targets, mask
+
+
+def squared_error(outputs: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """1/2 sum of squared errors over the steps that have targets (mask (T,) of bools)."""
+    return 0.5 * ((outputs - targets).square().sum(-1).sum(-1) * mask).sum()
+
+
+def train_sequence(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
+                   alpha: float) -> Tensor:
+    """One sequence (inputs (T, 1, I), targets (T, 1, O)), one gradient step at its end. Returns
+    the outputs the net gave during the sequence (before the step)."""
+    outputs = net(inputs)
+    parameters = net.trainable()
+    grads = torch.autograd.grad(squared_error(outputs, targets, mask), parameters)
+    with torch.no_grad():
+        for parameter, grad in zip(parameters, grads):
+            parameter.sub_(grad, alpha=alpha)
+    net.enforce_structure()
+    return outputs.detach()
+
+
+def train_online(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
+                 alpha: float) -> Tensor:
+    """One sequence with a gradient step after every step that has a target, the gradient of the
+    cells coming forward in time from OnlineLSTM's traces. Returns the outputs given."""
+    online = net.online_layer()
+    online.reset()
+    outputs = []
+    for t in range(inputs.shape[0]):
+        hidden = online(inputs[t])
+        output = torch.sigmoid(net.readout(hidden))
+        outputs.append(output.detach())
+        if mask[t]:
+            loss = 0.5 * (output - targets[t]).square().sum()
+            grad_hidden, grad_readout = torch.autograd.grad(loss, [hidden, net.readout.weight])
+            online.update(grad_hidden, alpha)
+            with torch.no_grad():
+                net.readout.weight.sub_(grad_readout, alpha=alpha)
+            net.enforce_structure()
+    return torch.stack(outputs)
+
+
+TRAINERS = {"online": train_online, "sequence": train_sequence}
