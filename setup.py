@@ -7,6 +7,9 @@ Set LSTM1997_DEBUG=1 for an unoptimised build with debug symbols.
 The CPU kernels use at::vec for their pointwise math. When the build machine has AVX2 and FMA
 (x86-64), they are compiled for them: pip builds this package from source, on the machine that
 runs it. LSTM1997_SIMD=0 builds portable code instead (for a binary meant for other machines).
+
+LSTM1997_SANITIZE=address builds for AddressSanitizer (tests/test_sanitizers.py does, into its own
+build directory); Python must then load libasan first: LD_PRELOAD=$(gcc -print-file-name=libasan.so).
 """
 import glob
 import os
@@ -37,11 +40,22 @@ def simd_flags():
     return []
 
 
+def sanitize_flags():
+    """Compile and link flags for LSTM1997_SANITIZE (CMakeLists.txt's option of that name adds the
+    same). Frame pointers and -g give ASan's reports whole stack traces, with file:line."""
+    sanitizer = os.environ.get("LSTM1997_SANITIZE", "")
+    if sanitizer not in ("", "address"):
+        raise SystemExit(f"LSTM1997_SANITIZE: expected address (or unset), got {sanitizer!r}")
+    return ["-fsanitize=address", "-fno-omit-frame-pointer", "-g"] if sanitizer else []
+
+
 def extension():
     debug = os.environ.get("LSTM1997_DEBUG", "0") == "1"
-    cxx_flags = ["-O0", "-g"] if debug else ["-O3"]
+    sanitize = sanitize_flags()
+    # Under ASan, -O1: -O3 would inline away the frames a report names, -O0 is needlessly slow.
+    cxx_flags = ["-O0", "-g"] if debug else ["-O1"] if sanitize else ["-O3"]
     # at::parallel_for expands to OpenMP pragmas in the header: without -fopenmp it runs serially.
-    cxx_flags += ["-fopenmp", "-std=c++17"] + simd_flags()
+    cxx_flags += ["-fopenmp", "-std=c++17"] + simd_flags() + sanitize
     cpu_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
     cuda_sources = sources("csrc/cuda/*.cu")
     use_cuda = bool(cuda_sources) and torch_has_cuda() and cpp_extension.CUDA_HOME is not None
@@ -50,13 +64,13 @@ def extension():
             "lstm1997._C",
             cpu_sources + cuda_sources,
             extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "--use_fast_math"]},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=["-fopenmp"] + sanitize,
         )
     return cpp_extension.CppExtension(
         "lstm1997._C",
         cpu_sources,
         extra_compile_args={"cxx": cxx_flags},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=["-fopenmp"] + sanitize,
     )
 
 

@@ -10,6 +10,11 @@ and ratios (nn.LSTM time / ours: above 1 means we are faster), and the bytes eac
 It also times the bare matrix products each of our passes must do (the same torch.mm / addmm calls
 on the same shapes, nothing else) and prints our time / that time: how close a pass runs to its
 GEMM-bound limit (1.0 would mean everything else is free).
+
+A second table times online learning (lstm1997.OnlineLSTM: forward, then the gradient of a loss on
+the new outputs, with the traces that make it exact under the paper's truncation) per step, one
+step per call and ten steps per call, against the truncated train step's time per step over the
+whole sequence, and compares the memory each keeps: the traces against what backward saves.
 """
 import argparse
 import json
@@ -31,6 +36,7 @@ SHAPES = [  # (T, B, I, H)
     (10000, 16, 128, 128),
 ]
 QUICK_SHAPES = [(100, 64, 128, 256), (100, 1, 128, 256), (1000, 16, 128, 128)]
+ONLINE_SHAPES = [(100, 1, 32, 64), (100, 16, 32, 64), (100, 16, 128, 256)]
 
 
 def saved_bytes(module, x):
@@ -140,6 +146,58 @@ def bench_shape(T, B, I, H, repeats, min_time):
     }
 
 
+def bench_online(T, B, I, H, repeats, min_time):
+    torch.manual_seed(0)
+    online = lstm1997.OnlineLSTM(I, H)
+    sequence = lstm1997.LSTM(I, H)
+    sequence.load_state_dict(online.state_dict())
+    x = torch.randn(T, B, I)
+
+    def online_steps(chunk):
+        def run():
+            online.reset()
+            for start in range(0, T, chunk):
+                output = online(x[start:start + chunk])
+                online.backward(torch.ones_like(output))
+        return run
+
+    def truncated_train():
+        sequence.zero_grad(set_to_none=True)
+        sequence(x)[0].sum().backward()
+
+    medians = interleaved_medians(
+        {"online 1 step per call": online_steps(1), "online 10 steps per call": online_steps(10),
+         "truncated train": truncated_train},
+        repeats,
+        min_time,
+    )
+    per_step = {name: seconds / T for name, seconds in medians.items()}
+    return {
+        "shape": [T, B, I, H],
+        "seconds per step": per_step,
+        "online 1 / truncated": per_step["online 1 step per call"] / per_step["truncated train"],
+        "online 10 / truncated": per_step["online 10 steps per call"] / per_step["truncated train"],
+        "trace bytes": sum(t.numel() * t.element_size() for t in online.traces),
+        "saved bytes truncated": saved_bytes(sequence, x),
+    }
+
+
+def print_online(results):
+    print()
+    print("online learning (OnlineLSTM: forward + gradient every call) against the truncated train step")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'us/step 1/call':>14} {'10/call':>8} {'truncated':>9} | "
+              f"{'1/call vs trunc':>15} {'10/call vs trunc':>16} | {'trace MB':>8} {'saved MB trunc':>14}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H = r["shape"]
+        us = {name: 1e6 * v for name, v in r["seconds per step"].items()}
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} | {us['online 1 step per call']:>14.1f} "
+              f"{us['online 10 steps per call']:>8.1f} {us['truncated train']:>9.1f} | "
+              f"{r['online 1 / truncated']:>14.1f}x {r['online 10 / truncated']:>15.1f}x | "
+              f"{r['trace bytes'] / 2**20:>8.2f} {r['saved bytes truncated'] / 2**20:>14.2f}", flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="three small shapes, fewer repeats")
@@ -171,9 +229,12 @@ def main(argv=None):
             f"{1e3 * r['seconds']['forward ours'] / shape[0]:>11.4f}",
             flush=True,
         )
+    online = [bench_online(*shape, repeats, min_time) for shape in args.shape or ONLINE_SHAPES]
+    print_online(online)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, f, indent=2)
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                       "results": results, "online": online}, f, indent=2)
     return results
 
 

@@ -9,6 +9,8 @@
 #include <iostream>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace {
 
@@ -119,15 +121,60 @@ void bad_arguments(const std::string&) {
     }
     throw Failure("no error for a call that should say \"" + message + "\"");
   };
+  // T=4, B=2, I=3, H=4.
   const at::Tensor x = torch::zeros({4, 2, 3}), w_ih = torch::zeros({12, 3}),
-                   w_hh = torch::zeros({12, 4});
-  expect_error([&] { lstm1997::lstm(x[0], w_ih, w_hh); }, "input: expected a 3-D tensor");
-  expect_error([&] { lstm1997::lstm(x, w_ih, torch::zeros({12, 5})); }, "weight_hh: expected shape");
-  expect_error([&] { lstm1997::lstm(x, w_ih.to(torch::kFloat64), w_hh); }, "weight_ih: expected dtype");
-  expect_error([&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, torch::zeros({3, 4})); },
-               "h0: expected shape");
-  expect_error([&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "relu"); },
-               "activation: expected \"tanh\" or \"paper\"");
+                   w_hh = torch::zeros({12, 4}), bias = torch::zeros({12}),
+                   state = torch::zeros({2, 4});
+  const auto meta = torch::TensorOptions().device(torch::kMeta);
+  using Args = std::function<void()>;
+  const std::vector<std::pair<Args, std::string>> cases = {
+      {[&] { lstm1997::lstm(x[0], w_ih, w_hh); }, "input: expected a 3-D tensor"},
+      {[&] { lstm1997::lstm(x.unsqueeze(0), w_ih, w_hh); }, "input: expected a 3-D tensor"},
+      {[&] { lstm1997::lstm(torch::zeros({4, 2, 0}), torch::zeros({12, 0}), w_hh); },
+       "input: expected input_size"},
+      {[&] { lstm1997::lstm(x.to(torch::kInt64), w_ih, w_hh); },
+       "input: expected a float64, float32, float16 or bfloat16 tensor"},
+      {[&] { lstm1997::lstm(x, w_ih.t(), w_hh); }, "weight_ih: expected shape [12, 3]"},
+      {[&] { lstm1997::lstm(x, w_ih[0], w_hh); }, "weight_ih: expected shape"},
+      {[&] { lstm1997::lstm(x, w_ih, torch::zeros({12, 5})); }, "weight_hh: expected shape"},
+      {[&] { lstm1997::lstm(x, w_ih, torch::zeros({0, 0})); }, "hidden_size > 0"},
+      {[&] { lstm1997::lstm(x, w_ih.to(torch::kFloat64), w_hh); }, "weight_ih: expected dtype"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh.to(torch::kFloat16)); }, "weight_hh: expected dtype"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, torch::zeros({16})); }, "bias_ih: expected shape [12]"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, bias, torch::zeros({1, 12})); },
+       "bias_hh: expected shape"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, bias, bias.to(torch::kFloat64)); },
+       "bias_hh: expected dtype"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, torch::zeros({3, 4})); }, "h0: expected shape"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, state, torch::zeros({2, 5})); },
+       "s0: expected shape"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, state, state.to(torch::kFloat64)); },
+       "s0: expected dtype"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, torch::zeros({2, 4}, meta)); },
+       "h0: expected device cpu"},
+      {[&] { lstm1997::lstm(x, torch::zeros({12, 3}, meta), w_hh); },
+       "weight_ih: expected device cpu"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "relu"); },
+       "activation: expected \"tanh\" or \"paper\""},
+      {[&] {
+         lstm1997::lstm(x.reshape({8, 3}), w_ih, w_hh, {}, {}, state, state, true, "tanh",
+                        torch::tensor({2, 2, 2, 1}, torch::kInt64));
+       },
+       "batch_sizes: expected values summing to 8"},
+      {[&] {
+         lstm1997::lstm(x.reshape({8, 3}), w_ih, w_hh, {}, {}, state, state, true, "tanh",
+                        torch::tensor({1, 2, 2, 2, 1}, torch::kInt64));
+       },
+       "batch_sizes: expected batch_sizes[0] == 2"},
+      {[&] {
+         lstm1997::lstm(x.reshape({8, 3}), w_ih, w_hh, {}, {}, {}, {}, true, "tanh",
+                        torch::tensor({2, 2, 2, 2}, torch::kInt64));
+       },
+       "h0: expected a tensor of shape (batch, hidden_size) with batch_sizes"},
+  };
+  for (const auto& [call, message] : cases) {
+    expect_error(call, message);
+  }
 }
 
 }  // namespace

@@ -11,6 +11,22 @@
 #include <array>
 
 namespace lstm1997 {
+
+BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                             const at::Tensor& grad_s_n, const at::Tensor& input,
+                             const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                             const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                             const at::Tensor& squashed_state, const at::Tensor& gates, bool truncate,
+                             c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             std::array<bool, 4> output_mask) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("lstm1997::lstm_backward", "")
+                             .typed<decltype(call_backward)>();
+  return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+                 squashed_state, gates, truncate, activation, batch_sizes, output_mask);
+}
+
 namespace {
 
 using torch::autograd::AutogradContext;
@@ -31,21 +47,6 @@ ForwardResult call_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                              .findSchemaOrThrow("lstm1997::lstm_forward", "")
                              .typed<decltype(call_forward)>();
   return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
-}
-
-BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                             const at::Tensor& grad_s_n, const at::Tensor& input,
-                             const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                             const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                             const at::Tensor& squashed_state, const at::Tensor& gates, bool truncate,
-                             c10::string_view activation,
-                             const std::optional<at::Tensor>& batch_sizes,
-                             std::array<bool, 4> output_mask) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("lstm1997::lstm_backward", "")
-                             .typed<decltype(call_backward)>();
-  return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                 squashed_state, gates, truncate, activation, batch_sizes, output_mask);
 }
 
 class LstmFunction : public torch::autograd::Function<LstmFunction> {
@@ -149,58 +150,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
   return {output, h_n, s_n};
 }
 
-// lstm_forward and lstm_backward are the pieces lstm's autograd is made of; they have no
+// lstm_forward, lstm_backward and the online ops are pieces of gradient computations and have no
 // derivatives of their own. Called with inputs that require grad, they say so rather than return
 // results that silently carry no gradient (this also rejects double backward through lstm).
-void check_not_differentiated(const char* op,
-                              std::initializer_list<std::optional<at::Tensor>> tensors) {
-  if (!torch::autograd::GradMode::is_enabled()) {
-    return;
+// One boxed kernel serves them all: it reads the tensor arguments off the stack.
+void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
+  if (torch::autograd::GradMode::is_enabled()) {
+    const size_t arguments = op.schema().arguments().size();
+    for (const c10::IValue& value : torch::jit::last(*stack, arguments)) {
+      TORCH_CHECK(!value.isTensor() || !value.toTensor().requires_grad(), op.schema().name(),
+                  " is not differentiable (double backward through lstm1997::lstm is not "
+                  "supported either): call lstm1997::lstm for gradients, or pass tensors that do "
+                  "not require grad");
+    }
   }
-  for (const auto& tensor : tensors) {
-    TORCH_CHECK(!present(tensor) || !tensor->requires_grad(), "lstm1997::", op,
-                " is not differentiable (double backward through lstm1997::lstm is not "
-                "supported either): call lstm1997::lstm for gradients, or pass tensors that do "
-                "not require grad");
-  }
-}
-
-ForwardResult lstm_forward_autograd(const at::Tensor& input, const at::Tensor& weight_ih,
-                                    const at::Tensor& weight_hh,
-                                    const std::optional<at::Tensor>& bias_ih,
-                                    const std::optional<at::Tensor>& bias_hh,
-                                    const std::optional<at::Tensor>& h0,
-                                    const std::optional<at::Tensor>& s0,
-                                    c10::string_view activation,
-                                    const std::optional<at::Tensor>& batch_sizes) {
-  check_not_differentiated("lstm_forward", {input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0});
   at::AutoDispatchBelowADInplaceOrView guard;
-  return call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
-                      batch_sizes);
-}
-
-BackwardResult lstm_backward_autograd(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                                      const at::Tensor& grad_s_n, const at::Tensor& input,
-                                      const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                                      const std::optional<at::Tensor>& h0,
-                                      const at::Tensor& output, const at::Tensor& squashed_state,
-                                      const at::Tensor& gates, bool truncate,
-                                      c10::string_view activation,
-                                      const std::optional<at::Tensor>& batch_sizes,
-                                      std::array<bool, 4> output_mask) {
-  check_not_differentiated("lstm_backward", {grad_output, grad_h_n, grad_s_n, input, weight_ih,
-                                             weight_hh, h0, output, squashed_state, gates});
-  at::AutoDispatchBelowADInplaceOrView guard;
-  return call_backward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                       squashed_state, gates, truncate, activation, batch_sizes, output_mask);
+  op.callBoxed(stack);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
   m.impl("lstm", &lstm_autograd);
-  m.impl("lstm_forward", &lstm_forward_autograd);
-  m.impl("lstm_backward", &lstm_backward_autograd);
+  for (const char* piece :
+       {"lstm_forward", "lstm_backward", "lstm_online_traces", "lstm_online_grads"}) {
+    m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
+  }
 }
 
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {

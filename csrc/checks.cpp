@@ -100,8 +100,8 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
                 batch_source_name,
                 ": expected a tensor of shape (batch, hidden_size) with batch_sizes (packed "
                 "input), got ",
-                present(batch_source) ? "a tensor of shape " : "None",
-                present(batch_source) ? batch_source->sym_sizes() : c10::SymIntArrayRef());
+                present(batch_source) ? "a " : "None",
+                present(batch_source) ? std::to_string(batch_source->dim()) + "-D tensor" : "");
     sizes.rows = input.sym_size(0);
     sizes.seq_len = batch_sizes->sym_size(0);
     sizes.batch = batch_source->sym_size(0);
@@ -174,6 +174,31 @@ LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& 
   check_required(grad_s_n, "grad_s_n", input, {sizes.batch, H}, "(batch, hidden_size)");
   check_optional(h0, "h0", input, {sizes.batch, H}, "(batch, hidden_size)");
   return sizes;
+}
+
+void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
+                       const at::Tensor& output, const at::Tensor& gates,
+                       const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                       const at::Tensor& trace_bias) {
+  TORCH_CHECK(input.defined() && input.dim() == 3,
+              "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size) (online ops "
+              "take dense chunks), got ",
+              input.defined() ? std::to_string(input.dim()) + "-D" : std::string("None"));
+  check_floating(input, "input");
+  TORCH_CHECK(output.defined() && output.dim() == 3,
+              "lstm1997: output: expected a 3-D tensor (seq_len, batch, hidden_size)");
+  const c10::SymInt T = input.sym_size(0), B = input.sym_size(1), I = input.sym_size(2),
+                    H = output.sym_size(2);
+  TORCH_CHECK(H > 0, "lstm1997: output: expected hidden_size > 0, got shape ", output.sym_sizes());
+  check_required(output, "output", input, {T, B, H}, "(seq_len, batch, hidden_size)");
+  check_required(gates, "gates", input, {T, B, kNumGateBlocks * H},
+                 "(seq_len, batch, 3*hidden_size)");
+  check_optional(h0, "h0", input, {B, H}, "(batch, hidden_size)");
+  check_required(trace_ih, "trace_ih", input, {B, 2 * H, I},
+                 "(batch, 2*hidden_size, input_size)");
+  check_required(trace_hh, "trace_hh", input, {B, 2 * H, H},
+                 "(batch, 2*hidden_size, hidden_size)");
+  check_required(trace_bias, "trace_bias", input, {B, 2 * H}, "(batch, 2*hidden_size)");
 }
 
 StepRows step_rows(const LayerSizes& sizes, const std::optional<at::Tensor>& batch_sizes) {

@@ -16,6 +16,7 @@
 #include <c10/core/SymInt.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <cmath>
 #include <optional>
 #include <tuple>
@@ -125,6 +126,13 @@ LayerSizes check_backward_args(
     const at::Tensor& gates,
     const std::optional<at::Tensor>& batch_sizes);
 
+// Checks of the online ops' chunk and traces (lstm_online_traces, lstm_online_grads); the other
+// arguments of lstm_online_grads are checked by lstm_backward, which it calls.
+void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
+                       const at::Tensor& output, const at::Tensor& gates,
+                       const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                       const at::Tensor& trace_bias);
+
 // Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
 c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);
 
@@ -150,5 +158,15 @@ StepRows step_rows(const LayerSizes& sizes, const std::optional<at::Tensor>& bat
 using ForwardResult = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using BackwardResult =
     std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The lstm_backward op, called through the dispatcher (so on the tensors' backend).
+BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                             const at::Tensor& grad_s_n, const at::Tensor& input,
+                             const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                             const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                             const at::Tensor& squashed_state, const at::Tensor& gates,
+                             bool truncate, c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             std::array<bool, 4> output_mask);
 
 }  // namespace lstm1997

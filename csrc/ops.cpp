@@ -26,4 +26,22 @@ TORCH_LIBRARY(lstm1997, m) {
       "bool[4] output_mask=[True, True, True, True]) -> "
       "(Tensor grad_input, Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, "
       "Tensor grad_h0, Tensor grad_s0)");
+  // Online learning: the paper's truncated gradient computed forward in time. The traces hold,
+  // for each batch row, the derivative of the cell state with respect to the weights of the rows
+  // it depends on through the carousel, the input-gate and cell-input rows (the first 2H):
+  // trace_ih (B, 2H, I), trace_hh (B, 2H, H), trace_bias (B, 2H). Both ops take a chunk of steps
+  // run by lstm_forward (input, h0, output, squashed_state, gates as there; dense only).
+  // The traces after the chunk.
+  m.def(
+      "lstm_online_traces(Tensor input, Tensor? h0, Tensor output, Tensor gates, "
+      "Tensor trace_ih, Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\") -> "
+      "(Tensor trace_ih, Tensor trace_hh, Tensor trace_bias)");
+  // The weight gradients of a loss on the chunk's outputs (grad_output), including the effect of
+  // the weights through the cell state carried in from before the chunk (traces at its start):
+  // over a sequence, the sum of these per chunk is the truncated backward's gradient.
+  m.def(
+      "lstm_online_grads(Tensor grad_output, Tensor input, Tensor weight_ih, Tensor weight_hh, "
+      "Tensor? h0, Tensor output, Tensor squashed_state, Tensor gates, Tensor trace_ih, "
+      "Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\") -> "
+      "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
 }

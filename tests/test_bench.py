@@ -20,3 +20,8 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
         assert result[key] > 0
     # The 1997 cell saves less than torch.nn.LSTM: 3 gate blocks and no second cell-state copy.
     assert 0 < result["saved bytes ours"] < result["saved bytes nn.LSTM"]
+    (online,) = json.loads(out_file.read_text())["online"]
+    assert "online learning (OnlineLSTM" in printed
+    assert online["online 1 / truncated"] > 0 and online["online 10 / truncated"] > 0
+    B, I, H = 2, 3, 4
+    assert online["trace bytes"] == 4 * B * 2 * H * (I + H + 1)

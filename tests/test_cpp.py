@@ -21,18 +21,24 @@ def run(args, **kwargs):
     return result
 
 
-@pytest.fixture(scope="module")
-def build_dir():
+def cmake_build(build, *options):
+    """Configures the project into `build` against the installed torch (with this Python making
+    the fixtures), with extra `options` (-D...), builds it and returns `build`."""
     cmake = shutil.which("cmake")
     if cmake is None:
         pytest.skip("cmake is not installed")
-    configure = [cmake, "-S", ROOT, "-B", BUILD, f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
-                 f"-DPython3_EXECUTABLE={sys.executable}"]
-    if shutil.which("ninja") and not os.path.exists(os.path.join(BUILD, "CMakeCache.txt")):
+    configure = [cmake, "-S", ROOT, "-B", build, f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
+                 f"-DPython3_EXECUTABLE={sys.executable}", *options]
+    if shutil.which("ninja") and not os.path.exists(os.path.join(build, "CMakeCache.txt")):
         configure += ["-G", "Ninja"]
     run(configure)
-    run([cmake, "--build", BUILD, "-j", str(max(2, os.cpu_count() or 2))], timeout=1800)
-    return BUILD
+    run([cmake, "--build", build, "-j", str(max(2, os.cpu_count() or 2))], timeout=1800)
+    return build
+
+
+@pytest.fixture(scope="module")
+def build_dir():
+    return cmake_build(BUILD)
 
 
 def test_ctest(build_dir):

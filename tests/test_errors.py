@@ -164,3 +164,80 @@ def test_from_torch_lstm_unsupported():
         lstm1997.LSTM.from_torch_lstm(torch.nn.GRU(3, 4))
     with pytest.raises(TypeError, match=r"expected a torch.nn.LSTMCell, got LSTM"):
         lstm1997.LSTMCell.from_torch_lstm_cell(torch.nn.LSTM(3, 4))
+
+
+def packed_args(batch_sizes, with_h0=True):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = good()
+    rows = x.reshape(T * B, I)
+    if not with_h0:
+        h0 = s0 = None
+    return [rows, w_ih, w_hh, b_ih, b_hh, h0, s0], torch.tensor(batch_sizes)
+
+
+# Packed input: T*B = 12 rows, batch 3.
+PACKED_CASES = [
+    ("increasing", [1, 2, 3, 3, 3], r"batch_sizes: expected batch_sizes\[0\] == 3 \(the rows of h0\), got 1"),
+    ("zero", [3, 3, 3, 3, 0], r"batch_sizes: expected positive, non-increasing values .* got 0 at step 4"),
+    ("growing later", [3, 2, 3, 2, 2], r"batch_sizes: expected positive, non-increasing values .* got 3 at step 2"),
+    ("sum too small", [3, 3, 3, 2], r"batch_sizes: expected values summing to 12 \(the rows of input\), got 11"),
+    ("sum too large", [3, 3, 3, 3, 1], r"batch_sizes: expected values summing to 12 \(the rows of input\), got 13"),
+    ("float", [3.0, 3.0, 3.0, 3.0], r"batch_sizes: expected a 1-D int64 CPU tensor .* got a 1-D Float tensor"),
+    ("2-D", [[3, 3], [3, 3]], r"batch_sizes: expected a 1-D int64 CPU tensor .* got a 2-D Long tensor"),
+]
+
+
+@pytest.mark.parametrize("sizes,pattern", [c[1:] for c in PACKED_CASES], ids=[c[0] for c in PACKED_CASES])
+@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "functional"])
+def test_packed_batch_sizes(entry, sizes, pattern):
+    args, batch_sizes = packed_args(sizes)
+    with pytest.raises(RuntimeError, match=pattern):
+        if entry == "op lstm":
+            OPS.lstm(*args, True, "tanh", batch_sizes)
+        elif entry == "op lstm_forward":
+            OPS.lstm_forward(*args, "tanh", batch_sizes)
+        else:
+            lstm1997.lstm(*args, batch_sizes=batch_sizes)
+
+
+def test_packed_needs_initial_state():
+    args, batch_sizes = packed_args([3, 3, 3, 3], with_h0=False)
+    with pytest.raises(RuntimeError, match=r"h0: expected a tensor of shape \(batch, hidden_size\) with batch_sizes \(packed input\), got None$"):
+        OPS.lstm(*args, True, "tanh", batch_sizes)
+    with pytest.raises(RuntimeError, match=r"input: expected a 2-D tensor \(packed rows, input_size\) with batch_sizes"):
+        OPS.lstm(good()[0], *args[1:], True, "tanh", batch_sizes)
+
+
+MODULE_OPTION_CASES = [
+    (lstm1997.LSTM, {"dropout": -0.1}, r"LSTM: dropout: expected a probability in \[0, 1\], got -0.1"),
+    (lstm1997.LSTM, {"dropout": 1.5}, r"LSTM: dropout: expected a probability in \[0, 1\], got 1.5"),
+    (lstm1997.LSTM, {"dropout": "0.1"}, r"LSTM: dropout: expected a probability in \[0, 1\], got '0.1'"),
+    (lstm1997.LSTM, {"num_layers": 0}, r"LSTM: num_layers: expected a positive int, got 0"),
+    (lstm1997.LSTM, {"num_layers": 2.0}, r"LSTM: num_layers: expected a positive int, got 2.0"),
+    (lstm1997.LSTM, {"hidden_size": 0}, r"LSTM: hidden_size: expected a positive int, got 0"),
+    (lstm1997.LSTMCell, {"input_size": 0}, r"LSTMCell: input_size: expected a positive int, got 0"),
+    (lstm1997.LSTMCell, {"hidden_size": -2}, r"LSTMCell: hidden_size: expected a positive int, got -2"),
+]
+
+
+@pytest.mark.parametrize("cls,kwargs,pattern", MODULE_OPTION_CASES,
+                         ids=[f"{c[0].__name__} {c[1]}" for c in MODULE_OPTION_CASES])
+def test_module_options(cls, kwargs, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        cls(**{"input_size": 3, "hidden_size": 4, **kwargs})
+
+
+def test_modules_dtype_and_device_mix():
+    module, cell = lstm1997.LSTM(I, H), lstm1997.LSTMCell(I, H)
+    state = torch.zeros(1, B, H)
+    with pytest.raises(RuntimeError, match=r"weight_ih: expected device meta \(the device of input\), got cpu"):
+        module(torch.zeros(T, B, I, device="meta"))
+    with pytest.raises(RuntimeError, match=r"h0: expected device cpu \(the device of input\), got meta"):
+        module(torch.zeros(T, B, I), (state.to("meta"), state))
+    with pytest.raises(TypeError, match=r"s0: expected dtype Float \(the dtype of input\), got Double"):
+        module(torch.zeros(T, B, I), (state, state.double()))
+    with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
+        cell(torch.zeros(B, I, dtype=f64))
+    with pytest.raises(RuntimeError, match=r"weight_ih: expected device meta"):
+        cell(torch.zeros(B, I, device="meta"))
+    with pytest.raises(TypeError, match=r"s0: expected dtype Float"):
+        cell(torch.zeros(B, I), (state[0], state[0].double()))

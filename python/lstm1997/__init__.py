@@ -7,6 +7,7 @@ import torch  # noqa: F401  (the op library links against torch: load it first)
 from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
 from .functional import lstm
 from .modules import LSTM, LSTMCell
+from .online import OnlineLSTM
 
-__all__ = ["LSTM", "LSTMCell", "lstm"]
+__all__ = ["LSTM", "LSTMCell", "OnlineLSTM", "lstm"]
 __version__ = "0.1.0"
