@@ -11,7 +11,8 @@ namespace lstm1997 {
 
 // One layer of the 1997 LSTM over a whole sequence: torch.ops.lstm1997.lstm, differentiable with
 // the paper's truncated gradient (truncate = true) or exact BPTT. input (T, B, I), or packed (N, I)
-// with batch_sizes; weight_ih (3H, I), weight_hh (3H, H), biases (3H), h0 and s0 (B, H).
+// with batch_sizes; weight_ih (3H, I), weight_hh (3H, H), biases (3H), h0 and s0 (B, H). With
+// cells_per_block = S > 1 (memory cell blocks) the 3H gate rows become H + 2H/S.
 // Returns (output, h_n, s_n). Bad arguments throw c10::Error naming the argument.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& input,
@@ -23,6 +24,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     const std::optional<at::Tensor>& s0 = std::nullopt,
     bool truncate = true,
     c10::string_view activation = "tanh",
-    const std::optional<at::Tensor>& batch_sizes = std::nullopt);
+    const std::optional<at::Tensor>& batch_sizes = std::nullopt,
+    int64_t cells_per_block = 1);
 
 }  // namespace lstm1997

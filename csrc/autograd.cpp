@@ -19,12 +19,13 @@ BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& gr
                              const at::Tensor& squashed_state, const at::Tensor& gates, bool truncate,
                              c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             std::array<bool, 4> output_mask) {
+                             std::array<bool, 4> output_mask, int64_t cells_per_block) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("lstm1997::lstm_backward", "")
                              .typed<decltype(call_backward)>();
   return op.call(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                 squashed_state, gates, truncate, activation, batch_sizes, output_mask);
+                 squashed_state, gates, truncate, activation, batch_sizes, output_mask,
+                 cells_per_block);
 }
 
 namespace {
@@ -42,11 +43,12 @@ ForwardResult call_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                            const std::optional<at::Tensor>& bias_hh,
                            const std::optional<at::Tensor>& h0,
                            const std::optional<at::Tensor>& s0, c10::string_view activation,
-                           const std::optional<at::Tensor>& batch_sizes) {
+                           const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block) {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("lstm1997::lstm_forward", "")
                              .typed<decltype(call_forward)>();
-  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
+  return op.call(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes,
+                 cells_per_block);
 }
 
 class LstmFunction : public torch::autograd::Function<LstmFunction> {
@@ -59,10 +61,12 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
                                const std::optional<at::Tensor>& h0,
                                const std::optional<at::Tensor>& s0, bool truncate,
                                const std::string& activation,
-                               const std::optional<at::Tensor>& batch_sizes) {
+                               const std::optional<at::Tensor>& batch_sizes,
+                               int64_t cells_per_block) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    auto [output, h_n, s_n, squashed_state, gates] = call_forward(
-        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
+    auto [output, h_n, s_n, squashed_state, gates] =
+        call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
+                     batch_sizes, cells_per_block);
     ctx->save_for_backward({input, weight_ih, weight_hh, h0.value_or(at::Tensor()), output,
                             squashed_state, gates, batch_sizes.value_or(at::Tensor())});
     ctx->saved_data["truncate"] = truncate;
@@ -70,6 +74,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
     ctx->saved_data["has_bias_ih"] = present(bias_ih);
     ctx->saved_data["has_bias_hh"] = present(bias_hh);
     ctx->saved_data["has_s0"] = present(s0);
+    ctx->saved_data["cells_per_block"] = cells_per_block;
     return {output, h_n, s_n};
   }
 
@@ -95,7 +100,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
                       optional_tensor(h0), output, squashed_state, gates,
                       ctx->saved_data["truncate"].toBool(),
                       ctx->saved_data["activation"].toStringRef(), optional_tensor(batch_sizes),
-                      output_mask);
+                      output_mask, ctx->saved_data["cells_per_block"].toInt());
     // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
     // storage would be scaled twice by in-place users such as clip_grad_norm_.
     const at::Tensor grad_bias_hh =
@@ -110,6 +115,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
             ctx->saved_data["has_s0"].toBool() ? grad_s0 : at::Tensor(),
             at::Tensor(),
             at::Tensor(),
+            at::Tensor(),
             at::Tensor()};
   }
 };
@@ -118,7 +124,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
-    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes,
+    int64_t cells_per_block) {
   const auto requires_grad = [](const std::optional<at::Tensor>& tensor) {
     return present(tensor) && tensor->requires_grad();
   };
@@ -130,11 +137,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_autograd(
     // Nothing to differentiate: the backend's lstm kernel, which keeps nothing for backward.
     at::AutoDispatchBelowADInplaceOrView guard;
     return lstm1997::lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
-                          activation, batch_sizes);
+                          activation, batch_sizes, cells_per_block);
   }
   const variable_list outputs =
       LstmFunction::apply(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
-                          std::string(activation), batch_sizes);
+                          std::string(activation), batch_sizes, cells_per_block);
   return {outputs[0], outputs[1], outputs[2]};
 }
 
@@ -144,9 +151,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_no_autograd(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
-    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
-  auto [output, h_n, s_n, squashed_state, gates] =
-      call_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes);
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes,
+    int64_t cells_per_block) {
+  auto [output, h_n, s_n, squashed_state, gates] = call_forward(
+      input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes,
+      cells_per_block);
   return {output, h_n, s_n};
 }
 

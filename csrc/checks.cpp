@@ -4,6 +4,8 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include <string>
+
 namespace lstm1997 {
 
 Activation parse_activation(c10::string_view name) {
@@ -79,7 +81,7 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
                             const at::Tensor& weight_hh,
                             const std::optional<at::Tensor>& batch_sizes,
                             const std::optional<at::Tensor>& batch_source,
-                            const char* batch_source_name) {
+                            const char* batch_source_name, int64_t cells_per_block) {
   TORCH_CHECK(input.defined(), "lstm1997: input: expected a tensor, got None");
   TORCH_CHECK(weight_ih.defined(), "lstm1997: weight_ih: expected a tensor, got None");
   TORCH_CHECK(weight_hh.defined(), "lstm1997: weight_hh: expected a tensor, got None");
@@ -118,18 +120,35 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
   check_floating(input, "input");
   check_same_kind(weight_ih, "weight_ih", input);
   check_same_kind(weight_hh, "weight_hh", input);
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0 &&
-                  weight_hh.sym_size(0) == kNumGateBlocks * weight_hh.sym_size(1),
-              "lstm1997: weight_hh: expected shape (3*hidden_size, hidden_size) with "
-              "hidden_size > 0, rows in gate order (input gate, cell input, output gate), got ",
-              weight_hh.sym_sizes());
+  TORCH_CHECK_VALUE(cells_per_block >= 1,
+                    "lstm1997: cells_per_block: expected a positive number of cells per memory "
+                    "cell block, got ", cells_per_block);
+  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0,
+              "lstm1997: weight_hh: expected a 2-D tensor (gate rows, hidden_size) with "
+              "hidden_size > 0, got shape ", weight_hh.sym_sizes());
   sizes.hidden_size = weight_hh.sym_size(1);
+  sizes.cells_per_block = cells_per_block;
+  TORCH_CHECK_VALUE(sizes.hidden_size % cells_per_block == 0,
+                    "lstm1997: cells_per_block: expected a divisor of hidden_size (",
+                    sizes.hidden_size, ", the columns of weight_hh), got ", cells_per_block);
+  sizes.blocks = sizes.hidden_size / cells_per_block;
+  const std::string gate_rows_meaning =
+      cells_per_block == 1
+          ? std::string("3*hidden_size")
+          : "hidden_size + 2*hidden_size/cells_per_block with cells_per_block = " +
+                std::to_string(cells_per_block);
+  TORCH_CHECK(weight_hh.sym_size(0) == sizes.gate_rows(), "lstm1997: weight_hh: expected shape (",
+              gate_rows_meaning, ", hidden_size) = (", sizes.gate_rows(), ", ", sizes.hidden_size,
+              "), rows in gate order (input gate, cell input, output gate), got ",
+              weight_hh.sym_sizes());
   TORCH_CHECK(sizes.input_size > 0,
               "lstm1997: input: expected input_size (the last dimension) > 0, got shape ",
               input.sym_sizes());
-  check_shape(weight_ih, "weight_ih", {sizes.hidden_size * kNumGateBlocks, sizes.input_size},
-              "(3*hidden_size, input_size), with hidden_size from weight_hh and input_size from "
-              "input");
+  const std::string weight_ih_meaning =
+      "(" + gate_rows_meaning +
+      ", input_size), with hidden_size from weight_hh and input_size from input";
+  check_shape(weight_ih, "weight_ih", {sizes.gate_rows(), sizes.input_size},
+              weight_ih_meaning.c_str());
   return sizes;
 }
 
@@ -141,14 +160,17 @@ LayerSizes check_forward_args(const at::Tensor& input, const at::Tensor& weight_
                               const std::optional<at::Tensor>& bias_hh,
                               const std::optional<at::Tensor>& h0,
                               const std::optional<at::Tensor>& s0,
-                              const std::optional<at::Tensor>& batch_sizes) {
-  const LayerSizes sizes = check_layer_args(input, weight_ih, weight_hh, batch_sizes, h0, "h0");
+                              const std::optional<at::Tensor>& batch_sizes,
+                              int64_t cells_per_block) {
+  const LayerSizes sizes =
+      check_layer_args(input, weight_ih, weight_hh, batch_sizes, h0, "h0", cells_per_block);
   TORCH_CHECK(!sizes.packed || present(s0),
               "lstm1997: s0: expected a tensor of shape (batch, hidden_size) with batch_sizes "
               "(packed input), got None");
-  const c10::SymInt gate_rows = sizes.hidden_size * kNumGateBlocks;
-  check_optional(bias_ih, "bias_ih", input, {gate_rows}, "(3*hidden_size,)");
-  check_optional(bias_hh, "bias_hh", input, {gate_rows}, "(3*hidden_size,)");
+  const c10::SymInt gate_rows = sizes.gate_rows();
+  const char* bias_meaning = cells_per_block == 1 ? "(3*hidden_size,)" : "(the rows of weight_hh,)";
+  check_optional(bias_ih, "bias_ih", input, {gate_rows}, bias_meaning);
+  check_optional(bias_hh, "bias_hh", input, {gate_rows}, bias_meaning);
   check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
   check_optional(s0, "s0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
   return sizes;
@@ -159,9 +181,10 @@ LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& 
                                const at::Tensor& weight_ih, const at::Tensor& weight_hh,
                                const std::optional<at::Tensor>& h0, const at::Tensor& output,
                                const at::Tensor& squashed_state, const at::Tensor& gates,
-                               const std::optional<at::Tensor>& batch_sizes) {
-  const LayerSizes sizes =
-      check_layer_args(input, weight_ih, weight_hh, batch_sizes, grad_h_n, "grad_h_n");
+                               const std::optional<at::Tensor>& batch_sizes,
+                               int64_t cells_per_block) {
+  const LayerSizes sizes = check_layer_args(input, weight_ih, weight_hh, batch_sizes, grad_h_n,
+                                            "grad_h_n", cells_per_block);
   const c10::SymInt& H = sizes.hidden_size;
   const auto per_step = per_step_shape(sizes, H);
   const char* meaning = per_step_meaning(sizes);

@@ -2,14 +2,20 @@
 //
 // Shapes (one layer, one direction, whole sequence):
 //   input       (T, B, I), or packed (N, I) with batch_sizes (T): see StepRows
-//   weight_ih   (3H, I)      rows in gate order: input gate, cell input, output gate
-//   weight_hh   (3H, H)
-//   bias_ih     (3H)         optional
-//   bias_hh     (3H)         optional
+//   weight_ih   (G, I)       rows in gate order: input gate, cell input, output gate
+//   weight_hh   (G, H)
+//   bias_ih     (G)          optional
+//   bias_hh     (G)          optional
 //   h0, s0      (B, H)       optional, zero when absent
 //   output      (T, B, H)    h_t for every step
 //   squashed_state (T, B, H) h(s_t) for every step: all that backward needs of the cell state
-//   gates       (T, B, 3H)   activated [f(a_t) | g(z_t) | f(c_t)] (saved for backward)
+//   gates       (T, B, 3H)   activated [f(a_t) | g(z_t) | f(c_t)] of every cell (saved for backward)
+//
+// Memory cell blocks (the paper's section 4): with cells_per_block = S, the H cells form K = H / S
+// blocks whose S cells share one input gate and one output gate. The gate rows of the weights are
+// then G = K + H + K: K input gates, H cell inputs, K output gates; S = 1 (the default) gives the
+// plain layout G = 3H. Saved gates stay per cell (a block's gates repeated for each of its cells),
+// so every per-cell kernel serves blocks unchanged; only the matrix products see the K-row blocks.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -98,7 +104,23 @@ struct LayerSizes {
   c10::SymInt hidden_size;
   c10::SymInt rows;  // rows of the 2-D (rows, features) view of input and output: T*B, or N packed
   bool packed;
+  int64_t cells_per_block = 1;
+  c10::SymInt blocks;  // hidden_size / cells_per_block: the number of input (and output) gates
+
+  c10::SymInt gate_rows() const { return hidden_size + blocks * 2; }
 };
+
+// Column index (3H) that repeats each block's gates for its cells: net (..., G) indexed with it
+// along its last dimension gives the per-cell layout (..., 3H) the pointwise kernels use.
+at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
+                                 const at::TensorOptions& options);
+
+// The reverse for errors: along `dim`, a per-cell layout [input gate | cell input] (2H) or
+// [input gate | cell input | output gate] (3H) becomes the block layout (K + H or G rows) by summing
+// the errors of the S copies of each shared gate (a shared weight's gradient is the sum over its
+// uses). Returns `per_cell` itself when cells_per_block is 1.
+at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size, int64_t cells_per_block,
+                           int64_t dim);
 
 // Argument checks shared by every backend and the meta kernels: each names the argument and what
 // was expected. Kernels after these checks assume valid input. With batch_sizes (packed input),
@@ -111,7 +133,8 @@ LayerSizes check_forward_args(
     const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& s0,
-    const std::optional<at::Tensor>& batch_sizes);
+    const std::optional<at::Tensor>& batch_sizes,
+    int64_t cells_per_block);
 
 LayerSizes check_backward_args(
     const at::Tensor& grad_output,
@@ -124,7 +147,8 @@ LayerSizes check_backward_args(
     const at::Tensor& output,
     const at::Tensor& squashed_state,
     const at::Tensor& gates,
-    const std::optional<at::Tensor>& batch_sizes);
+    const std::optional<at::Tensor>& batch_sizes,
+    int64_t cells_per_block);
 
 // Checks of the online ops' chunk and traces (lstm_online_traces, lstm_online_grads); the other
 // arguments of lstm_online_grads are checked by lstm_backward, which it calls.
@@ -167,6 +191,6 @@ BackwardResult call_backward(const at::Tensor& grad_output, const at::Tensor& gr
                              const at::Tensor& squashed_state, const at::Tensor& gates,
                              bool truncate, c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             std::array<bool, 4> output_mask);
+                             std::array<bool, 4> output_mask, int64_t cells_per_block);
 
 }  // namespace lstm1997

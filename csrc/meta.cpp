@@ -17,9 +17,10 @@ ForwardResult lstm_forward_meta(const at::Tensor& input, const at::Tensor& weigh
                                 const std::optional<at::Tensor>& h0,
                                 const std::optional<at::Tensor>& s0,
                                 c10::string_view activation,
-                                const std::optional<at::Tensor>& batch_sizes) {
-  const LayerSizes sizes =
-      check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes);
+                                const std::optional<at::Tensor>& batch_sizes,
+                                int64_t cells_per_block) {
+  const LayerSizes sizes = check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                                              batch_sizes, cells_per_block);
   parse_activation(activation);
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
   return {input.new_empty_symint(per_step_shape(sizes, H)), input.new_empty_symint({B, H}),
@@ -34,10 +35,10 @@ BackwardResult lstm_backward_meta(const at::Tensor& grad_output, const at::Tenso
                                   const at::Tensor& squashed_state, const at::Tensor& gates,
                                   bool truncate, c10::string_view activation,
                                   const std::optional<at::Tensor>& batch_sizes,
-                                  std::array<bool, 4> output_mask) {
+                                  std::array<bool, 4> output_mask, int64_t cells_per_block) {
   const LayerSizes sizes = check_backward_args(grad_output, grad_h_n, grad_s_n, input, weight_ih,
                                                weight_hh, h0, output, squashed_state, gates,
-                                               batch_sizes);
+                                               batch_sizes, cells_per_block);
   parse_activation(activation);
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
   const auto maybe = [&](bool wanted, c10::SymIntArrayRef shape) {
@@ -46,7 +47,7 @@ BackwardResult lstm_backward_meta(const at::Tensor& grad_output, const at::Tenso
   return {maybe(output_mask[0], input.sym_sizes()),
           maybe(output_mask[1], weight_ih.sym_sizes()),
           maybe(output_mask[2], weight_hh.sym_sizes()),
-          maybe(output_mask[3], {H * kNumGateBlocks}),
+          maybe(output_mask[3], {sizes.gate_rows()}),
           input.new_empty_symint({B, H}),
           input.new_empty_symint({B, H})};
 }

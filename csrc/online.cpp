@@ -76,7 +76,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
     const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight_ih,
     const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0, const at::Tensor& output,
     const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
-    const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation) {
+    const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation,
+    int64_t cells_per_block) {
   check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias);
   const int64_t B = output.size(1), H = output.size(2);
   const at::Tensor no_error = at::zeros({B, H}, output.options());
@@ -84,13 +85,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
       call_backward(grad_output, no_error, no_error, input, weight_ih, weight_hh, h0, output,
                     squashed_state, gates, /*truncate=*/true, activation, std::nullopt,
-                    {false, true, true, true});
+                    {false, true, true, true}, cells_per_block);
   // The steps before the chunk, through the traces.
   const at::Tensor carried_error = per_traced_row(grad_s0);  // (B, 2H)
-  // sum_b ds[b, r] trace[b, r, :], one pass over each trace.
-  grad_weight_ih.narrow(0, 0, 2 * H).add_((carried_error.unsqueeze(2) * trace_ih).sum(0));
-  grad_weight_hh.narrow(0, 0, 2 * H).add_((carried_error.unsqueeze(2) * trace_hh).sum(0));
-  grad_bias.narrow(0, 0, 2 * H).add_((carried_error * trace_bias).sum(0));
+  // sum_b ds[b, r] trace[b, r, :], one pass over each trace; the traces are per cell, so the
+  // copies of a block's shared input gate are summed into its row.
+  const auto carried = [&](const at::Tensor& per_cell) {
+    return sum_block_gates(per_cell, H, cells_per_block, 0);
+  };
+  const int64_t traced_rows = grad_bias.size(0) - (grad_bias.size(0) - H) / 2;  // K + H
+  grad_weight_ih.narrow(0, 0, traced_rows)
+      .add_(carried((carried_error.unsqueeze(2) * trace_ih).sum(0)));
+  grad_weight_hh.narrow(0, 0, traced_rows)
+      .add_(carried((carried_error.unsqueeze(2) * trace_hh).sum(0)));
+  grad_bias.narrow(0, 0, traced_rows).add_(carried((carried_error * trace_bias).sum(0)));
   return {grad_weight_ih, grad_weight_hh, grad_bias};
 }
 

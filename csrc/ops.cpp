@@ -3,19 +3,21 @@
 
 TORCH_LIBRARY(lstm1997, m) {
   // One layer, one direction, a whole sequence; differentiable (truncated or exact BPTT).
+  // cells_per_block: S cells share one input gate and one output gate (memory cell blocks);
+  // the weights then have hidden_size + 2 * hidden_size / S gate rows (see lstm1997.h).
   // With batch_sizes, input is the data of a PackedSequence (N, I): each sequence stops at its own
   // length and h_n, s_n hold each sequence's state at its last step.
   m.def(
       "lstm(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
       "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, bool truncate=True, "
-      "str activation=\"tanh\", Tensor? batch_sizes=None) -> (Tensor output, Tensor h_n, "
-      "Tensor s_n)");
+      "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1) -> "
+      "(Tensor output, Tensor h_n, Tensor s_n)");
   // The forward pass, returning also what the backward pass needs.
   m.def(
       "lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih, "
       "Tensor? bias_hh, Tensor? h0, Tensor? s0, str activation=\"tanh\", "
-      "Tensor? batch_sizes=None) -> (Tensor output, Tensor h_n, Tensor s_n, Tensor squashed_state, "
-      "Tensor gates)");
+      "Tensor? batch_sizes=None, int cells_per_block=1) -> (Tensor output, Tensor h_n, "
+      "Tensor s_n, Tensor squashed_state, Tensor gates)");
   // Gradients of lstm_forward's output, h_n and s_n with respect to its inputs. One grad_bias
   // serves both bias_ih and bias_hh (they enter the cell as a sum). output_mask says which of
   // grad_input, grad_weight_ih, grad_weight_hh and grad_bias to compute; the others are None.
@@ -23,12 +25,13 @@ TORCH_LIBRARY(lstm1997, m) {
       "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
       "Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, Tensor squashed_state, "
       "Tensor gates, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
-      "bool[4] output_mask=[True, True, True, True]) -> "
+      "bool[4] output_mask=[True, True, True, True], int cells_per_block=1) -> "
       "(Tensor grad_input, Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, "
       "Tensor grad_h0, Tensor grad_s0)");
   // Online learning: the paper's truncated gradient computed forward in time. The traces hold,
   // for each batch row, the derivative of the cell state with respect to the weights of the rows
-  // it depends on through the carousel, the input-gate and cell-input rows (the first 2H):
+  // it depends on through the carousel, the input-gate and cell-input rows of each cell (2H, a
+  // block's shared input gate counted once per cell):
   // trace_ih (B, 2H, I), trace_hh (B, 2H, H), trace_bias (B, 2H). Both ops take a chunk of steps
   // run by lstm_forward (input, h0, output, squashed_state, gates as there; dense only).
   // The traces after the chunk.
@@ -42,6 +45,6 @@ TORCH_LIBRARY(lstm1997, m) {
   m.def(
       "lstm_online_grads(Tensor grad_output, Tensor input, Tensor weight_ih, Tensor weight_hh, "
       "Tensor? h0, Tensor output, Tensor squashed_state, Tensor gates, Tensor trace_ih, "
-      "Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\") -> "
+      "Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\", int cells_per_block=1) -> "
       "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
 }

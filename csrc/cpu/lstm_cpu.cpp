@@ -220,15 +220,18 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                           const std::optional<at::Tensor>& bias_hh,
                           const std::optional<at::Tensor>& h0,
                           const std::optional<at::Tensor>& s0, c10::string_view activation_name,
-                          const std::optional<at::Tensor>& batch_sizes, bool keep_for_backward) {
-  const LayerSizes sizes =
-      check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes);
+                          const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block,
+                          bool keep_for_backward) {
+  const LayerSizes sizes = check_forward_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                                              batch_sizes, cells_per_block);
   const Activation activation = parse_activation(activation_name);
   const StepRows steps = step_rows(sizes, batch_sizes);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
-                I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int();
+                I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int(),
+                G = sizes.gate_rows().expect_int();
   const auto options = input.options();
   const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
+  const bool blocked = cells_per_block > 1;
 
   const at::Tensor input_2d = input.reshape({N, I});
   const at::Tensor weight_ih_t = weight_ih.t();
@@ -244,8 +247,13 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       keep_for_backward ? std::max<int64_t>(T, 1)
                         : std::max<int64_t>(1, kInferenceBlockElements / std::max<int64_t>(1, B * kNumGateBlocks * H));
   const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
-  // The gate buffer receives the input projection, then the recurrent term, then the gates.
+  // The gate buffer receives the input projection, then the recurrent term, then the gates. With
+  // memory cell blocks the products go to a G-column buffer first, whose rows are then spread to
+  // the per-cell layout, step by step.
   at::Tensor gates = at::empty({buffer_rows, kNumGateBlocks * H}, options);
+  at::Tensor block_net = blocked ? at::empty({buffer_rows, G}, options) : gates;
+  const at::Tensor expansion =
+      blocked ? block_expansion_index(H, cells_per_block, options) : at::Tensor();
   at::Tensor squashed_state = at::empty({buffer_rows, H}, options);
   at::Tensor output = at::empty({N, H}, options);
   const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
@@ -265,18 +273,22 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       const int64_t block_rows = steps.offset[block_end - 1] + steps.count[block_end - 1] - block_first;
       // Row r of the sequence lives at row r - base of the buffers.
       const int64_t base = keep_for_backward ? 0 : block_first;
-      at::Tensor block_gates = gates.narrow(0, block_first - base, block_rows);
+      at::Tensor projected = block_net.narrow(0, block_first - base, block_rows);
       const at::Tensor block_input = input_2d.narrow(0, block_first, block_rows);
-      matmul_into(block_gates, block_input, weight_ih_t, /*accumulate=*/false, bias);
+      matmul_into(projected, block_input, weight_ih_t, /*accumulate=*/false, bias);
       for (int64_t t = block; t < block_end; ++t) {
         const int64_t first = steps.offset[t], rows = steps.count[t];
-        at::Tensor net = gates.narrow(0, first - base, rows);
+        at::Tensor net = block_net.narrow(0, first - base, rows);
         // The rows active now are a prefix of those active at the previous step.
         const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
                                            : output.narrow(0, steps.offset[t - 1], rows);
         matmul_into(net, previous, weight_hh_t, /*accumulate=*/true);
+        at::Tensor cell_net = gates.narrow(0, first - base, rows);
+        if (blocked) {
+          at::index_select_out(cell_net, net, 1, expansion);
+        }
         forward_step<scalar_t, opmath_t>(
-            net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
+            cell_net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
             squashed_state.data_ptr<scalar_t>() + (first - base) * H,
             output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
       }
@@ -301,9 +313,10 @@ ForwardResult lstm_forward_cpu(const at::Tensor& input, const at::Tensor& weight
                                const std::optional<at::Tensor>& h0,
                                const std::optional<at::Tensor>& s0,
                                c10::string_view activation,
-                               const std::optional<at::Tensor>& batch_sizes) {
+                               const std::optional<at::Tensor>& batch_sizes,
+                               int64_t cells_per_block) {
   return run_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
-                     batch_sizes, /*keep_for_backward=*/true);
+                     batch_sizes, cells_per_block, /*keep_for_backward=*/true);
 }
 
 // lstm without autograd (inference): nothing kept for backward.
@@ -311,10 +324,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_cpu(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool /*truncate*/,
-    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes) {
+    c10::string_view activation, const std::optional<at::Tensor>& batch_sizes,
+    int64_t cells_per_block) {
   auto [output, h_n, s_n, squashed_state, gates] =
       run_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation, batch_sizes,
-                  /*keep_for_backward=*/false);
+                  cells_per_block, /*keep_for_backward=*/false);
   return {output, h_n, s_n};
 }
 
@@ -410,10 +424,10 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
                                  const at::Tensor& squashed_state_in, const at::Tensor& gates_in,
                                  bool truncate, c10::string_view activation_name,
                                  const std::optional<at::Tensor>& batch_sizes,
-                                 std::array<bool, 4> output_mask) {
+                                 std::array<bool, 4> output_mask, int64_t cells_per_block) {
   const LayerSizes sizes =
       check_backward_args(grad_output_in, grad_h_n_in, grad_s_n, input, weight_ih, weight_hh, h0,
-                          output, squashed_state_in, gates_in, batch_sizes);
+                          output, squashed_state_in, gates_in, batch_sizes, cells_per_block);
   const Activation activation = parse_activation(activation_name);
   const StepRows steps = step_rows(sizes, batch_sizes);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
@@ -440,11 +454,19 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
       grad_h0 = T == 0 ? grad_h_n.clone() : at::zeros({B, H}, options);
     } else {
       grad_h0 = grad_h_n.clone();
-      exact_net_errors<scalar_t>(steps, grad_output, weight_hh, squashed_state, gates, dnet, grad_h0,
-                                 ds_carry, activation);
+      // Per-cell rows of weight_hh, so that each step's product takes the per-cell errors.
+      const at::Tensor cell_weight_hh =
+          cells_per_block == 1
+              ? weight_hh
+              : weight_hh.index_select(0, block_expansion_index(H, cells_per_block, options));
+      exact_net_errors<scalar_t>(steps, grad_output, cell_weight_hh, squashed_state, gates, dnet,
+                                 grad_h0, ds_carry, activation);
     }
   });
   at::Tensor grad_s0 = ds_carry.to(input.scalar_type());
+  // The errors of the weights' rows: a shared gate's error is the sum over its block's cells.
+  const at::Tensor dnet_rows = sum_block_gates(dnet, H, cells_per_block, 1);
+  const int64_t G = dnet_rows.size(1);
 
   // Weight and input gradients: large GEMMs over all rows at once, each only if asked for (the
   // input of a first layer rarely needs its gradient).
@@ -452,28 +474,29 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   at::Tensor grad_input, grad_weight_ih;
   if (want_input) {
     grad_input = at::empty({N, I}, options);
-    matmul_into(grad_input, dnet, weight_ih, /*accumulate=*/false);
+    matmul_into(grad_input, dnet_rows, weight_ih, /*accumulate=*/false);
     grad_input = grad_input.view(input.sizes());
   }
   if (want_weight_ih) {
-    grad_weight_ih = at::empty({kNumGateBlocks * H, I}, options);
-    matmul_into(grad_weight_ih, dnet.t(), input.reshape({N, I}), /*accumulate=*/false);
+    grad_weight_ih = at::empty({G, I}, options);
+    matmul_into(grad_weight_ih, dnet_rows.t(), input.reshape({N, I}), /*accumulate=*/false);
   }
   at::Tensor grad_weight_hh;
   if (want_weight_hh) {
-    grad_weight_hh = at::zeros({kNumGateBlocks * H, H}, options);
+    grad_weight_hh = at::zeros({G, H}, options);
     if (T > 0) {
       const int64_t first_rows = steps.count[0];
       if (present(h0)) {
-        matmul_into(grad_weight_hh, dnet.narrow(0, 0, first_rows).t(), *h0, /*accumulate=*/true);
+        matmul_into(grad_weight_hh, dnet_rows.narrow(0, 0, first_rows).t(), *h0,
+                    /*accumulate=*/true);
       }
       if (N > first_rows) {
-        matmul_into(grad_weight_hh, dnet.narrow(0, first_rows, N - first_rows).t(),
+        matmul_into(grad_weight_hh, dnet_rows.narrow(0, first_rows, N - first_rows).t(),
                     previous_hidden(steps, output.reshape({N, H})), /*accumulate=*/true);
       }
     }
   }
-  const at::Tensor grad_bias = want_bias ? dnet.sum(0) : at::Tensor();
+  const at::Tensor grad_bias = want_bias ? dnet_rows.sum(0) : at::Tensor();
   return {grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0};
 }
 

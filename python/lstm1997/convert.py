@@ -87,7 +87,10 @@ def forget_gates_pinned(state_dict):
     return all(bool((torch.sigmoid(b.double()).to(b.dtype) == 1).all()) for b in forget_bias.values())
 
 
-def _require_tanh(module, what):
+def _require_torch_equivalent(module, what):
+    if module.cells_per_block != 1:
+        raise ValueError(f"{what}: cells_per_block: expected 1 (torch.nn has no memory cell "
+                         f"blocks), got {module.cells_per_block}")
     if module.activation != "tanh":
         raise ValueError(
             f"{what}: activation: expected \"tanh\" (torch.nn has no other squashing functions), "
@@ -103,7 +106,7 @@ def _factory(module):
 def to_torch_lstm(module):
     """A torch.nn.LSTM computing the same function as an lstm1997.LSTM (activation "tanh" only).
     Its forget gates are pinned open; it always has biases."""
-    _require_tanh(module, "to_torch_lstm")
+    _require_torch_equivalent(module, "to_torch_lstm")
     result = nn.LSTM(
         module.input_size, module.hidden_size, module.num_layers, bias=True,
         batch_first=module.batch_first, dropout=module.dropout, bidirectional=module.bidirectional,
@@ -115,7 +118,7 @@ def to_torch_lstm(module):
 
 def to_torch_lstm_cell(module):
     """A torch.nn.LSTMCell computing the same step as an lstm1997.LSTMCell ("tanh" only)."""
-    _require_tanh(module, "to_torch_lstm_cell")
+    _require_torch_equivalent(module, "to_torch_lstm_cell")
     result = nn.LSTMCell(module.input_size, module.hidden_size, bias=True, **_factory(module))
     result.load_state_dict(state_dict_to_torch(module.state_dict()))
     return result

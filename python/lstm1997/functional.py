@@ -19,6 +19,7 @@ def lstm(
     truncate: bool = True,
     activation: str = "tanh",
     batch_sizes: Optional[Tensor] = None,
+    cells_per_block: int = 1,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Runs one layer of the 1997 LSTM over a whole sequence.
 
@@ -39,10 +40,15 @@ def lstm(
         batch_sizes: for packed input (the ``data`` ``(N, I)`` and ``batch_sizes`` of a
             ``PackedSequence`` with sorted sequences): each sequence stops at its own length, and
             h_n, s_n hold its state at its last step. h0 and s0 are then required.
+        cells_per_block: S > 1 makes memory cell blocks (the paper's section 4): cells
+            ``[kS, (k+1)S)`` share block k's input gate and output gate. The weights then have
+            ``K + H + K`` rows (``K = H / S`` input gates, ``H`` cell inputs, ``K`` output gates)
+            instead of ``3H``.
 
     Returns:
         ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; h_n, s_n ``(B, H)``.
     """
     return torch.ops.lstm1997.lstm(
-        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes,
+        cells_per_block,
     )

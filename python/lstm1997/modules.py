@@ -35,7 +35,19 @@ def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
 
 
 def _options_repr(module) -> str:
-    return f", truncate={module.truncate}, activation={module.activation!r}"
+    text = f", truncate={module.truncate}, activation={module.activation!r}"
+    if module.cells_per_block != 1:
+        text += f", cells_per_block={module.cells_per_block}"
+    return text
+
+
+def _gate_rows(hidden_size: int, cells_per_block, owner: str) -> int:
+    """Rows of the weight matrices: K input gates, H cell inputs, K output gates (K = H / S)."""
+    _check_positive_int(cells_per_block, "cells_per_block", owner)
+    if hidden_size % cells_per_block:
+        raise ValueError(f"{owner}: cells_per_block: expected a divisor of hidden_size "
+                         f"({hidden_size}), got {cells_per_block}")
+    return hidden_size + 2 * (hidden_size // cells_per_block)
 
 
 def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
@@ -70,10 +82,13 @@ class LSTM(nn.Module):
     Args (beyond torch.nn.LSTM's):
         truncate: True (default) trains with the paper's truncated gradient; False with exact BPTT.
         activation: "tanh" (default) or "paper" (g = 4 sigmoid - 2, h = 2 sigmoid - 1).
+        cells_per_block: memory cell blocks (the paper's section 4): S cells share one input gate
+            and one output gate; the gate rows of every weight and bias are then H + 2H/S (K input
+            gates, H cell inputs, K output gates, K = H/S). Default 1: 3H rows.
     """
 
     __constants__ = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-                     "bidirectional", "truncate", "activation"]
+                     "bidirectional", "truncate", "activation", "cells_per_block"]
     _flat_weights: List[Optional[Tensor]]
     _flat_weights_names: List[str]
     __jit_unused_properties__ = ["all_weights"]
@@ -91,12 +106,14 @@ class LSTM(nn.Module):
         *,
         truncate: bool = True,
         activation: str = "tanh",
+        cells_per_block: int = 1,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         _check_positive_int(input_size, "input_size", "LSTM")
         _check_positive_int(hidden_size, "hidden_size", "LSTM")
+        gate_rows = _gate_rows(hidden_size, cells_per_block, "LSTM")
         _check_positive_int(num_layers, "num_layers", "LSTM")
         _check_activation(activation, "LSTM")
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
@@ -123,9 +140,9 @@ class LSTM(nn.Module):
         self.proj_size = 0
         self.truncate = bool(truncate)
         self.activation = activation
+        self.cells_per_block = cells_per_block
         factory = {"device": device, "dtype": dtype}
         directions = 2 if self.bidirectional else 1
-        gate_rows = 3 * hidden_size
         # Four slots per (layer, direction): weight_ih, weight_hh, bias_ih, bias_hh (None if absent).
         self._flat_weights_names = []
         for layer in range(num_layers):
@@ -217,6 +234,7 @@ class LSTM(nn.Module):
                     self.truncate,
                     self.activation,
                     batch_sizes,
+                    self.cells_per_block,
                 )
                 outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
                 final_hidden.append(h_n)
@@ -337,7 +355,7 @@ class LSTMCell(nn.Module):
     the previous h; the previous cell state s still receives its error in full.
     """
 
-    __constants__ = ["input_size", "hidden_size", "bias", "truncate", "activation"]
+    __constants__ = ["input_size", "hidden_size", "bias", "truncate", "activation", "cells_per_block"]
 
     def __init__(
         self,
@@ -347,24 +365,27 @@ class LSTMCell(nn.Module):
         *,
         truncate: bool = True,
         activation: str = "tanh",
+        cells_per_block: int = 1,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         _check_positive_int(input_size, "input_size", "LSTMCell")
         _check_positive_int(hidden_size, "hidden_size", "LSTMCell")
+        gate_rows = _gate_rows(hidden_size, cells_per_block, "LSTMCell")
         _check_activation(activation, "LSTMCell")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
         self.truncate = bool(truncate)
         self.activation = activation
+        self.cells_per_block = cells_per_block
         factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size, **factory))
+        self.weight_ih = nn.Parameter(torch.empty(gate_rows, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(gate_rows, hidden_size, **factory))
         if self.bias:
-            self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size, **factory))
+            self.bias_ih = nn.Parameter(torch.empty(gate_rows, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(gate_rows, **factory))
         else:
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
@@ -396,7 +417,7 @@ class LSTMCell(nn.Module):
                 h0, s0 = h0.unsqueeze(0), s0.unsqueeze(0)
         _, h, s = torch.ops.lstm1997.lstm(
             input.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, h0, s0,
-            self.truncate, self.activation, None,
+            self.truncate, self.activation, None, self.cells_per_block,
         )
         if not batched:
             return h.squeeze(0), s.squeeze(0)

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .modules import _check_activation, _check_positive_int, _reset_uniform
+from .modules import _check_activation, _check_positive_int, _gate_rows, _reset_uniform
 
 
 class OnlineLSTM(nn.Module):
@@ -35,16 +35,17 @@ class OnlineLSTM(nn.Module):
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 batch_first: bool = False, *, activation: str = "tanh", device=None,
-                 dtype=None) -> None:
+                 batch_first: bool = False, *, activation: str = "tanh",
+                 cells_per_block: int = 1, device=None, dtype=None) -> None:
         super().__init__()
         _check_positive_int(input_size, "input_size", "OnlineLSTM")
         _check_positive_int(hidden_size, "hidden_size", "OnlineLSTM")
+        rows = _gate_rows(hidden_size, cells_per_block, "OnlineLSTM")
         _check_activation(activation, "OnlineLSTM")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.bias, self.batch_first, self.activation = bias, batch_first, activation
+        self.cells_per_block = cells_per_block
         options = {"device": device, "dtype": dtype}
-        rows = 3 * hidden_size
         self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size, **options))
         self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden_size, **options))
         if bias:
@@ -87,7 +88,7 @@ class OnlineLSTM(nn.Module):
         with torch.no_grad():
             output, h_n, s_n, squashed_state, gates = ops.lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
-                self.hidden, self.cell_state, self.activation)
+                self.hidden, self.cell_state, self.activation, None, self.cells_per_block)
             traces_before = self.traces
             self.traces = ops.lstm_online_traces(chunk, self.hidden, output, gates,
                                                  *traces_before, self.activation)
@@ -116,7 +117,7 @@ class OnlineLSTM(nn.Module):
         with torch.no_grad():
             return torch.ops.lstm1997.lstm_online_grads(
                 grad.to(output.dtype), chunk, self.weight_ih_l0, self.weight_hh_l0, h0, output,
-                squashed_state, gates, *traces, self.activation)
+                squashed_state, gates, *traces, self.activation, self.cells_per_block)
 
     def _parameters_and_gradients(self, grad_output: Tensor):
         """(parameter, gradient) for every parameter that requires grad (a frozen one, e.g. a
@@ -146,4 +147,7 @@ class OnlineLSTM(nn.Module):
             s += ", bias=False"
         if self.batch_first:
             s += ", batch_first=True"
-        return s + f", activation={self.activation!r}"
+        s += f", activation={self.activation!r}"
+        if self.cells_per_block != 1:
+            s += f", cells_per_block={self.cells_per_block}"
+        return s

@@ -1,0 +1,52 @@
+// Memory cell blocks: the mapping between the block layout of the weights (G = K + H + K gate rows)
+// and the per-cell layout of the pointwise kernels (3H). Backend-neutral ATen code: every backend's
+// kernels use it around their matrix products.
+#include "lstm1997.h"
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace lstm1997 {
+
+at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
+                                 const at::TensorOptions& options) {
+  const int64_t H = hidden_size, S = cells_per_block, K = H / S;
+  std::vector<int64_t> columns;
+  columns.reserve(kNumGateBlocks * H);
+  for (int64_t cell = 0; cell < H; ++cell) {
+    columns.push_back(cell / S);  // the block's input gate
+  }
+  for (int64_t cell = 0; cell < H; ++cell) {
+    columns.push_back(K + cell);  // the cell's own cell input
+  }
+  for (int64_t cell = 0; cell < H; ++cell) {
+    columns.push_back(K + H + cell / S);  // the block's output gate
+  }
+  return at::tensor(columns, at::kLong).to(options.device());
+}
+
+at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size,
+                           int64_t cells_per_block, int64_t dim) {
+  if (cells_per_block == 1) {
+    return per_cell;
+  }
+  dim = at::maybe_wrap_dim(dim, per_cell.dim());
+  const int64_t H = hidden_size, S = cells_per_block, K = H / S;
+  std::vector<at::Tensor> pieces;
+  for (int64_t gate = 0; gate * H < per_cell.size(dim); ++gate) {
+    const at::Tensor piece = per_cell.narrow(dim, gate * H, H);
+    if (gate == kCellInput) {
+      pieces.push_back(piece);
+      continue;
+    }
+    // Split this dimension's H cells into (K blocks, S cells) and sum over the cells.
+    std::vector<int64_t> shape = piece.sizes().vec();
+    shape[dim] = S;
+    shape.insert(shape.begin() + dim, K);
+    pieces.push_back(piece.reshape(shape).sum(dim + 1));
+  }
+  return at::cat(pieces, dim);
+}
+
+}  // namespace lstm1997
