@@ -53,9 +53,10 @@ void load_model(const std::string& dir) {
 }
 
 // backward() in C++ through the op's C++ autograd: the truncated gradients are the exact ones
-// minus the error that flowed through h_{t-1}, both equal to the Python reference loop's.
-void op_gradients(const std::string& dir) {
-  const Fixture f(dir + "/op.pt");
+// minus the error that flowed through h_{t-1}, both equal to the Python reference loop's; for
+// plain cells (op.pt) and for memory cell blocks of 2 cells (op_blocks.pt).
+void op_gradients_of(const std::string& path, int64_t cells_per_block) {
+  const Fixture f(path);
   const std::vector<std::string> names = {"input", "weight_ih", "weight_hh", "bias_ih",
                                           "bias_hh", "h0",        "s0"};
   std::map<std::string, at::Tensor> grads[2];
@@ -66,7 +67,8 @@ void op_gradients(const std::string& dir) {
     }
     auto [output, h_n, s_n] =
         lstm1997::lstm(leaves["input"], leaves["weight_ih"], leaves["weight_hh"],
-                       leaves["bias_ih"], leaves["bias_hh"], leaves["h0"], leaves["s0"], truncate);
+                       leaves["bias_ih"], leaves["bias_hh"], leaves["h0"], leaves["s0"], truncate,
+                       "tanh", std::nullopt, cells_per_block);
     expect_close(output, f["output"], 1e-12, "output");
     const at::Tensor loss = (output * f["grad_output"]).sum() + (h_n * f["grad_h_n"]).sum() +
                             (s_n * f["grad_s_n"]).sum();
@@ -83,6 +85,11 @@ void op_gradients(const std::string& dir) {
   }
   expect(grads[true]["h0"].abs().max().item<double>() == 0.0,
          "truncated grad of h0 must be zero (h0 enters only through the recurrent product)");
+}
+
+void op_gradients(const std::string& dir) {
+  op_gradients_of(dir + "/op.pt", 1);
+  op_gradients_of(dir + "/op_blocks.pt", 2);
 }
 
 // A scripted model trains from C++: plain SGD steps lower its loss.
@@ -171,6 +178,12 @@ void bad_arguments(const std::string&) {
                         torch::tensor({2, 2, 2, 2}, torch::kInt64));
        },
        "h0: expected a tensor of shape (batch, hidden_size) with batch_sizes"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "tanh", {}, 0); },
+       "cells_per_block: expected a positive number"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "tanh", {}, 3); },
+       "cells_per_block: expected a divisor of hidden_size"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "tanh", {}, 2); },
+       "weight_hh: expected shape (hidden_size + 2*hidden_size/cells_per_block"},
   };
   for (const auto& [call, message] : cases) {
     expect_error(call, message);

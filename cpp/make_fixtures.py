@@ -52,12 +52,15 @@ def make_model_fixtures(directory):
     torch.save(x, os.path.join(directory, "input.pt"))
 
 
-def make_op_fixtures(directory):
+def make_op_fixtures(directory, filename, cells_per_block):
+    """Op inputs and the reference's results; with cells_per_block 2 the weights have the
+    memory cell blocks' H + 2H/2 gate rows."""
     gen = torch.Generator().manual_seed(1)
     T, B, I, H = 5, 2, 3, 4
+    G = H + 2 * (H // cells_per_block)
     rand = lambda *shape: torch.rand(*shape, generator=gen, dtype=torch.float64) - 0.5
-    inputs = {"input": rand(T, B, I), "weight_ih": rand(3 * H, I), "weight_hh": rand(3 * H, H),
-              "bias_ih": rand(3 * H), "bias_hh": rand(3 * H), "h0": rand(B, H), "s0": rand(B, H)}
+    inputs = {"input": rand(T, B, I), "weight_ih": rand(G, I), "weight_hh": rand(G, H),
+              "bias_ih": rand(G), "bias_hh": rand(G), "h0": rand(B, H), "s0": rand(B, H)}
     upstream = {"grad_output": rand(T, B, H), "grad_h_n": rand(B, H), "grad_s_n": rand(B, H)}
     tensors = {**inputs, **upstream}
     for mode, truncate in (("truncated", True), ("exact", False)):
@@ -70,7 +73,7 @@ def make_op_fixtures(directory):
             grad = leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
             tensors[f"{mode}_{name}"] = grad
         tensors["output"] = output
-    save_tensors(os.path.join(directory, "op.pt"), tensors)
+    save_tensors(os.path.join(directory, filename), tensors)
 
 
 def make_train_fixtures(directory):
@@ -96,7 +99,8 @@ def main():
     if command == "make":
         os.makedirs(directory, exist_ok=True)
         make_model_fixtures(directory)
-        make_op_fixtures(directory)
+        make_op_fixtures(directory, "op.pt", cells_per_block=1)
+        make_op_fixtures(directory, "op_blocks.pt", cells_per_block=2)
         make_train_fixtures(directory)
         print(f"fixtures written to {directory}")
     elif command == "check-cli":

@@ -12,8 +12,10 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state=True,
-              requires_grad=True, seed=0, scale=0.5):
-    """Random op arguments: (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0)."""
+              requires_grad=True, seed=0, scale=0.5, cells_per_block=1):
+    """Random op arguments: (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0); with
+    cells_per_block S the weights have H + 2H/S gate rows (memory cell blocks)."""
+    G = H + 2 * (H // cells_per_block)
     gen = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
@@ -22,10 +24,10 @@ def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state
 
     return (
         rand(T, B, I),
-        rand(3 * H, I),
-        rand(3 * H, H),
-        rand(3 * H) if bias else None,
-        rand(3 * H) if bias else None,
+        rand(G, I),
+        rand(G, H),
+        rand(G) if bias else None,
+        rand(G) if bias else None,
         rand(B, H) if state else None,
         rand(B, H) if state else None,
     )

@@ -15,10 +15,14 @@ SQUASHERS = {
 def reference_lstm(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, s0=None,
                    truncate=True, activation="tanh"):
     """The cell as a Python loop. With ``truncate``, h_{t-1} is detached where it enters the
-    recurrent product: autograd through this loop is then the paper's truncated gradient."""
+    recurrent product: autograd through this loop is then the paper's truncated gradient.
+    Memory cell blocks follow from the weights' shape: K + H + K rows are K input gates, H cell
+    inputs and K output gates, each gate shared by H / K consecutive cells (K = H: plain cells)."""
     g, h = SQUASHERS[activation]
     T, B, _ = input.shape
     H = weight_hh.shape[1]
+    K = (weight_hh.shape[0] - H) // 2
+    cells_per_block = H // K
     hidden = h0 if h0 is not None else input.new_zeros(B, H)
     state = s0 if s0 is not None else input.new_zeros(B, H)
     outputs = []
@@ -29,9 +33,11 @@ def reference_lstm(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=N
             net = net + bias_ih
         if bias_hh is not None:
             net = net + bias_hh
-        a, z, c = net.chunk(3, dim=1)
-        state = state + torch.sigmoid(a) * g(z)
-        hidden = torch.sigmoid(c) * h(state)
+        a, z, c = net.split([K, H, K], dim=1)
+        input_gate = torch.sigmoid(a).repeat_interleave(cells_per_block, dim=1)
+        output_gate = torch.sigmoid(c).repeat_interleave(cells_per_block, dim=1)
+        state = state + input_gate * g(z)
+        hidden = output_gate * h(state)
         outputs.append(hidden)
     output = torch.stack(outputs) if outputs else input.new_zeros(0, B, H)
     return output, hidden, state
