@@ -124,8 +124,8 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
                     "lstm1997: cells_per_block: expected a positive number of cells per memory "
                     "cell block, got ", cells_per_block);
   TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0,
-              "lstm1997: weight_hh: expected a 2-D tensor (gate rows, hidden_size) with "
-              "hidden_size > 0, got shape ", weight_hh.sym_sizes());
+              "lstm1997: weight_hh: expected shape (gate rows, hidden_size), 2-D with "
+              "hidden_size > 0, got ", weight_hh.sym_sizes());
   sizes.hidden_size = weight_hh.sym_size(1);
   sizes.cells_per_block = cells_per_block;
   TORCH_CHECK_VALUE(sizes.hidden_size % cells_per_block == 0,

@@ -9,7 +9,8 @@ Readings (stated in RESULTS.md too):
 - The paper's cells and gates also see the *gate* outputs of t-1 (its weight counts include those
   connections: 264 weights for exp 1's 4x1 net); the op's recurrent input is the cell outputs only.
 - Loss per target: 1/2 sum (target - output)^2, plain gradient steps of size alpha.
-- Memory cell blocks of more than one cell are not in the op yet: cells_per_block must be 1.
+- Memory cell blocks: `blocks` x `cells_per_block` cells; the S cells of a block share its input
+  and output gate (the op's cells_per_block), and the per-block gate biases apply to those gates.
 
 Recipes: "online" updates every weight after every step that has a target (OnlineLSTM: the
 truncated gradient computed forward in time, the paper's way); "sequence" updates once per
@@ -34,17 +35,16 @@ class PaperNet(nn.Module):
                  output_gate_bias: Optional[Sequence[float]] = None, cell_input_bias: bool = False,
                  model: str = "lstm1997", seed: int = 0) -> None:
         super().__init__()
-        if cells_per_block != 1:
-            raise ValueError(f"PaperNet: cells_per_block: expected 1 (memory cell blocks of more "
-                             f"cells are not in the op yet), got {cells_per_block}")
         if model not in MODELS:
             raise ValueError(f"PaperNet: model: expected one of {MODELS}, got {model!r}")
         self.model, self.hidden_size = model, blocks * cells_per_block
-        H = self.hidden_size
+        self.cells_per_block = cells_per_block
+        H, K = self.hidden_size, blocks
         generator = torch.Generator().manual_seed(seed)
         has_bias = input_gate_bias is not None or output_gate_bias is not None or cell_input_bias
         if model == "lstm1997":
-            self.cells = LSTM(input_size, H, bias=has_bias, activation="paper")
+            self.cells = LSTM(input_size, H, bias=has_bias, activation="paper",
+                              cells_per_block=cells_per_block)
         elif model == "lstm":
             self.cells = nn.LSTM(input_size, H)
         else:
@@ -56,14 +56,18 @@ class PaperNet(nn.Module):
         self.bias_mask: Optional[Tensor] = None
         if model == "lstm1997" and has_bias:
             # One learned bias per row (bias_hh held at zero) and only the rows the paper has.
-            biases = torch.zeros(3 * H)
-            mask = torch.zeros(3 * H)
-            for block, rows in enumerate([input_gate_bias, None, output_gate_bias]):
+            # Rows: K input gates, H cell inputs, K output gates (one gate per block).
+            biases = torch.zeros(H + 2 * K)
+            mask = torch.zeros(H + 2 * K)
+            for start, rows in ((0, input_gate_bias), (K + H, output_gate_bias)):
                 if rows is not None:
-                    biases[block * H:(block + 1) * H] = torch.tensor(list(rows), dtype=torch.float32)
-                    mask[block * H:(block + 1) * H] = 1
+                    if len(rows) != K:
+                        raise ValueError(f"PaperNet: gate biases: expected one per block ({K}), "
+                                         f"got {list(rows)}")
+                    biases[start:start + K] = torch.tensor(list(rows), dtype=torch.float32)
+                    mask[start:start + K] = 1
             if cell_input_bias:
-                mask[H:2 * H] = 1
+                mask[K:K + H] = 1
             self.bias_mask = mask
             with torch.no_grad():
                 self.cells.bias_ih_l0.copy_(biases)
@@ -88,7 +92,7 @@ class PaperNet(nn.Module):
             raise ValueError(f"PaperNet: the online recipe needs model 'lstm1997', got {self.model!r}")
         if self.online is None:
             online = OnlineLSTM(self.cells.input_size, self.hidden_size, bias=self.cells.bias,
-                                activation="paper")
+                                activation="paper", cells_per_block=self.cells_per_block)
             for name, parameter in self.cells.named_parameters():
                 setattr(online, name, parameter)
             self.online = online

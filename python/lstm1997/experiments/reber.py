@@ -72,17 +72,20 @@ class Reber:
     }
     check_every = 100
 
-    def __init__(self, seed: int, alpha: float = 0.5, blocks: int = 4) -> None:
+    def __init__(self, seed: int, alpha: float = 0.5, cells_per_block: int = 1) -> None:
         rng = random.Random(seed)
         self.train_strings = [embedded_reber_string(rng) for _ in range(256)]
         self.test_strings = [embedded_reber_string(rng) for _ in range(256)]
         self.rng = rng
-        self.alpha, self.blocks = alpha, blocks
-        self.paper_key = f"{blocks}x1 alpha={alpha}"
+        # The paper's two nets: 4 blocks of 1 cell (264 weights) or 3 blocks of 2 cells (276).
+        self.alpha, self.cells_per_block = alpha, cells_per_block
+        self.blocks = 4 if cells_per_block == 1 else 3
+        self.paper_key = f"{self.blocks}x{cells_per_block} alpha={alpha}"
 
     def net_options(self):
-        # Gate biases only; output-gate biases -1, -2, -3, -4 (the paper's remedy for abuse).
-        return dict(input_size=7, output_size=7, blocks=self.blocks, init_range=0.2,
+        # Gate biases only; output-gate biases -1, -2, -3 (-4) (the paper's remedy for abuse).
+        return dict(input_size=7, output_size=7, blocks=self.blocks,
+                    cells_per_block=self.cells_per_block, init_range=0.2,
                     input_gate_bias=[0.0] * self.blocks,
                     output_gate_bias=[-(b + 1.0) for b in range(self.blocks)])
 
