@@ -1,7 +1,12 @@
 """Runs the paper's experiments with the paper's recipe.
 
-    python -m lstm1997.experiments reber [--trials N] [--recipe online|sequence] [--model lstm1997|lstm|rnn]
-    python -m lstm1997.experiments two-sequence [--p 100] ...
+    python -m lstm1997.experiments reber [--cells-per-block 1|2] [--trials N] [--recipe online|sequence] [--model lstm1997|lstm|rnn]
+    python -m lstm1997.experiments two-sequence [--p 100] ...       (exp 2a)
+    python -m lstm1997.experiments long-lag [--q 100] [--p 100]      (exp 2c)
+    python -m lstm1997.experiments noise-signal [--variant a|b|c] [--T 100] [--N 3]   (exp 3)
+    python -m lstm1997.experiments adding [--T 100]                  (exp 4)
+    python -m lstm1997.experiments multiplication [--n-seq 140]      (exp 5)
+    python -m lstm1997.experiments temporal-order [--variant a|b]    (exp 6)
     python -m lstm1997.experiments gradient-flow [--T 1000] [--plot gradient_flow.png]
 
 Each trial generates its data from the paper's definition (seeded), trains one sequence at a time
@@ -10,6 +15,11 @@ presented, tests on fresh sequences, prints sequences until success and the frac
 the paper's numbers, and appends a record to --results (JSON lines). --plot draws the learning
 curve (matplotlib, when installed). python -m lstm1997.experiments.report turns the records into
 RESULTS.md.
+
+The default recipe is the paper's: "online" (an update after every step with a target) for the
+tasks with targets at every step (reber, two-sequence); for the tasks with one target at the end
+(all others) an update after every step with a target is one update per sequence with the
+truncated gradient, which "sequence" computes in one backward pass, so that is their default.
 """
 import argparse
 import datetime
@@ -23,9 +33,20 @@ import torch
 from . import gradient_flow
 from .paper_net import MODELS, RECIPES, TRAINERS, PaperNet, squared_error
 from .reber import Reber
+from .adding import Adding
+from .long_lag import LongLag
+from .multiplication import Multiplication
+from .noise_signal import NoiseSignal
+from .temporal_order import TemporalOrder
 from .two_sequence import TwoSequence
 
-EXPERIMENTS = {"reber": Reber, "two-sequence": TwoSequence}
+EXPERIMENTS = {"reber": Reber, "two-sequence": TwoSequence, "long-lag": LongLag,
+               "noise-signal": NoiseSignal, "adding": Adding, "multiplication": Multiplication,
+               "temporal-order": TemporalOrder}
+# Each experiment's own options, from the command line (None: the paper's value).
+OPTIONS = {"two-sequence": ["p"], "long-lag": ["q", "p"], "noise-signal": ["variant", "T", "N"],
+           "adding": ["T"], "multiplication": ["T", "n_seq"], "temporal-order": ["variant"],
+           "reber": ["cells_per_block"]}
 
 
 def parse_args(argv=None):
@@ -34,28 +55,42 @@ def parse_args(argv=None):
     parser.add_argument("experiment", choices=sorted(EXPERIMENTS) + ["gradient-flow"])
     parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the first trial")
-    parser.add_argument("--recipe", choices=RECIPES, default="online",
-                        help="online: update after every step with a target (the paper's); "
-                             "sequence: once per sequence")
+    parser.add_argument("--recipe", choices=RECIPES, default=None,
+                        help="online: update after every step with a target; sequence: once per "
+                             "sequence (default: the paper's, see above)")
     parser.add_argument("--model", choices=MODELS, default="lstm1997",
                         help="lstm1997, or a baseline trained per sequence with BPTT")
     parser.add_argument("--alpha", type=float, default=None, help="learning rate (default: the paper's)")
-    parser.add_argument("--p", type=int, default=100, help="two-sequence: the time lag p")
-    parser.add_argument("--T", type=int, default=1000, help="gradient-flow: sequence length")
+    parser.add_argument("--p", type=int, default=None, help="two-sequence: the time lag p; "
+                        "long-lag: the number of distractor symbols")
+    parser.add_argument("--q", type=int, default=None, help="long-lag: the minimal time lag")
+    parser.add_argument("--T", type=int, default=None,
+                        help="sequence length (noise-signal, adding, multiplication; "
+                             "gradient-flow: 1000)")
+    parser.add_argument("--N", type=int, default=None, help="noise-signal: informative values")
+    parser.add_argument("--variant", default=None, help="noise-signal: a|b|c; temporal-order: a|b")
+    parser.add_argument("--n-seq", dest="n_seq", type=int, default=None,
+                        help="multiplication: stop when fewer of the last 2,000 are wrong")
+    parser.add_argument("--cells-per-block", dest="cells_per_block", type=int, default=None,
+                        help="reber: 1 (4 blocks of 1 cell) or 2 (3 blocks of 2 cells)")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
     parser.add_argument("--results", default="results.jsonl", help="JSON lines file to append to")
     parser.add_argument("--plot", default=None, help="learning curve PNG")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
-    if args.model != "lstm1997" and args.recipe == "online":
+    if args.experiment in EXPERIMENTS and args.recipe is None:
+        every_step = getattr(EXPERIMENTS[args.experiment], "targets_every_step", True)
+        args.recipe = "online" if every_step else "sequence"
+    if args.model != "lstm1997":
         args.recipe = "sequence"  # baselines learn per sequence, with BPTT
     return args
 
 
 def make_experiment(args, seed):
     options = {} if args.alpha is None else {"alpha": args.alpha}
-    if args.experiment == "two-sequence":
-        options["p"] = args.p
+    for name in OPTIONS.get(args.experiment, []):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
     return EXPERIMENTS[args.experiment](seed, **options)
 
 
@@ -98,6 +133,7 @@ def run_trial(args, trial):
         "budget": args.budget, "success": until_success is not None,
         "sequences_until_success": until_success, "fraction_wrong_test": experiment.test(net),
         "paper": experiment.paper.get(experiment.paper_key),
+        "mse_test": getattr(experiment, "test_mse", None),
         "seconds": round(time.perf_counter() - start, 1), "curve": curve,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": datetime.date.today().isoformat(),
@@ -131,7 +167,7 @@ def plot(records, path):
 def main(argv=None):
     args = parse_args(argv)
     if args.experiment == "gradient-flow":
-        return gradient_flow.run(args.T, args.plot, args.quiet)
+        return gradient_flow.run(args.T or 1000, args.plot, args.quiet)
     records = []
     for trial in range(args.trials):
         record = run_trial(args, trial)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..modules import LSTM
+from .final_target import FinalTargetExperiment
 
 CORRECT_IF_ERROR_BELOW = 0.04
 
@@ -67,3 +68,54 @@ class AddingModel(nn.Module):
 
 def fraction_correct(predictions: Tensor, targets: Tensor) -> float:
     return ((predictions - targets).abs() < CORRECT_IF_ERROR_BELOW).double().mean().item()
+
+
+# --- The experiment runner's form: one sequence at a time, the paper's net and recipe ----------
+
+def marked_pair_sequence(rng, T: int, low: float, first_marked_value: float):
+    """One sequence of (value, marker) pairs as the paper defines exp 4 and 5: length uniform in
+    [T, T + T/10], values uniform in [low, 1], one of the first 10 pairs marked (X1), then one of
+    the first T/2 - 1 pairs not yet marked (X2); the first and last pairs get marker -1 unless
+    marked; a marked first pair's value is replaced by `first_marked_value` (exp 4: X1 = 0, exp 5:
+    X1 = 1.0). Returns (pairs (L, 2), X1, X2)."""
+    length = rng.randint(T, T + T // 10)
+    values = [rng.uniform(low, 1.0) for _ in range(length)]
+    markers = [0.0] * length
+    markers[0] = markers[-1] = -1.0
+    first = rng.randrange(min(10, T // 2 - 1))
+    second = rng.choice([k for k in range(T // 2 - 1) if k != first])
+    markers[first] = markers[second] = 1.0
+    if markers[0] == 1.0:
+        values[0] = first_marked_value
+    pairs = torch.tensor([values, markers]).T.contiguous()
+    return pairs, values[first], values[second]
+
+
+class Adding(FinalTargetExperiment):
+    """Experiment 4 with the paper's net and recipe: 2 blocks of 2 cells, biases on all non-input
+    units (input-gate biases -3, -6; the others drawn like the weights, in [-0.1, 0.1]), alpha
+    0.5. Stop when the mean squared final error of the last 2,000 training sequences is below
+    0.01 and all of them are correct (error below 0.04); test on 2,560 fresh sequences."""
+
+    name = "adding"
+    paper = {"T=100": "100%, 74,000, 1/2560 wrong", "T=500": "100%, 209,000, 0/2560 wrong",
+             "T=1000": "100%, 853,000, 1/2560 wrong"}
+    tolerance = CORRECT_IF_ERROR_BELOW
+
+    def __init__(self, seed: int, T: int = 100, alpha: float = 0.5) -> None:
+        super().__init__(seed)
+        if T < 4:
+            raise ValueError(f"adding: T: expected at least 4, got {T}")
+        self.T, self.alpha = T, alpha
+        self.paper_key = f"T={T}"
+
+    def net_options(self):
+        return dict(input_size=2, output_size=1, blocks=2, cells_per_block=2, init_range=0.1,
+                    all_biases=True, input_gate_bias=[-3.0, -6.0])
+
+    def sample(self, rng):
+        pairs, x1, x2 = marked_pair_sequence(rng, self.T, -1.0, 0.0)
+        return pairs, torch.tensor([0.5 + (x1 + x2) / 4])
+
+    def stopped(self) -> bool:
+        return self.mean_recent_squared_error() < 0.01 and self.all_recent_correct()

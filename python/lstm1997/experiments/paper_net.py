@@ -32,8 +32,12 @@ RECIPES = ("online", "sequence")
 class PaperNet(nn.Module):
     def __init__(self, input_size: int, output_size: int, blocks: int, cells_per_block: int = 1, *,
                  init_range: float, input_gate_bias: Optional[Sequence[float]] = None,
-                 output_gate_bias: Optional[Sequence[float]] = None, cell_input_bias: bool = False,
+                 output_gate_bias: Optional[Sequence[float]] = None, all_biases: bool = False,
                  model: str = "lstm1997", seed: int = 0) -> None:
+        """`blocks` x `cells_per_block` memory cells; weights uniform in [-init_range,
+        init_range]. Biases: the given per-block input- and output-gate biases (the other bias
+        rows held at 0), or with `all_biases` a learned bias on every cell, gate and output unit
+        ("biases on all non-input units"), those not given drawn like the weights."""
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"PaperNet: model: expected one of {MODELS}, got {model!r}")
@@ -41,7 +45,7 @@ class PaperNet(nn.Module):
         self.cells_per_block = cells_per_block
         H, K = self.hidden_size, blocks
         generator = torch.Generator().manual_seed(seed)
-        has_bias = input_gate_bias is not None or output_gate_bias is not None or cell_input_bias
+        has_bias = input_gate_bias is not None or output_gate_bias is not None or all_biases
         if model == "lstm1997":
             self.cells = LSTM(input_size, H, bias=has_bias, activation="paper",
                               cells_per_block=cells_per_block)
@@ -49,7 +53,7 @@ class PaperNet(nn.Module):
             self.cells = nn.LSTM(input_size, H)
         else:
             self.cells = nn.RNN(input_size, H)
-        self.readout = nn.Linear(H, output_size, bias=False)
+        self.readout = nn.Linear(H, output_size, bias=all_biases and model == "lstm1997")
         with torch.no_grad():
             for parameter in self.parameters():
                 parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2 - 1) * init_range)
@@ -57,8 +61,9 @@ class PaperNet(nn.Module):
         if model == "lstm1997" and has_bias:
             # One learned bias per row (bias_hh held at zero) and only the rows the paper has.
             # Rows: K input gates, H cell inputs, K output gates (one gate per block).
-            biases = torch.zeros(H + 2 * K)
-            mask = torch.zeros(H + 2 * K)
+            biases = (self.cells.bias_ih_l0.detach().clone() if all_biases
+                      else torch.zeros(H + 2 * K))
+            mask = torch.full((H + 2 * K,), 1.0 if all_biases else 0.0)
             for start, rows in ((0, input_gate_bias), (K + H, output_gate_bias)):
                 if rows is not None:
                     if len(rows) != K:
@@ -66,8 +71,6 @@ class PaperNet(nn.Module):
                                          f"got {list(rows)}")
                     biases[start:start + K] = torch.tensor(list(rows), dtype=torch.float32)
                     mask[start:start + K] = 1
-            if cell_input_bias:
-                mask[K:K + H] = 1
             self.bias_mask = mask
             with torch.no_grad():
                 self.cells.bias_ih_l0.copy_(biases)
@@ -146,10 +149,12 @@ def train_online(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
         outputs.append(output.detach())
         if mask[t]:
             loss = 0.5 * (output - targets[t]).square().sum()
-            grad_hidden, grad_readout = torch.autograd.grad(loss, [hidden, net.readout.weight])
+            readout = list(net.readout.parameters())
+            grad_hidden, *grad_readout = torch.autograd.grad(loss, [hidden, *readout])
             online.update(grad_hidden, alpha)
             with torch.no_grad():
-                net.readout.weight.sub_(grad_readout, alpha=alpha)
+                for parameter, grad in zip(readout, grad_readout):
+                    parameter.sub_(grad, alpha=alpha)
             net.enforce_structure()
     return torch.stack(outputs)
 

@@ -1,0 +1,84 @@
+"""What the experiments with one target at the end of each sequence share (exp 2c, 3, 4, 5, 6).
+
+For them the paper's online recipe (a weight update after every step that has a target) makes one
+update per sequence, at its end, with the truncated gradient of the final error: exactly what the
+"sequence" recipe computes in one truncated backward pass (tested in tests/test_experiments.py), so
+the runner uses that, much faster, recipe for them by default.
+"""
+import random
+from collections import deque
+from typing import Deque, Tuple
+
+import torch
+from torch import Tensor
+
+
+def final_target_task(inputs: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """inputs (T, I) and the target (O,) due at the last step -> (inputs (T, 1, I), targets
+    (T, 1, O), mask (T,)) as the trainers take them."""
+    T = inputs.shape[0]
+    targets = torch.zeros(T, 1, target.shape[0])
+    targets[-1, 0] = target
+    mask = torch.zeros(T, dtype=torch.bool)
+    mask[-1] = True
+    return inputs.unsqueeze(1), targets, mask
+
+
+class FinalTargetExperiment:
+    """Base of an experiment whose sequences have one target at the end. A subclass sets `name`,
+    `paper`, `paper_key`, `alpha`, `tolerance` (a final output is correct when every output's
+    absolute error is below it), `test_sequences`, and defines `sample(rng)` -> (inputs (T, I),
+    target (O,)), `net_options()` and `stopped()`, the paper's stopping rule over `recent`, the
+    (absolute error, squared error) of the last `window` training sequences."""
+
+    check_every = 1
+    window = 2000
+    test_sequences = 2560
+    test_seed = 1_000_003
+    targets_every_step = False
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.recent: Deque[Tuple[float, float]] = deque(maxlen=self.window)
+        self.target = None
+
+    def sample(self, rng: random.Random) -> Tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def stopped(self) -> bool:
+        raise NotImplementedError
+
+    def training_sequence(self):
+        inputs, self.target = self.sample(self.rng)
+        return final_target_task(inputs, self.target)
+
+    def final_errors(self, output: Tensor, target: Tensor) -> Tuple[float, float]:
+        """(largest absolute error over the outputs, mean squared error over the outputs)."""
+        error = (output.reshape(-1) - target).abs()
+        return float(error.max()), float(error.square().mean())
+
+    def solved(self, net, outputs: Tensor) -> bool:
+        self.recent.append(self.final_errors(outputs[-1], self.target))
+        return len(self.recent) == self.window and self.stopped()
+
+    def all_recent_correct(self) -> bool:
+        return all(error < self.tolerance for error, _ in self.recent)
+
+    def mean_recent_squared_error(self) -> float:
+        return sum(squared for _, squared in self.recent) / len(self.recent)
+
+    def test_errors(self, net, count: int = None):
+        """Final errors of the net on `count` fresh sequences (a fixed seed, not the training one)."""
+        rng = random.Random(self.test_seed)
+        errors = []
+        with torch.no_grad():
+            for _ in range(count or self.test_sequences):
+                inputs, target = self.sample(rng)
+                output = net(inputs.unsqueeze(1))[-1]
+                errors.append(self.final_errors(output, target))
+        return errors
+
+    def test(self, net) -> float:
+        errors = self.test_errors(net)
+        self.test_mse = sum(squared for _, squared in errors) / len(errors)
+        return sum(error >= self.tolerance for error, _ in errors) / len(errors)
