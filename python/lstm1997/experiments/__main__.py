@@ -158,7 +158,8 @@ def plot(records, path):
     axes.set_ylabel("error per target step, 1/2 sum of squares\n(mean over 100 sequences)")
     axes.set_yscale("log")
     axes.set_title(f"{records[0]['experiment']} ({records[0]['setting']})")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:  # no curve below 100 sequences
+        axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     print(f"learning curve: {path}")

@@ -72,6 +72,12 @@ def fraction_correct(predictions: Tensor, targets: Tensor) -> float:
 
 # --- The experiment runner's form: one sequence at a time, the paper's net and recipe ----------
 
+def check_length(T: int, experiment: str) -> None:
+    if T < 6:
+        raise ValueError(f"{experiment}: T: expected at least 6 (X2 is one of the first T/2 - 1 "
+                         f"pairs other than X1), got {T}")
+
+
 def marked_pair_sequence(rng, T: int, low: float, first_marked_value: float):
     """One sequence of (value, marker) pairs as the paper defines exp 4 and 5: length uniform in
     [T, T + T/10], values uniform in [low, 1], one of the first 10 pairs marked (X1), then one of
@@ -104,8 +110,7 @@ class Adding(FinalTargetExperiment):
 
     def __init__(self, seed: int, T: int = 100, alpha: float = 0.5) -> None:
         super().__init__(seed)
-        if T < 4:
-            raise ValueError(f"adding: T: expected at least 4, got {T}")
+        check_length(T, "adding")
         self.T, self.alpha = T, alpha
         self.paper_key = f"T={T}"
 

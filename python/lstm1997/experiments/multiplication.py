@@ -9,7 +9,7 @@ fraction wrong and the mean squared error on 2,560 fresh sequences.
 """
 import torch
 
-from .adding import CORRECT_IF_ERROR_BELOW, marked_pair_sequence
+from .adding import CORRECT_IF_ERROR_BELOW, check_length, marked_pair_sequence
 from .final_target import FinalTargetExperiment
 
 
@@ -21,6 +21,7 @@ class Multiplication(FinalTargetExperiment):
 
     def __init__(self, seed: int, T: int = 100, n_seq: int = 140, alpha: float = 0.1) -> None:
         super().__init__(seed)
+        check_length(T, "multiplication")
         self.T, self.n_seq, self.alpha = T, n_seq, alpha
         self.paper_key = f"T={T},n_seq={n_seq}"
 
