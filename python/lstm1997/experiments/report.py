@@ -1,10 +1,12 @@
 """RESULTS.md from the records of python -m lstm1997.experiments.
 
-    python -m lstm1997.experiments.report results.jsonl [more.jsonl ...] > RESULTS.md
+    python -m lstm1997.experiments.report results.jsonl [more.jsonl ...] [--notes notes.md] > RESULTS.md
 
-One row per (experiment, setting, model, recipe): trials, success rate, mean sequences until
-success (over the successful trials), mean fraction of test sequences wrong, the paper's numbers,
-the mean time per trial and the machine.
+One row per (experiment, setting, model, recipe, budget): trials, success rate, mean sequences
+until success (over the successful trials), the fraction of test sequences wrong (mean, and per
+trial), the test's mean squared error where the experiment reports it, the training error of the
+last 100 sequences, the paper's numbers, the mean time per trial and the machine. --notes appends
+a hand-written section (the analysis of the runs) after the table.
 """
 import json
 import statistics
@@ -16,7 +18,8 @@ HEADER = """# Results: the paper's experiments, ours beside the paper's
 Produced by `python -m lstm1997.experiments.report` from the JSON lines that
 `python -m lstm1997.experiments` appends. "Sequences" is the mean number of training sequences
 presented until the paper's success criterion held, over the trials that succeeded within the
-budget; "paper" gives the paper's success rate and mean sequences until success.
+budget; "paper" gives the paper's success rate and mean sequences until success. "Final train
+error" is 1/2 the squared error per target step, averaged over the last 100 training sequences.
 """
 
 
@@ -32,21 +35,27 @@ def rows(records):
             "trials": len(group), "budget": budget,
             "success": f"{100 * len(successes) / len(group):.0f}%",
             "sequences": f"{statistics.mean(successes):,.0f}" if successes else "-",
-            "wrong": f"{statistics.mean(r['fraction_wrong_test'] for r in group):.4f}",
+            "wrong": f"{statistics.mean(r['fraction_wrong_test'] for r in group):.4f} ("
+                     + ", ".join(f"{r['fraction_wrong_test']:.4f}" for r in group) + ")",
+            "mse": (f"{statistics.mean(r['mse_test'] for r in group):.2e}"
+                    if all(r.get("mse_test") is not None for r in group) else "-"),
+            "final": (f"{statistics.mean(r['curve'][-1][1] for r in group):.2e}"
+                      if all(r["curve"] for r in group) else "-"),
             "paper": group[0]["paper"] or "-",
             "seconds": f"{statistics.mean(r['seconds'] for r in group):,.0f}",
-            "machine": group[0]["machine"],
+            "machine": f"{group[0]['machine']}, {group[0]['date']}",
         }
 
 
 def render(records) -> str:
     lines = [HEADER, "| experiment | setting | model | recipe | trials | budget | success | sequences "
-             "| test fraction wrong | paper | s / trial | machine |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| test fraction wrong: mean (per trial) | test MSE | final train error | paper "
+             "| s / trial | machine, date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(records):
         lines.append("| " + " | ".join(str(r[k]) for k in (
             "experiment", "setting", "model", "recipe", "trials", "budget", "success", "sequences",
-            "wrong", "paper", "seconds", "machine")) + " |")
+            "wrong", "mse", "final", "paper", "seconds", "machine")) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -58,5 +67,17 @@ def load(paths):
     return records
 
 
+def main(argv):
+    notes = None
+    if "--notes" in argv:
+        at = argv.index("--notes")
+        notes, argv = argv[at + 1], argv[:at] + argv[at + 2:]
+    text = render(load(argv))
+    if notes:
+        with open(notes) as f:
+            text += "\n" + f.read()
+    return text
+
+
 if __name__ == "__main__":
-    sys.stdout.write(render(load(sys.argv[1:])))
+    sys.stdout.write(main(sys.argv[1:]))
