@@ -103,6 +103,17 @@ def progress(total, quiet):
 
 
 def run_trial(args, trial):
+    # The paper's nets have a handful of cells: intra-op threads only add synchronisation (and
+    # stall badly when another process holds a core), so a trial runs on one thread.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train_and_test(args, trial)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def train_and_test(args, trial):
     seed = args.seed + trial
     torch.manual_seed(seed)
     experiment = make_experiment(args, seed)

@@ -67,9 +67,9 @@ class FinalTargetExperiment:
     def mean_recent_squared_error(self) -> float:
         return sum(squared for _, squared in self.recent) / len(self.recent)
 
-    def test_errors(self, net, count: int = None):
+    def test_errors(self, net, count: int = None, seed: int = None):
         """Final errors of the net on `count` fresh sequences (a fixed seed, not the training one)."""
-        rng = random.Random(self.test_seed)
+        rng = random.Random(self.test_seed if seed is None else seed)
         errors = []
         with torch.no_grad():
             for _ in range(count or self.test_sequences):
