@@ -31,3 +31,28 @@ def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state
         rand(B, H) if state else None,
         rand(B, H) if state else None,
     )
+
+
+def check_packed_module(module, sequences):
+    """Runs `module` (float64) on `sequences` packed unsorted, and its parameters through the
+    reference stack on each sequence alone: outputs, h_n, s_n and the parameters' gradients of one
+    loss must agree to float64 round-off."""
+    from reference import reference_stack
+
+    lengths = [len(s) for s in sequences]
+    packed = torch.nn.utils.rnn.pack_sequence(sequences, enforce_sorted=False)
+    output, (h_n, s_n) = module(packed)
+    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(output)
+    loss = sum(padded[:n, b].square().sum() for b, n in enumerate(lengths)) + h_n.sum() + s_n.sum()
+    grads = torch.autograd.grad(loss, list(module.parameters()))
+
+    params = {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
+    outputs, ref_h, ref_s = reference_stack(sequences, params, module.num_layers,
+                                            module.bidirectional, truncate=module.truncate,
+                                            activation=module.activation)
+    ref_loss = sum(o.square().sum() for o in outputs) + ref_h.sum() + ref_s.sum()
+    ref_grads = torch.autograd.grad(ref_loss, list(params.values()))
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(padded[:n, b], outputs[b], rtol=1e-10, atol=1e-10)
+    for a, b in zip([h_n, s_n, *grads], [ref_h, ref_s, *ref_grads]):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

@@ -6,8 +6,8 @@ differentiates them with autograd: forward, truncated and exact gradients, packe
 the module, the online ops and torch.compile."""
 import pytest
 import torch
-from conftest import make_args
-from reference import reference_lstm, reference_stack
+from conftest import check_packed_module, make_args
+from reference import reference_lstm
 
 import lstm1997
 
@@ -84,23 +84,7 @@ def test_packed_module_matches_per_sequence_reference(truncate, bidirectional):
     I, H, S, layers = 3, 6, 3, 2
     module = lstm1997.LSTM(I, H, layers, bidirectional=bidirectional, truncate=truncate,
                            activation="paper", cells_per_block=S, dtype=f64)
-    lengths = [5, 2, 4]
-    sequences = [torch.randn(n, I, dtype=f64) for n in lengths]
-    packed = torch.nn.utils.rnn.pack_sequence(sequences, enforce_sorted=False)
-    output, (h_n, s_n) = module(packed)
-    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(output)
-    loss = sum(padded[:n, b].square().sum() for b, n in enumerate(lengths)) + h_n.sum() + s_n.sum()
-    grads = torch.autograd.grad(loss, list(module.parameters()))
-
-    params = {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
-    outputs, ref_h, ref_s = reference_stack(sequences, params, layers, bidirectional,
-                                            truncate=truncate, activation="paper")
-    ref_loss = sum(o.square().sum() for o in outputs) + ref_h.sum() + ref_s.sum()
-    ref_grads = torch.autograd.grad(ref_loss, list(params.values()))
-    for b, n in enumerate(lengths):
-        torch.testing.assert_close(padded[:n, b], outputs[b], rtol=1e-10, atol=1e-10)
-    for a, b in zip([h_n, s_n, *grads], [ref_h, ref_s, *ref_grads]):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    check_packed_module(module, [torch.randn(n, I, dtype=f64) for n in (5, 2, 4)])
 
 
 def test_module_and_cell_shapes_and_inference():

@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 import torch
-from conftest import make_args
+from conftest import check_packed_module, make_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import reference_lstm, reference_stack
+from reference import reference_lstm
 
 import lstm1997
 
@@ -146,21 +146,7 @@ def test_property_packed_module_matches_per_sequence_reference(lengths, I, H, nu
     torch.manual_seed(seed)
     module = lstm1997.LSTM(I, H, num_layers, bidirectional=bidirectional, truncate=truncate,
                            activation=activation, dtype=torch.float64)
-    sequences = [torch.randn(n, I, dtype=torch.float64) for n in lengths]
-    packed = torch.nn.utils.rnn.pack_sequence(sequences, enforce_sorted=False)
-    output, (h_n, s_n) = module(packed)
-    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(output)
-    loss = sum(padded[:n, b].square().sum() for b, n in enumerate(lengths)) + h_n.sum() + s_n.sum()
-    grads = torch.autograd.grad(loss, list(module.parameters()))
-
-    params = {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
-    outputs, ref_h, ref_s = reference_stack(sequences, params, num_layers, bidirectional,
-                                            truncate=truncate, activation=activation)
-    ref_loss = sum(o.square().sum() for o in outputs) + ref_h.sum() + ref_s.sum()
-    ref_grads = torch.autograd.grad(ref_loss, list(params.values()))
-    for b, n in enumerate(lengths):
-        torch.testing.assert_close(padded[:n, b], outputs[b], rtol=1e-10, atol=1e-10)
-    assert_all_close([h_n, s_n, *grads], [ref_h, ref_s, *ref_grads], torch.float64)
+    check_packed_module(module, [torch.randn(n, I, dtype=torch.float64) for n in lengths])
 
 
 # --- Very long sequences ------------------------------------------------------------------------
