@@ -272,7 +272,7 @@ def test_stopping_rules():
 
 
 def test_noise_signal_stops_when_its_256_test_sequences_are_right():
-    """ST1, checked every 1,000 training sequences on 256 sequences of its own."""
+    """ST1 and ST2, checked every 1,000 training sequences on 256 sequences of their own."""
     experiment = NoiseSignal(seed=0, variant="a", T=20, N=3)
 
     def knows_the_class(inputs):  # the class is the sign of the first value (exp 3a)
@@ -283,4 +283,12 @@ def test_noise_signal_stops_when_its_256_test_sequences_are_right():
     assert not any(experiment.solved(lambda x: torch.full((x.shape[0], 1, 1), 0.5), outputs)
                    for _ in range(1000))
     assert not any(experiment.solved(knows_the_class, outputs) for _ in range(999))
-    assert experiment.solved(knows_the_class, outputs)
+    assert experiment.solved(knows_the_class, outputs)  # ST1 and ST2: every error is 0
+    assert experiment.milestones == {"ST1": 2000, "ST2": 2000}
+
+    def roughly(inputs):  # right class, but an absolute error of 0.1: ST1 without ST2
+        return (knows_the_class(inputs) - 0.5) * 0.8 + 0.5
+
+    experiment = NoiseSignal(seed=0, variant="a", T=20, N=3)
+    assert not any(experiment.solved(roughly, outputs) for _ in range(1000))
+    assert experiment.milestones == {"ST1": 1000}

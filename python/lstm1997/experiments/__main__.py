@@ -145,6 +145,7 @@ def train_and_test(args, trial):
         "sequences_until_success": until_success, "fraction_wrong_test": experiment.test(net),
         "paper": experiment.paper.get(experiment.paper_key),
         "mse_test": getattr(experiment, "test_mse", None),
+        "milestones": getattr(experiment, "milestones", None),
         "seconds": round(time.perf_counter() - start, 1), "curve": curve,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": datetime.date.today().isoformat(),

@@ -23,6 +23,17 @@ error" is 1/2 the squared error per target step, averaged over the last 100 trai
 """
 
 
+def milestones(group) -> str:
+    """Mean sequences until each intermediate criterion (e.g. exp 3's ST1) over the trials that
+    reached it: " (ST1 5,000 in 3/3)"."""
+    names = sorted({name for r in group for name in (r.get("milestones") or {})})
+    parts = []
+    for name in names:
+        reached = [r["milestones"][name] for r in group if name in (r.get("milestones") or {})]
+        parts.append(f"{name} {statistics.mean(reached):,.0f} in {len(reached)}/{len(group)}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
 def rows(records):
     groups = OrderedDict()
     for r in records:
@@ -34,7 +45,8 @@ def rows(records):
             "experiment": experiment, "setting": setting, "model": model, "recipe": recipe,
             "trials": len(group), "budget": budget,
             "success": f"{100 * len(successes) / len(group):.0f}%",
-            "sequences": f"{statistics.mean(successes):,.0f}" if successes else "-",
+            "sequences": (f"{statistics.mean(successes):,.0f}" if successes else "-")
+                         + milestones(group),
             "wrong": f"{statistics.mean(r['fraction_wrong_test'] for r in group):.4f} ("
                      + ", ".join(f"{r['fraction_wrong_test']:.4f}" for r in group) + ")",
             "mse": (f"{statistics.mean(r['mse_test'] for r in group):.2e}"
