@@ -254,11 +254,12 @@ def feed(experiment, errors):
 
 
 def test_stopping_rules():
-    # Exp 4: mean squared error below 0.01 and the last 2,000 all within 0.04.
-    assert not feed(Adding(seed=0), [0.01] * 1999)
-    assert feed(Adding(seed=0), [0.01] * 2000)
-    assert not feed(Adding(seed=0), [0.01] * 1000 + [0.05] + [0.01] * 999)
-    assert feed(Adding(seed=0), [0.05] + [0.01] * 2000)  # the wrong one has left the window
+    # Exp 4: mean absolute error below 0.01 and the last 2,000 all within 0.04.
+    assert not feed(Adding(seed=0), [0.005] * 1999)
+    assert feed(Adding(seed=0), [0.005] * 2000)
+    assert not feed(Adding(seed=0), [0.005] * 1000 + [0.05] + [0.005] * 999)
+    assert feed(Adding(seed=0), [0.05] + [0.005] * 2000)  # the wrong one has left the window
+    assert not feed(Adding(seed=0), [0.03] * 2000)  # all correct, but a mean error of 0.03
     # Exp 5: fewer than n_seq of the last 2,000 wrong (error above 0.04).
     assert feed(Multiplication(seed=0, n_seq=13), [0.05] * 12 + [0.0] * 1988)
     assert not feed(Multiplication(seed=0, n_seq=13), [0.05] * 13 + [0.0] * 1987)
@@ -266,9 +267,10 @@ def test_stopping_rules():
     assert not feed(LongLag(seed=0), [0.1] * 9999)
     assert feed(LongLag(seed=0), [0.1] * 10000)
     assert not feed(LongLag(seed=0), [0.1] * 5000 + [0.25] + [0.1] * 5000)
-    # Exp 6: mean squared error below 0.1 and the last 2,000 within 0.3.
-    assert feed(TemporalOrder(seed=0), [0.29] * 2000)
-    assert not feed(TemporalOrder(seed=0), [0.29] * 1999 + [0.31])
+    # Exp 6: mean absolute error below 0.1 and the last 2,000 within 0.3.
+    assert feed(TemporalOrder(seed=0), [0.05] * 2000)
+    assert not feed(TemporalOrder(seed=0), [0.05] * 1999 + [0.31])
+    assert not feed(TemporalOrder(seed=0), [0.2] * 2000)
 
 
 def test_noise_signal_stops_when_its_256_test_sequences_are_right():

@@ -100,7 +100,7 @@ def marked_pair_sequence(rng, T: int, low: float, first_marked_value: float):
 class Adding(FinalTargetExperiment):
     """Experiment 4 with the paper's net and recipe: 2 blocks of 2 cells, biases on all non-input
     units (input-gate biases -3, -6; the others drawn like the weights, in [-0.1, 0.1]), alpha
-    0.5. Stop when the mean squared final error of the last 2,000 training sequences is below
+    0.5. Stop when the mean absolute final error of the last 2,000 training sequences is below
     0.01 and all of them are correct (error below 0.04); test on 2,560 fresh sequences."""
 
     name = "adding"
@@ -123,4 +123,4 @@ class Adding(FinalTargetExperiment):
         return pairs, torch.tensor([0.5 + (x1 + x2) / 4])
 
     def stopped(self) -> bool:
-        return self.mean_recent_squared_error() < 0.01 and self.all_recent_correct()
+        return self.mean_recent_absolute_error() < 0.01 and self.all_recent_correct()

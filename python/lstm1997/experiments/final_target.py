@@ -29,7 +29,12 @@ class FinalTargetExperiment:
     `paper`, `paper_key`, `alpha`, `tolerance` (a final output is correct when every output's
     absolute error is below it), `test_sequences`, and defines `sample(rng)` -> (inputs (T, I),
     target (O,)), `net_options()` and `stopped()`, the paper's stopping rule over `recent`, the
-    (absolute error, squared error) of the last `window` training sequences."""
+    (largest, mean) absolute error over the outputs of each of the last `window` training
+    sequences.
+
+    Reading: the paper's "average training error" is the mean absolute error. With squared
+    errors its bounds (0.01 in exp 4, 0.1 in exp 6) would follow from every sequence being
+    correct (errors below 0.04, 0.3), which the same rules also demand."""
 
     check_every = 1
     window = 2000
@@ -40,6 +45,7 @@ class FinalTargetExperiment:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         self.recent: Deque[Tuple[float, float]] = deque(maxlen=self.window)
+        self.test_mse = None
         self.target = None
 
     def sample(self, rng: random.Random) -> Tuple[Tensor, Tensor]:
@@ -52,20 +58,20 @@ class FinalTargetExperiment:
         inputs, self.target = self.sample(self.rng)
         return final_target_task(inputs, self.target)
 
-    def final_errors(self, output: Tensor, target: Tensor) -> Tuple[float, float]:
-        """(largest absolute error over the outputs, mean squared error over the outputs)."""
+    def final_errors(self, output: Tensor, target: Tensor) -> Tuple[float, float, float]:
+        """(largest absolute error, mean absolute error, mean squared error) over the outputs."""
         error = (output.reshape(-1) - target).abs()
-        return float(error.max()), float(error.square().mean())
+        return float(error.max()), float(error.mean()), float(error.square().mean())
 
     def solved(self, net, outputs: Tensor) -> bool:
-        self.recent.append(self.final_errors(outputs[-1], self.target))
+        self.recent.append(self.final_errors(outputs[-1], self.target)[:2])
         return len(self.recent) == self.window and self.stopped()
 
     def all_recent_correct(self) -> bool:
         return all(error < self.tolerance for error, _ in self.recent)
 
-    def mean_recent_squared_error(self) -> float:
-        return sum(squared for _, squared in self.recent) / len(self.recent)
+    def mean_recent_absolute_error(self) -> float:
+        return sum(mean for _, mean in self.recent) / len(self.recent)
 
     def test_errors(self, net, count: int = None, seed: int = None):
         """Final errors of the net on `count` fresh sequences (a fixed seed, not the training one)."""
@@ -80,5 +86,5 @@ class FinalTargetExperiment:
 
     def test(self, net) -> float:
         errors = self.test_errors(net)
-        self.test_mse = sum(squared for _, squared in errors) / len(errors)
-        return sum(error >= self.tolerance for error, _ in errors) / len(errors)
+        self.test_mse = sum(squared for _, _, squared in errors) / len(errors)
+        return sum(largest >= self.tolerance for largest, _, _ in errors) / len(errors)

@@ -34,5 +34,5 @@ class Multiplication(FinalTargetExperiment):
         return pairs, torch.tensor([x1 * x2])
 
     def stopped(self) -> bool:
-        wrong = sum(error > self.tolerance for error, _ in self.recent)
+        wrong = sum(largest > self.tolerance for largest, _ in self.recent)
         return wrong < self.n_seq

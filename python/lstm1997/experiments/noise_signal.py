@@ -82,10 +82,10 @@ class NoiseSignal(FinalTargetExperiment):
             return False
         # ST1 and ST2 on their own 256 sequences, not the 2,560 of the final test.
         errors = self.test_errors(net, self.stop_test_sequences, seed=self.stop_test_seed)
-        st1 = all(error < self.tolerance for error, _ in errors)
+        st1 = all(largest < self.tolerance for largest, _, _ in errors)
         if st1:
             self.milestones.setdefault("ST1", self.presented)
-        st2 = st1 and sum(error for error, _ in errors) / len(errors) < 0.01
+        st2 = st1 and sum(mean for _, mean, _ in errors) / len(errors) < 0.01
         if st2:
             self.milestones["ST2"] = self.presented
         return st2

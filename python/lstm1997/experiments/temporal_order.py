@@ -9,7 +9,7 @@ The class is the sequence of X/Y read as binary digits (X = 0, Y = 1, first posi
 significant); one output unit per class, target 1 for the class and 0 for the others, due at the
 last step (B). Positions are 0-based indices (the notes do not say; it changes nothing).
 A final output is correct if every output's absolute error is below 0.3. Stop when the mean
-squared final error (per output) of the last 2,000 training sequences is below 0.1 and all of
+absolute final error (per output) of the last 2,000 training sequences is below 0.1 and all of
 them are correct; test on 2,560 fresh sequences. Nets: 6a 2 blocks of 2 cells, alpha 0.5,
 input-gate biases -2, -4; 6b 3 blocks of 2 cells, alpha 0.1, input-gate biases -2, -4, -6; both
 with biases on every unit (a reading: the notes give only the input-gate biases), weights in
@@ -71,4 +71,4 @@ class TemporalOrder(FinalTargetExperiment):
         return inputs, target
 
     def stopped(self) -> bool:
-        return self.mean_recent_squared_error() < 0.1 and self.all_recent_correct()
+        return self.mean_recent_absolute_error() < 0.1 and self.all_recent_correct()
