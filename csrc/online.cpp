@@ -93,7 +93,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   const auto carried = [&](const at::Tensor& per_cell) {
     return sum_block_gates(per_cell, H, cells_per_block, 0);
   };
-  const int64_t traced_rows = grad_bias.size(0) - (grad_bias.size(0) - H) / 2;  // K + H
+  const int64_t traced_rows = H / cells_per_block + H;  // the input gates and the cell inputs
   grad_weight_ih.narrow(0, 0, traced_rows)
       .add_(carried((carried_error.unsqueeze(2) * trace_ih).sum(0)));
   grad_weight_hh.narrow(0, 0, traced_rows)
