@@ -4,9 +4,10 @@ CUDA sources (csrc/cuda/*.cu) are compiled when the installed torch has CUDA and
 found; on a CPU-only torch they are skipped and the CPU kernels alone are built.
 Set LSTM1997_DEBUG=1 for an unoptimised build with debug symbols.
 
-The CPU kernels use at::vec for their pointwise math. When the build machine has AVX2 and FMA
-(x86-64), they are compiled for them: pip builds this package from source, on the machine that
-runs it. LSTM1997_SIMD=0 builds portable code instead (for a binary meant for other machines).
+The CPU kernels use at::vec for their pointwise math. When the build machine has AVX-512 (F, BW, VL,
+DQ) or else AVX2 and FMA (x86-64), they are compiled for them: pip builds this package from source,
+on the machine that runs it. LSTM1997_SIMD=avx2 stops at AVX2; LSTM1997_SIMD=0 builds portable code
+(for a binary meant for other machines).
 
 LSTM1997_SANITIZE=address builds for AddressSanitizer (tests/test_sanitizers.py does, into its own
 build directory); Python must then load libasan first: LD_PRELOAD=$(gcc -print-file-name=libasan.so).
@@ -26,15 +27,21 @@ def sources(pattern):
 
 
 def simd_flags():
-    """Compiler flags that let at::vec use AVX2 (and Sleef's AVX2 functions, which libtorch
-    exports) when this machine has it; CMakeLists.txt makes the same choice."""
-    if os.environ.get("LSTM1997_SIMD", "1") == "0" or platform.machine() not in ("x86_64", "AMD64"):
+    """Compiler flags that let at::vec use AVX-512 or AVX2 (and Sleef's functions for them, which
+    libtorch exports) when this machine has it; CMakeLists.txt makes the same choice."""
+    choice = os.environ.get("LSTM1997_SIMD", "1")
+    if choice not in ("0", "1", "avx2"):
+        raise SystemExit(f"LSTM1997_SIMD: expected 0, 1 or avx2, got {choice!r}")
+    if choice == "0" or platform.machine() not in ("x86_64", "AMD64"):
         return []
     try:
         with open("/proc/cpuinfo") as f:
             features = set(f.read().split())
     except OSError:
         return []
+    if choice == "1" and {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"} <= features:
+        return ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
+                "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
     if {"avx2", "fma", "f16c"} <= features:
         return ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]
     return []

@@ -21,7 +21,7 @@
 
 namespace lstm1997 {
 
-// The cell's formulas on SIMD vectors (AVX2 where the build enables it; see setup.py).
+// The cell's formulas on SIMD vectors (AVX-512 or AVX2 where the build enables it; see setup.py).
 template <typename T>
 struct ElementwiseMath<at::vec::Vectorized<T>> {
   using V = at::vec::Vectorized<T>;
@@ -143,16 +143,20 @@ inline void for_each_row_piece(int64_t begin, int64_t end, int64_t hidden_size, 
 }
 
 
-// One time step of the cell over `rows` batch rows. `gates` holds the net inputs on entry and the
-// activated gates on exit, so the backward pass reads them back without recomputing them.
-// `state` is the running cell state, in opmath precision, updated in place; `squashed_state`
-// receives h(s_t), which is what the backward pass needs of it.
+// One time step of the cell over `rows` batch rows. `net` holds the net inputs; `gates` receives
+// the activated gates (it may be `net` itself), so the backward pass reads them back without
+// recomputing them. `state` is the running cell state, in opmath precision, updated in place;
+// `squashed_state` receives h(s_t), which is what the backward pass needs of it.
 template <typename scalar_t, typename opmath_t>
-void forward_step(scalar_t* gates, opmath_t* state, scalar_t* squashed_state, scalar_t* hidden,
-                  int64_t rows, int64_t hidden_size, Squash<opmath_t> g, Squash<opmath_t> h) {
+void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_t* squashed_state,
+                  scalar_t* hidden, int64_t rows, int64_t hidden_size, Squash<opmath_t> g,
+                  Squash<opmath_t> h) {
   const int64_t H = hidden_size;
   at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
     for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
+      const scalar_t* input_net = net + b * kNumGateBlocks * H;
+      const scalar_t* cell_net = input_net + kCellInput * H;
+      const scalar_t* output_net = input_net + kOutputGate * H;
       scalar_t* input_gate = gates + b * kNumGateBlocks * H;
       scalar_t* cell_input = input_gate + kCellInput * H;
       scalar_t* output_gate = input_gate + kOutputGate * H;
@@ -160,8 +164,8 @@ void forward_step(scalar_t* gates, opmath_t* state, scalar_t* squashed_state, sc
       for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
         using V = typename decltype(lanes)::Value;
         const CellStep<V> step =
-            cell_forward(lanes.load(input_gate + j), lanes.load(cell_input + j),
-                         lanes.load(output_gate + j), lanes.load(state + row + j), g, h);
+            cell_forward(lanes.load(input_net + j), lanes.load(cell_net + j),
+                         lanes.load(output_net + j), lanes.load(state + row + j), g, h);
         lanes.store(step.input_gate, input_gate + j);
         lanes.store(step.cell_input, cell_input + j);
         lanes.store(step.output_gate, output_gate + j);
@@ -234,8 +238,6 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
   const bool blocked = cells_per_block > 1;
 
   const at::Tensor input_2d = input.reshape({N, I});
-  const at::Tensor weight_ih_t = weight_ih.t();
-  const at::Tensor weight_hh_t = weight_hh.t();
   at::Tensor bias;
   if (present(bias_ih) || present(bias_hh)) {
     bias = present(bias_ih) && present(bias_hh) ? *bias_ih + *bias_hh
@@ -247,11 +249,14 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       keep_for_backward ? std::max<int64_t>(T, 1)
                         : std::max<int64_t>(1, kInferenceBlockElements / std::max<int64_t>(1, B * kNumGateBlocks * H));
   const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
-  // The gate buffer receives the input projection, then the recurrent term, then the gates. With
-  // memory cell blocks the products go to a G-column buffer first, whose rows are then spread to
-  // the per-cell layout, step by step.
-  at::Tensor gates = at::empty({buffer_rows, kNumGateBlocks * H}, options);
-  at::Tensor block_net = blocked ? at::empty({buffer_rows, G}, options) : gates;
+  const RepeatedProduct projection(weight_ih, buffer_rows, N);
+  const RepeatedProduct recurrent(weight_hh, B, N);
+  // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
+  // steps gets its input projection as a new tensor, in G columns (block rows); without memory
+  // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
+  // per-cell layout of a separate gate buffer, step by step.
+  at::Tensor gates =
+      blocked || T == 0 ? at::empty({buffer_rows, kNumGateBlocks * H}, options) : at::Tensor();
   const at::Tensor expansion =
       blocked ? block_expansion_index(H, cells_per_block, options) : at::Tensor();
   at::Tensor squashed_state = at::empty({buffer_rows, H}, options);
@@ -273,23 +278,28 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       const int64_t block_rows = steps.offset[block_end - 1] + steps.count[block_end - 1] - block_first;
       // Row r of the sequence lives at row r - base of the buffers.
       const int64_t base = keep_for_backward ? 0 : block_first;
-      at::Tensor projected = block_net.narrow(0, block_first - base, block_rows);
-      const at::Tensor block_input = input_2d.narrow(0, block_first, block_rows);
-      matmul_into(projected, block_input, weight_ih_t, /*accumulate=*/false, bias);
+      at::Tensor block_net =
+          blocked || !gates.defined() ? at::empty({block_rows, G}, options)
+                                      : gates.narrow(0, 0, block_rows);
+      block_net = projection.compute(block_net, input_2d.narrow(0, block_first, block_rows), bias);
+      if (!blocked) {
+        gates = block_net;
+      }
       for (int64_t t = block; t < block_end; ++t) {
         const int64_t first = steps.offset[t], rows = steps.count[t];
-        at::Tensor net = block_net.narrow(0, first - base, rows);
+        at::Tensor net = block_net.narrow(0, first - block_first, rows);
         // The rows active now are a prefix of those active at the previous step.
         const at::Tensor previous = t == 0 ? initial_hidden.narrow(0, 0, rows)
                                            : output.narrow(0, steps.offset[t - 1], rows);
-        matmul_into(net, previous, weight_hh_t, /*accumulate=*/true);
-        at::Tensor cell_net = gates.narrow(0, first - base, rows);
+        at::Tensor summed = recurrent.add(net, previous);
+        at::Tensor cell_gates = gates.narrow(0, first - base, rows);
         if (blocked) {
-          at::index_select_out(cell_net, net, 1, expansion);
+          at::index_select_out(cell_gates, summed, 1, expansion);
+          summed = cell_gates;
         }
         forward_step<scalar_t, opmath_t>(
-            cell_net.data_ptr<scalar_t>(), state.data_ptr<opmath_t>(),
-            squashed_state.data_ptr<scalar_t>() + (first - base) * H,
+            summed.const_data_ptr<scalar_t>(), cell_gates.data_ptr<scalar_t>(),
+            state.data_ptr<opmath_t>(), squashed_state.data_ptr<scalar_t>() + (first - base) * H,
             output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
       }
     }
@@ -374,11 +384,11 @@ void truncated_net_errors(const StepRows& steps, const at::Tensor& grad_output,
 // their grad_h_n until their last step.
 template <typename scalar_t>
 void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
-                      const at::Tensor& weight_hh, const at::Tensor& squashed_state,
+                      const RepeatedProduct& recurrent, const at::Tensor& squashed_state,
                       const at::Tensor& gates, at::Tensor& dnet, at::Tensor& dh_carry,
                       at::Tensor& ds_carry, Activation activation) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const int64_t H = weight_hh.size(1);
+  const int64_t H = dh_carry.size(1);
   const auto g = cell_input_squash<opmath_t>(activation);
   const auto h = cell_output_squash<opmath_t>(activation);
   scalar_t* dh_rec = dh_carry.data_ptr<scalar_t>();
@@ -396,7 +406,10 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
       });
     });
     at::Tensor dh_rows = dh_carry.narrow(0, 0, rows);
-    matmul_into(dh_rows, dnet.narrow(0, first, rows), weight_hh, /*accumulate=*/false);
+    const at::Tensor product = recurrent.compute(dh_rows, dnet.narrow(0, first, rows));
+    if (!product.is_same(dh_rows)) {
+      dh_rows.copy_(product);
+    }
   }
 }
 
@@ -459,7 +472,9 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
           cells_per_block == 1
               ? weight_hh
               : weight_hh.index_select(0, block_expansion_index(H, cells_per_block, options));
-      exact_net_errors<scalar_t>(steps, grad_output, cell_weight_hh, squashed_state, gates, dnet,
+      // dh_{t-1} = dnet_t @ W_hh = dnet_t @ (W_hh^T)^T: a product with the weight W_hh^T.
+      const RepeatedProduct recurrent(cell_weight_hh.t(), B, N);
+      exact_net_errors<scalar_t>(steps, grad_output, recurrent, squashed_state, gates, dnet,
                                  grad_h0, ds_carry, activation);
     }
   });
@@ -473,27 +488,23 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   const auto [want_input, want_weight_ih, want_weight_hh, want_bias] = output_mask;
   at::Tensor grad_input, grad_weight_ih;
   if (want_input) {
-    grad_input = at::empty({N, I}, options);
-    matmul_into(grad_input, dnet_rows, weight_ih, /*accumulate=*/false);
-    grad_input = grad_input.view(input.sizes());
+    grad_input = linear_product(dnet_rows, weight_ih.t()).view(input.sizes());
   }
   if (want_weight_ih) {
-    grad_weight_ih = at::empty({G, I}, options);
-    matmul_into(grad_weight_ih, dnet_rows.t(), input.reshape({N, I}), /*accumulate=*/false);
+    grad_weight_ih = transposed_product(dnet_rows, input.reshape({N, I})).contiguous();
   }
   at::Tensor grad_weight_hh;
   if (want_weight_hh) {
-    grad_weight_hh = at::zeros({G, H}, options);
-    if (T > 0) {
-      const int64_t first_rows = steps.count[0];
-      if (present(h0)) {
-        matmul_into(grad_weight_hh, dnet_rows.narrow(0, 0, first_rows).t(), *h0,
-                    /*accumulate=*/true);
-      }
-      if (N > first_rows) {
-        matmul_into(grad_weight_hh, dnet_rows.narrow(0, first_rows, N - first_rows).t(),
-                    previous_hidden(steps, output.reshape({N, H})), /*accumulate=*/true);
-      }
+    const int64_t first_rows = T > 0 ? steps.count[0] : 0;
+    if (N > first_rows) {
+      grad_weight_hh = transposed_product(dnet_rows.narrow(0, first_rows, N - first_rows),
+                                          previous_hidden(steps, output.reshape({N, H})))
+                           .contiguous();
+    } else {
+      grad_weight_hh = at::zeros({G, H}, options);
+    }
+    if (T > 0 && present(h0)) {
+      grad_weight_hh.add_(transposed_product(dnet_rows.narrow(0, 0, first_rows), *h0));
     }
   }
   const at::Tensor grad_bias = want_bias ? dnet_rows.sum(0) : at::Tensor();

@@ -1,20 +1,58 @@
-// The matrix products of the CPU kernels, with one switch: torch.use_deterministic_algorithms.
+// The matrix products of the CPU kernels, and the choice of the library that runs each of them.
 //
-// A multi-threaded BLAS (MKL in PyTorch's x86 builds) splits a product between threads by the
-// thread count, which changes the order of the additions and so the last bits of the result:
-// the same inputs give different outputs under torch.set_num_threads(1) and (4). When
-// deterministic algorithms are on, every product is cut into tiles of the output fixed by the
-// shapes alone, and each tile is one single-threaded BLAS call (BLAS runs single-threaded inside
-// an OpenMP parallel region), so the result no longer depends on the thread count. Otherwise the
-// product is one BLAS call, which is faster.
+// Two libraries: ATen's BLAS call (MKL in PyTorch's x86 builds, behind torch.mm) and oneDNN (behind
+// torch.nn.LSTM's CPU kernel and torch.compile's CPU linear layers, reached through PyTorch's own
+// mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be twice as
+// fast: MKL does not use AVX-512 on every CPU that has it (measured on an AMD EPYC with AVX-512: the
+// (64 x 256) @ (256 x 768) step product takes 140 us through MKL, 70 us through oneDNN, on 2 cores).
+// oneDNN is used for float32 products big enough that its fixed cost per call (~10 us) pays; every
+// other product, and every product of a torch built without oneDNN, goes to BLAS.
+// LSTM1997_ONEDNN=0 sends every product to BLAS, LSTM1997_ONEDNN=1 every float32 product to oneDNN
+// (tests and benchmarks compare the two).
+//
+// One more switch: torch.use_deterministic_algorithms. A multi-threaded GEMM splits a product
+// between threads by the thread count, which changes the order of the additions and so the last
+// bits of the result. When deterministic algorithms are on, every product goes to BLAS, cut into
+// tiles of the output fixed by the shapes alone, each tile one single-threaded BLAS call (BLAS runs
+// single-threaded inside an OpenMP parallel region), so the result no longer depends on the thread
+// count.
 #pragma once
 
 #include <ATen/ATen.h>
 
 namespace lstm1997 {
 
-// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows).
+// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by BLAS.
 void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
                  const at::Tensor& bias = at::Tensor());
+
+// rows @ weight^T (+ bias), a new (rows, out_features) tensor: the input projection and the input
+// gradient (weight is then a transposed view).
+at::Tensor linear_product(const at::Tensor& rows, const at::Tensor& weight,
+                          const at::Tensor& bias = at::Tensor());
+
+// a^T @ b for a (N, M) and b (N, K), summed over the N rows: the weight gradients. May return a
+// transposed view.
+at::Tensor transposed_product(const at::Tensor& a, const at::Tensor& b);
+
+// Products with one weight, called many times: at every time step, or once per block of steps.
+// With oneDNN the weight is reordered once into oneDNN's blocked layout for all the calls (oneDNN
+// is also much less erratic with it: with a plain weight its time varies twofold with the rows).
+class RepeatedProduct {
+ public:
+  // `weight` is (out_features, in_features); `rows_per_call` the most rows a call has;
+  // `total_rows` the rows of all calls together (packing the weight pays only over enough).
+  RepeatedProduct(const at::Tensor& weight, int64_t rows_per_call, int64_t total_rows);
+
+  // sum + rows @ weight^T, written into `sum` in place or returned as a new tensor: the result.
+  at::Tensor add(at::Tensor& sum, const at::Tensor& rows) const;
+  // rows @ weight^T (+ bias), written into `out` or returned as a new tensor: the result.
+  at::Tensor compute(at::Tensor& out, const at::Tensor& rows,
+                     const at::Tensor& bias = at::Tensor()) const;
+
+ private:
+  at::Tensor weight_t_;       // (in, out) view for BLAS
+  at::Tensor onednn_weight_;  // oneDNN's copy (packed or plain); undefined when BLAS runs
+};
 
 }  // namespace lstm1997

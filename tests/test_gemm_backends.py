@@ -1,0 +1,135 @@
+"""The two libraries behind the CPU kernels' matrix products: ATen's BLAS call and PyTorch's oneDNN
+(mkldnn::_linear_pointwise). LSTM1997_ONEDNN=0 sends every product to BLAS, =1 every float32
+product to oneDNN, unset lets the size decide (read at every product, so a test can switch).
+
+Each library's float32 results are checked against the float64 reference loop (which runs on BLAS:
+oneDNN takes float32 only). Tolerance: float32 rounding over a few steps and sums of 128-256
+products; measured largest relative error about 3e-6 (forward) and 1.5e-6 (gradients), either
+library; allowed 5e-5.
+"""
+import pytest
+import torch
+
+import lstm1997
+from conftest import make_args
+from reference import reference_lstm
+
+HAS_ONEDNN = torch.backends.mkldnn.is_available()
+BACKENDS = ["0", "1", ""]  # BLAS, oneDNN, by size
+# Big enough that, by size, the products go to oneDNN: 64 x 256 x 768 multiply-adds per step.
+T, B, I, H = 5, 64, 128, 256
+
+
+def relative_error(actual, expected):
+    return ((actual.double() - expected).abs().max() / expected.abs().max().clamp_min(1e-30)).item()
+
+
+def float32_copies(args):
+    return [None if a is None else a.detach().float().requires_grad_() for a in args]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("cells_per_block", [1, 2])
+def test_float32_op_matches_the_float64_reference(monkeypatch, backend, truncate, cells_per_block):
+    monkeypatch.setenv("LSTM1997_ONEDNN", backend)
+    args = make_args(T, B, I, H, cells_per_block=cells_per_block)
+    ours = float32_copies(args)
+    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate, "tanh", None, cells_per_block)
+    expected, expected_h, expected_s = reference_lstm(*args, truncate=truncate)
+    for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
+        assert relative_error(actual, reference) < 5e-5
+    weights = torch.randn(T, B, H, dtype=torch.float64)
+    grads = torch.autograd.grad((output * weights.float()).sum() + h_n.sum() + s_n.sum(), ours,
+                                allow_unused=True)
+    expected_grads = torch.autograd.grad(
+        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args, allow_unused=True)
+    for grad, expected_grad in zip(grads, expected_grads):
+        if expected_grad is None:  # h0 under truncation: it reaches nothing
+            assert grad is None or not grad.any()
+        else:
+            assert relative_error(grad, expected_grad) < 5e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32_inference_in_several_blocks_matches_the_reference(monkeypatch, backend):
+    # Without autograd the input is projected block by block (about 2^18 gate values a block):
+    # 100 steps of 32 x 192 gate values make three blocks, the last one shorter.
+    monkeypatch.setenv("LSTM1997_ONEDNN", backend)
+    args = make_args(100, 32, 48, 64, requires_grad=False)
+    with torch.no_grad():
+        output, h_n, s_n = torch.ops.lstm1997.lstm(*float32_copies(args), True, "paper", None, 1)
+    expected, expected_h, expected_s = reference_lstm(*args, activation="paper")
+    for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
+        assert relative_error(actual, reference) < 5e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("truncate", [True, False])
+def test_float32_packed_module_matches_float64(monkeypatch, backend, truncate):
+    # Packed steps have fewer rows than the batch the oneDNN weight was packed for.
+    monkeypatch.setenv("LSTM1997_ONEDNN", backend)
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(40, 128, num_layers=2, truncate=truncate)
+    reference = lstm1997.LSTM(40, 128, num_layers=2, truncate=truncate).double()
+    reference.load_state_dict(module.state_dict())
+    sequences = [torch.randn(n, 40) for n in (9, 3, 7, 9, 1, 5) * 8]
+    results = []
+    for net, dtype in [(module, torch.float32), (reference, torch.float64)]:
+        packed = torch.nn.utils.rnn.pack_sequence([s.to(dtype) for s in sequences],
+                                                  enforce_sorted=False)
+        output, (h_n, s_n) = net(packed)
+        loss = output.data.square().sum() + h_n.sum() + s_n.sum()
+        results.append([output.data, h_n, s_n, *torch.autograd.grad(loss, list(net.parameters()))])
+    for actual, expected in zip(*results):
+        assert relative_error(actual, expected) < 5e-5
+
+
+def libraries_used(run):
+    """Which of the two libraries' ops ran: names of the profiled matrix-product ops."""
+    with torch.profiler.profile() as profile:
+        run()
+    names = {event.name for event in profile.events()}
+    return {"oneDNN" for name in names if name.startswith("mkldnn::_linear_pointwise")} | {
+        "BLAS" for name in names if name in ("aten::addmm", "aten::mm", "aten::addmm_")}
+
+
+def train_and_infer():
+    module = lstm1997.LSTM(I, H)
+    x = torch.randn(T, B, I, requires_grad=True)
+    module(x)[0].sum().backward()
+    with torch.no_grad():
+        module(x)
+
+
+@pytest.mark.skipif(not HAS_ONEDNN, reason="this torch has no oneDNN")
+def test_the_switch_picks_the_library(monkeypatch):
+    monkeypatch.setenv("LSTM1997_ONEDNN", "1")
+    assert libraries_used(train_and_infer) == {"oneDNN"}
+    monkeypatch.setenv("LSTM1997_ONEDNN", "")
+    assert libraries_used(train_and_infer) == {"oneDNN"}  # big enough
+    monkeypatch.setenv("LSTM1997_ONEDNN", "0")
+    assert "oneDNN" not in libraries_used(train_and_infer)
+
+
+@pytest.mark.skipif(not HAS_ONEDNN, reason="this torch has no oneDNN")
+def test_small_products_and_other_dtypes_stay_with_blas(monkeypatch):
+    monkeypatch.setenv("LSTM1997_ONEDNN", "")
+    small = lstm1997.LSTM(8, 16)
+    assert "oneDNN" not in libraries_used(lambda: small(torch.randn(5, 2, 8))[0].sum().backward())
+    monkeypatch.setenv("LSTM1997_ONEDNN", "1")
+    double = lstm1997.LSTM(I, H).double()
+    assert "oneDNN" not in libraries_used(
+        lambda: double(torch.randn(T, B, I, dtype=torch.float64))[0].sum().backward())
+
+
+@pytest.mark.skipif(not HAS_ONEDNN, reason="this torch has no oneDNN")
+def test_deterministic_algorithms_keep_every_product_on_blas(monkeypatch):
+    # oneDNN's results may depend on the thread count; the deterministic mode promises they don't.
+    monkeypatch.setenv("LSTM1997_ONEDNN", "1")
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        assert "oneDNN" not in libraries_used(train_and_infer)
+    finally:
+        torch.use_deterministic_algorithms(previous)
