@@ -8,6 +8,7 @@
 // float16 and bfloat16), and so do the carries through time: the cell state and its error.
 #include "../lstm1997.h"
 #include "matmul.h"
+#include "small_gemm.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -18,6 +19,10 @@
 
 #include <array>
 #include <type_traits>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace lstm1997 {
 
@@ -143,10 +148,36 @@ inline void for_each_row_piece(int64_t begin, int64_t end, int64_t hidden_size, 
 }
 
 
-// One time step of the cell over `rows` batch rows. `net` holds the net inputs; `gates` receives
-// the activated gates (it may be `net` itself), so the backward pass reads them back without
-// recomputing them. `state` is the running cell state, in opmath precision, updated in place;
-// `squashed_state` receives h(s_t), which is what the backward pass needs of it.
+// One time step of cells [j_begin, j_end) of batch row b. `net` holds the net inputs; `gates`
+// receives the activated gates (it may be `net` itself), so the backward pass reads them back
+// without recomputing them. `state` is the running cell state, in opmath precision, updated in
+// place; `squashed_state` receives h(s_t), which is what the backward pass needs of it.
+template <typename scalar_t, typename opmath_t>
+inline void step_cells(const scalar_t* net, scalar_t* gates, opmath_t* state,
+                       scalar_t* squashed_state, scalar_t* hidden, int64_t b, int64_t j_begin,
+                       int64_t j_end, int64_t H, Squash<opmath_t> g, Squash<opmath_t> h) {
+  const scalar_t* input_net = net + b * kNumGateBlocks * H;
+  const scalar_t* cell_net = input_net + kCellInput * H;
+  const scalar_t* output_net = input_net + kOutputGate * H;
+  scalar_t* input_gate = gates + b * kNumGateBlocks * H;
+  scalar_t* cell_input = input_gate + kCellInput * H;
+  scalar_t* output_gate = input_gate + kOutputGate * H;
+  const int64_t row = b * H;
+  for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
+    using V = typename decltype(lanes)::Value;
+    const CellStep<V> step =
+        cell_forward(lanes.load(input_net + j), lanes.load(cell_net + j),
+                     lanes.load(output_net + j), lanes.load(state + row + j), g, h);
+    lanes.store(step.input_gate, input_gate + j);
+    lanes.store(step.cell_input, cell_input + j);
+    lanes.store(step.output_gate, output_gate + j);
+    lanes.store(step.cell_state, state + row + j);
+    lanes.store(step.squashed_state, squashed_state + row + j);
+    lanes.store(step.hidden, hidden + row + j);
+  });
+}
+
+// One time step of the cell over `rows` batch rows (see step_cells).
 template <typename scalar_t, typename opmath_t>
 void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_t* squashed_state,
                   scalar_t* hidden, int64_t rows, int64_t hidden_size, Squash<opmath_t> g,
@@ -154,27 +185,57 @@ void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_
   const int64_t H = hidden_size;
   at::parallel_for(0, rows * H, kElementsPerTask, [&](int64_t begin, int64_t end) {
     for_each_row_piece(begin, end, H, [&](int64_t b, int64_t j_begin, int64_t j_end) {
-      const scalar_t* input_net = net + b * kNumGateBlocks * H;
-      const scalar_t* cell_net = input_net + kCellInput * H;
-      const scalar_t* output_net = input_net + kOutputGate * H;
-      scalar_t* input_gate = gates + b * kNumGateBlocks * H;
-      scalar_t* cell_input = input_gate + kCellInput * H;
-      scalar_t* output_gate = input_gate + kOutputGate * H;
-      const int64_t row = b * H;
-      for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
-        using V = typename decltype(lanes)::Value;
-        const CellStep<V> step =
-            cell_forward(lanes.load(input_net + j), lanes.load(cell_net + j),
-                         lanes.load(output_net + j), lanes.load(state + row + j), g, h);
-        lanes.store(step.input_gate, input_gate + j);
-        lanes.store(step.cell_input, cell_input + j);
-        lanes.store(step.output_gate, output_gate + j);
-        lanes.store(step.cell_state, state + row + j);
-        lanes.store(step.squashed_state, squashed_state + row + j);
-        lanes.store(step.hidden, hidden + row + j);
-      });
+      step_cells(net, gates, state, squashed_state, hidden, b, j_begin, j_end, H, g, h);
     });
   });
+}
+
+// Steps [t_begin, t_end) of a small layer (no memory cell blocks) in one parallel region. Each
+// thread owns a slice of the cells, whole SIMD vectors of them: it adds the recurrent product to
+// its cells' three gate columns (small_gemm.h) and runs their step, then waits for the others
+// once per step, as the next step reads every cell's h_t. The per-step path instead pays a GEMM
+// library call and a parallel region per step, which at B = 16, H = 128 cost as much as the
+// step's arithmetic. `weight_hh_t` is W_hh^T, (H, 3H) row-major; `net` (rows of the steps, 3H),
+// indexed from row `base`, holds the input projections and receives the gates.
+template <typename scalar_t, typename opmath_t>
+void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
+                       const scalar_t* weight_hh_t, const scalar_t* initial_hidden, scalar_t* net,
+                       opmath_t* state, scalar_t* squashed_state, scalar_t* output, int64_t H,
+                       Squash<opmath_t> g, Squash<opmath_t> h) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t G = kNumGateBlocks * H;
+  const int64_t vectors = (H + L - 1) / L;
+  const auto run = [&](int64_t thread, int64_t threads) {
+    const int64_t j_begin = std::min(H, vectors * thread / threads * L);
+    const int64_t j_end = std::min(H, vectors * (thread + 1) / threads * L);
+    for (int64_t t = t_begin; t < t_end; ++t) {
+      const int64_t first = steps.offset[t], rows = steps.count[t];
+      const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
+      scalar_t* step_net = net + (first - base) * G;
+      if (j_begin < j_end) {
+        for (int64_t gate = 0; gate < kNumGateBlocks; ++gate) {
+          small_gemm_accumulate(previous, H, weight_hh_t, G, step_net, G, rows, H,
+                                gate * H + j_begin, gate * H + j_end);
+        }
+        for (int64_t b = 0; b < rows; ++b) {
+          step_cells(step_net, step_net, state, squashed_state + (first - base) * H,
+                     output + first * H, b, j_begin, j_end, H, g, h);
+        }
+      }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    }
+  };
+#ifdef _OPENMP
+  const int threads = static_cast<int>(std::min<int64_t>(at::get_num_threads(), vectors));
+  if (threads > 1 && !at::in_parallel_region()) {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  run(0, 1);
 }
 
 // The error of the net inputs of cells [j_begin, j_end) of one row at one step: reads the row's
@@ -250,7 +311,9 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                         : std::max<int64_t>(1, kInferenceBlockElements / std::max<int64_t>(1, B * kNumGateBlocks * H));
   const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
   const RepeatedProduct projection(weight_ih, buffer_rows, N);
-  const RepeatedProduct recurrent(weight_hh, B, N);
+  const bool small_layer = !blocked && use_small_layer_loop(input, B, G, H);
+  const RepeatedProduct recurrent(weight_hh, small_layer ? 0 : B, N);
+  const at::Tensor weight_hh_t = small_layer ? weight_hh.t().contiguous() : at::Tensor();
   // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
   // steps gets its input projection as a new tensor, in G columns (block rows); without memory
   // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
@@ -284,6 +347,16 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       block_net = projection.compute(block_net, input_2d.narrow(0, block_first, block_rows), bias);
       if (!blocked) {
         gates = block_net;
+      }
+      if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+        if (small_layer) {
+          small_layer_steps<scalar_t, opmath_t>(
+              steps, block, block_end, block_first, weight_hh_t.const_data_ptr<scalar_t>(),
+              initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),
+              state.data_ptr<opmath_t>(), squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,
+              output.data_ptr<scalar_t>(), H, g, h);
+          continue;
+        }
       }
       for (int64_t t = block; t < block_end; ++t) {
         const int64_t first = steps.offset[t], rows = steps.count[t];

@@ -10,6 +10,12 @@
 // LSTM1997_ONEDNN=0 sends every product to BLAS, LSTM1997_ONEDNN=1 every float32 product to oneDNN
 // (tests and benchmarks compare the two).
 //
+// A third way, for the recurrent product of small layers (float and double): the forward's time
+// loop runs in one parallel region, each thread computing its cells' columns with a register-tiled
+// kernel (small_gemm.h) and their cell step, with no library call per step.
+// LSTM1997_SMALL_LAYER=0 or =1 turns it off or on for every layer it can run; unset, the size
+// decides.
+//
 // One more switch: torch.use_deterministic_algorithms. A multi-threaded GEMM splits a product
 // between threads by the thread count, which changes the order of the additions and so the last
 // bits of the result. When deterministic algorithms are on, every product goes to BLAS, cut into
@@ -25,6 +31,11 @@ namespace lstm1997 {
 // out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by BLAS.
 void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
                  const at::Tensor& bias = at::Tensor());
+
+// Whether the forward of a layer with this recurrent product (rows x in_features times
+// in_features x out_features per step) runs as one fused small-layer loop.
+bool use_small_layer_loop(const at::Tensor& like, int64_t rows, int64_t out_features,
+                          int64_t in_features);
 
 // rows @ weight^T (+ bias), a new (rows, out_features) tensor: the input projection and the input
 // gradient (weight is then a transposed view).
