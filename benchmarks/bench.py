@@ -7,9 +7,11 @@ forward pass under no_grad, and a train step (forward + backward of output.sum()
 and with the exact backward, against torch.nn.LSTM's forward and forward + backward. Prints medians
 and ratios (nn.LSTM time / ours: above 1 means we are faster), and the bytes each saves for backward.
 
-It also times the bare matrix products each of our passes must do (the same torch.mm / addmm calls
-on the same shapes, nothing else) and prints our time / that time: how close a pass runs to its
-GEMM-bound limit (1.0 would mean everything else is free).
+It also times the bare matrix products each of our passes must do (the same products on the same
+shapes, nothing else, through torch.mm / addmm and through PyTorch's oneDNN linear op, the faster
+of the two counting) and prints our time / that time: how close a pass runs to its GEMM-bound
+limit (1.0 would mean everything else is free; below 1.0, our own small-layer product beats both
+libraries).
 
 A second table times online learning (lstm1997.OnlineLSTM: forward, then the gradient of a loss on
 the new outputs, with the traces that make it exact under the paper's truncation) per step, one
@@ -74,7 +76,10 @@ def interleaved_medians(tasks, repeats, min_time):
 
 
 def bare_gemms(T, B, I, H):
-    """The matrix products of our forward pass and of our truncated backward (x needs no grad)."""
+    """The matrix products of our forward pass and of our truncated backward (x needs no grad),
+    nothing else, through each library PyTorch has: torch.mm / addmm (BLAS) and, where PyTorch has
+    oneDNN, its linear op with the weights packed once per pass (as our kernels call it). Returns
+    {library: (forward, train)}; the limit of a pass is the faster library."""
     x2d = torch.randn(T * B, I)
     weight_ih, weight_hh, bias = torch.randn(3 * H, I), torch.randn(3 * H, H), torch.randn(3 * H)
     gates = torch.empty(T * B, 3 * H)
@@ -95,7 +100,28 @@ def bare_gemms(T, B, I, H):
         forward()
         backward()
 
-    return forward, train
+    libraries = {"BLAS": (forward, train)}
+    if not torch.backends.mkldnn.is_available():
+        return libraries
+    linear, reorder = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+
+    def onednn_forward():
+        packed_ih, packed_hh = reorder(weight_ih, T * B), reorder(weight_hh, B)
+        projected = linear(x2d, packed_ih, bias, "none", [], "")
+        for t in range(T):
+            linear.binary(hidden[t * B : (t + 1) * B], projected[t * B : (t + 1) * B], packed_hh,
+                          None, "add")
+
+    def onednn_backward():
+        linear(x2d.t(), dnet.t(), None, "none", [], "")
+        linear(hidden[: (T - 1) * B].t(), dnet[B:].t(), None, "none", [], "")
+
+    def onednn_train():
+        onednn_forward()
+        onednn_backward()
+
+    libraries["oneDNN"] = (onednn_forward, onednn_train)
+    return libraries
 
 
 def bench_shape(T, B, I, H, repeats, min_time):
@@ -118,20 +144,20 @@ def bench_shape(T, B, I, H, repeats, min_time):
             module(x)[0].sum().backward()
         return run
 
-    gemm_forward, gemm_train = bare_gemms(T, B, I, H)
-    medians = interleaved_medians(
-        {
-            "forward ours": forward(ours_truncated),
-            "forward nn.LSTM": forward(theirs),
-            "train truncated ours": train_step(ours_truncated),
-            "train exact ours": train_step(ours_exact),
-            "train nn.LSTM": train_step(theirs),
-            "forward bare GEMMs": gemm_forward,
-            "train truncated bare GEMMs": gemm_train,
-        },
-        repeats,
-        min_time,
-    )
+    tasks = {
+        "forward ours": forward(ours_truncated),
+        "forward nn.LSTM": forward(theirs),
+        "train truncated ours": train_step(ours_truncated),
+        "train exact ours": train_step(ours_exact),
+        "train nn.LSTM": train_step(theirs),
+    }
+    libraries = bare_gemms(T, B, I, H)
+    for library, (gemm_forward, gemm_train) in libraries.items():
+        tasks[f"forward bare GEMMs {library}"] = gemm_forward
+        tasks[f"train truncated bare GEMMs {library}"] = gemm_train
+    medians = interleaved_medians(tasks, repeats, min_time)
+    for name in ("forward bare GEMMs", "train truncated bare GEMMs"):
+        medians[name] = min(medians[f"{name} {library}"] for library in libraries)
     return {
         "shape": [T, B, I, H],
         "seconds": medians,

@@ -113,6 +113,13 @@ def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
     with torch.no_grad():
         inference, _, _ = torch.ops.lstm1997.lstm(*ours, False, "tanh", None, 1)
     assert relative_error(inference, expected) < tol
+    # Exact BPTT: the small-layer loop also runs the backward's per-step product.
+    weights = torch.randn(expected.shape, dtype=torch.float64)
+    grads = torch.autograd.grad((output * weights.to(dtype)).sum() + h_n.sum() + s_n.sum(), ours)
+    expected_grads = torch.autograd.grad(
+        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert relative_error(grad, expected_grad) < 4 * tol
 
 
 def libraries_used(run):

@@ -17,6 +17,7 @@
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <type_traits>
 
@@ -190,24 +191,47 @@ void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_
   });
 }
 
-// Steps [t_begin, t_end) of a small layer (no memory cell blocks) in one parallel region. Each
-// thread owns a slice of the cells, whole SIMD vectors of them: it adds the recurrent product to
-// its cells' three gate columns (small_gemm.h) and runs their step, then waits for the others
-// once per step, as the next step reads every cell's h_t. The per-step path instead pays a GEMM
-// library call and a parallel region per step, which at B = 16, H = 128 cost as much as the
-// step's arithmetic. `weight_hh_t` is W_hh^T, (H, 3H) row-major; `net` (rows of the steps, 3H),
-// indexed from row `base`, holds the input projections and receives the gates.
+// The time loops of small layers run in one OpenMP parallel region, each thread owning a slice
+// of the cells (whole SIMD vectors of them) for all steps, and waiting for the others once per step
+// (step_barrier), where a step reads what every thread wrote. The per-step path instead pays a
+// GEMM library call and a parallel region per step, which at B = 16, H = 128 cost as much as the
+// step's arithmetic. Runs fn(j_begin, j_end) on every thread of the region (serially, as one slice,
+// without OpenMP or inside another parallel region).
+template <typename scalar_t, typename Fn>
+void for_cell_slices(int64_t H, const Fn& fn) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t vectors = (H + L - 1) / L;
+  const auto run = [&](int64_t thread, int64_t threads) {
+    fn(std::min(H, vectors * thread / threads * L), std::min(H, vectors * (thread + 1) / threads * L));
+  };
+#ifdef _OPENMP
+  const int threads = static_cast<int>(std::min<int64_t>(at::get_num_threads(), vectors));
+  if (threads > 1 && !at::in_parallel_region()) {
+#pragma omp parallel num_threads(threads)
+    run(omp_get_thread_num(), omp_get_num_threads());
+    return;
+  }
+#endif
+  run(0, 1);
+}
+
+inline void step_barrier() {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+// Forward steps [t_begin, t_end) of a small layer (no memory cell blocks): each thread adds the
+// recurrent product to its cells' three gate columns (small_gemm.h) and runs their step.
+// `weight_hh_t` is W_hh^T, (H, 3H) row-major; `net` (rows of the steps, 3H), indexed from row
+// `base`, holds the input projections and receives the gates.
 template <typename scalar_t, typename opmath_t>
 void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
                        const scalar_t* weight_hh_t, const scalar_t* initial_hidden, scalar_t* net,
                        opmath_t* state, scalar_t* squashed_state, scalar_t* output, int64_t H,
                        Squash<opmath_t> g, Squash<opmath_t> h) {
-  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
   const int64_t G = kNumGateBlocks * H;
-  const int64_t vectors = (H + L - 1) / L;
-  const auto run = [&](int64_t thread, int64_t threads) {
-    const int64_t j_begin = std::min(H, vectors * thread / threads * L);
-    const int64_t j_end = std::min(H, vectors * (thread + 1) / threads * L);
+  for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int64_t first = steps.offset[t], rows = steps.count[t];
       const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
@@ -222,20 +246,9 @@ void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, in
                      output + first * H, b, j_begin, j_end, H, g, h);
         }
       }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
+      step_barrier();  // the next step reads every cell's h_t
     }
-  };
-#ifdef _OPENMP
-  const int threads = static_cast<int>(std::min<int64_t>(at::get_num_threads(), vectors));
-  if (threads > 1 && !at::in_parallel_region()) {
-#pragma omp parallel num_threads(threads)
-    run(omp_get_thread_num(), omp_get_num_threads());
-    return;
-  }
-#endif
-  run(0, 1);
+  });
 }
 
 // The error of the net inputs of cells [j_begin, j_end) of one row at one step: reads the row's
@@ -486,6 +499,44 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
   }
 }
 
+// Exact BPTT of a small layer (no memory cell blocks): each thread computes its cells' errors,
+// then, once every thread's dnet_t is written, its cells' columns of dh_{t-1} = dnet_t W_hh. The
+// next step's errors of its cells need only those columns: one barrier per step. `weight_hh` is
+// (3H, H) row-major. Same contract as exact_net_errors.
+template <typename scalar_t>
+void small_layer_exact_errors(const StepRows& steps, const at::Tensor& grad_output,
+                              const at::Tensor& weight_hh, const at::Tensor& squashed_state,
+                              const at::Tensor& gates, at::Tensor& dnet, at::Tensor& dh_carry,
+                              at::Tensor& ds_carry, Activation activation) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t H = dh_carry.size(1), G = kNumGateBlocks * H;
+  const auto g = cell_input_squash<opmath_t>(activation);
+  const auto h = cell_output_squash<opmath_t>(activation);
+  scalar_t* dh_rec = dh_carry.data_ptr<scalar_t>();
+  opmath_t* ds = ds_carry.data_ptr<opmath_t>();
+  const scalar_t* weight = weight_hh.const_data_ptr<scalar_t>();
+  for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
+    for (int64_t t = steps.steps() - 1; t >= 0; --t) {
+      const int64_t first = steps.offset[t], rows = steps.count[t];
+      const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>() + first * H;
+      const scalar_t* hs = squashed_state.const_data_ptr<scalar_t>() + first * H;
+      const scalar_t* gate = gates.const_data_ptr<scalar_t>() + first * G;
+      scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>() + first * G;
+      for (int64_t b = 0; b < rows && j_begin < j_end; ++b) {
+        backward_row(dh_ext + b * H, dh_rec + b * H, ds + b * H, gate + b * G, hs + b * H,
+                     dnet_ptr + b * G, j_begin, j_end, H, g, h);
+      }
+      step_barrier();  // the product below reads every cell's dnet_t
+      if (j_begin < j_end) {
+        for (int64_t b = 0; b < rows; ++b) {
+          std::fill(dh_rec + b * H + j_begin, dh_rec + b * H + j_end, scalar_t(0));
+        }
+        small_gemm_accumulate(dnet_ptr, G, weight, H, dh_rec, H, rows, G, j_begin, j_end);
+      }
+    }
+  });
+}
+
 // h_{t-1} for every row of steps t >= 1, in row order: the forward output of the previous step,
 // restricted to the rows still active.
 at::Tensor previous_hidden(const StepRows& steps, const at::Tensor& output_2d) {
@@ -540,6 +591,14 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
       grad_h0 = T == 0 ? grad_h_n.clone() : at::zeros({B, H}, options);
     } else {
       grad_h0 = grad_h_n.clone();
+      if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+        if (cells_per_block == 1 && use_small_layer_loop(input, B, kNumGateBlocks * H, H)) {
+          small_layer_exact_errors<scalar_t>(steps, grad_output, weight_hh.contiguous(),
+                                             squashed_state, gates, dnet, grad_h0, ds_carry,
+                                             activation);
+          return;
+        }
+      }
       // Per-cell rows of weight_hh, so that each step's product takes the per-cell errors.
       const at::Tensor cell_weight_hh =
           cells_per_block == 1
