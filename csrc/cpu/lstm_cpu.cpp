@@ -223,14 +223,17 @@ inline void step_barrier() {
 
 // Forward steps [t_begin, t_end) of a small layer (no memory cell blocks): each thread adds the
 // recurrent product to its cells' three gate columns (small_gemm.h) and runs their step.
-// `weight_hh_t` is W_hh^T, (H, 3H) row-major; `net` (rows of the steps, 3H), indexed from row
-// `base`, holds the input projections and receives the gates.
+// `recurrent_panels` holds each gate block's rows of W_hh, transposed, as pack_panels of (H, H),
+// one after the other; `net` (rows of the steps, 3H), indexed from row `base`, holds the input
+// projections and receives the gates.
 template <typename scalar_t, typename opmath_t>
 void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
-                       const scalar_t* weight_hh_t, const scalar_t* initial_hidden, scalar_t* net,
+                       const scalar_t* recurrent_panels, const scalar_t* initial_hidden, scalar_t* net,
                        opmath_t* state, scalar_t* squashed_state, scalar_t* output, int64_t H,
                        Squash<opmath_t> g, Squash<opmath_t> h) {
   const int64_t G = kNumGateBlocks * H;
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t gate_panels_size = (H + L - 1) / L * L * H;
   for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int64_t first = steps.offset[t], rows = steps.count[t];
@@ -238,8 +241,8 @@ void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, in
       scalar_t* step_net = net + (first - base) * G;
       if (j_begin < j_end) {
         for (int64_t gate = 0; gate < kNumGateBlocks; ++gate) {
-          small_gemm_accumulate(previous, H, weight_hh_t, G, step_net, G, rows, H,
-                                gate * H + j_begin, gate * H + j_end);
+          small_gemm_accumulate(previous, H, recurrent_panels + gate * gate_panels_size, H,
+                                step_net + gate * H, G, rows, j_begin, j_end);
         }
         for (int64_t b = 0; b < rows; ++b) {
           step_cells(step_net, step_net, state, squashed_state + (first - base) * H,
@@ -326,7 +329,7 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
   const RepeatedProduct projection(weight_ih, buffer_rows, N);
   const bool small_layer = !blocked && use_small_layer_loop(input, B, G, H);
   const RepeatedProduct recurrent(weight_hh, small_layer ? 0 : B, N);
-  const at::Tensor weight_hh_t = small_layer ? weight_hh.t().contiguous() : at::Tensor();
+  at::Tensor recurrent_panels;  // the small-layer loop's packed W_hh, made on first use
   // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
   // steps gets its input projection as a new tensor, in G columns (block rows); without memory
   // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
@@ -363,8 +366,14 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       }
       if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
         if (small_layer) {
+          if (!recurrent_panels.defined()) {
+            // W_hh's rows of each gate block, transposed to (H, H), as column panels.
+            recurrent_panels = at::cat({pack_panels<scalar_t>(weight_hh.narrow(0, 0, H).t()),
+                                        pack_panels<scalar_t>(weight_hh.narrow(0, H, H).t()),
+                                        pack_panels<scalar_t>(weight_hh.narrow(0, 2 * H, H).t())});
+          }
           small_layer_steps<scalar_t, opmath_t>(
-              steps, block, block_end, block_first, weight_hh_t.const_data_ptr<scalar_t>(),
+              steps, block, block_end, block_first, recurrent_panels.const_data_ptr<scalar_t>(),
               initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),
               state.data_ptr<opmath_t>(), squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,
               output.data_ptr<scalar_t>(), H, g, h);
@@ -501,20 +510,21 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
 
 // Exact BPTT of a small layer (no memory cell blocks): each thread computes its cells' errors,
 // then, once every thread's dnet_t is written, its cells' columns of dh_{t-1} = dnet_t W_hh. The
-// next step's errors of its cells need only those columns: one barrier per step. `weight_hh` is
-// (3H, H) row-major. Same contract as exact_net_errors.
+// next step's errors of its cells need only those columns: one barrier per step.
+// `weight_hh_panels` is pack_panels of W_hh (3H, H). Same contract as exact_net_errors.
 template <typename scalar_t>
 void small_layer_exact_errors(const StepRows& steps, const at::Tensor& grad_output,
-                              const at::Tensor& weight_hh, const at::Tensor& squashed_state,
-                              const at::Tensor& gates, at::Tensor& dnet, at::Tensor& dh_carry,
-                              at::Tensor& ds_carry, Activation activation) {
+                              const at::Tensor& weight_hh_panels,
+                              const at::Tensor& squashed_state, const at::Tensor& gates,
+                              at::Tensor& dnet, at::Tensor& dh_carry, at::Tensor& ds_carry,
+                              Activation activation) {
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t H = dh_carry.size(1), G = kNumGateBlocks * H;
   const auto g = cell_input_squash<opmath_t>(activation);
   const auto h = cell_output_squash<opmath_t>(activation);
   scalar_t* dh_rec = dh_carry.data_ptr<scalar_t>();
   opmath_t* ds = ds_carry.data_ptr<opmath_t>();
-  const scalar_t* weight = weight_hh.const_data_ptr<scalar_t>();
+  const scalar_t* weight = weight_hh_panels.const_data_ptr<scalar_t>();
   for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
     for (int64_t t = steps.steps() - 1; t >= 0; --t) {
       const int64_t first = steps.offset[t], rows = steps.count[t];
@@ -531,7 +541,7 @@ void small_layer_exact_errors(const StepRows& steps, const at::Tensor& grad_outp
         for (int64_t b = 0; b < rows; ++b) {
           std::fill(dh_rec + b * H + j_begin, dh_rec + b * H + j_end, scalar_t(0));
         }
-        small_gemm_accumulate(dnet_ptr, G, weight, H, dh_rec, H, rows, G, j_begin, j_end);
+        small_gemm_accumulate(dnet_ptr, G, weight, G, dh_rec, H, rows, j_begin, j_end);
       }
     }
   });
@@ -593,7 +603,7 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
       grad_h0 = grad_h_n.clone();
       if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
         if (cells_per_block == 1 && use_small_layer_loop(input, B, kNumGateBlocks * H, H)) {
-          small_layer_exact_errors<scalar_t>(steps, grad_output, weight_hh.contiguous(),
+          small_layer_exact_errors<scalar_t>(steps, grad_output, pack_panels<scalar_t>(weight_hh),
                                              squashed_state, gates, dnet, grad_h0, ds_carry,
                                              activation);
           return;

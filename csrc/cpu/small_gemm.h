@@ -2,10 +2,15 @@
 //
 // At B = 16, H = 128 a step's product is 0.8M multiply-adds: a few microseconds of arithmetic,
 // while a call into a GEMM library (and the parallel region it opens) costs about as much again.
-// The fused small-layer loop (lstm_cpu.cpp) instead gives each thread a slice of the columns and
-// calls this kernel inside one long-lived parallel region.
+// The small-layer loops (lstm_cpu.cpp) instead give each thread a slice of the columns and call
+// this kernel inside one long-lived parallel region.
+//
+// The right-hand matrix is packed once per pass into column panels (pack_panels): one SIMD vector
+// of columns, all K rows, contiguous. Read in place, a weight row of 3H floats is a stride of a
+// few KiB, and the rows of a tile then fall into a few L1 sets and evict each other.
 #pragma once
 
+#include <ATen/ATen.h>
 #include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
@@ -15,34 +20,37 @@
 namespace lstm1997 {
 namespace small_gemm {
 
-// Rows of C per tile: with kVectors vectors of columns, kRows * kVectors accumulators plus
-// kVectors weight vectors stay in registers (AVX-512 has 32, AVX2 16).
-constexpr int kRows = 4;
+// Rows of C per tile: with V vectors of columns, kRows * V accumulators, V weight vectors and a
+// broadcast stay in registers (AVX-512 has 32: 6 x 4 + 4 + 1; AVX2 16: 6 x 2 + 2 + 1).
+constexpr int kRows = 6;
+// The reduction runs in chunks of k, so that a column tile's chunk of panels (16 KiB for float
+// with AVX-512) stays in L1 while every row tile uses it; C holds the partial sums in between,
+// which keeps each element's chain of multiply-adds in k order.
+constexpr int64_t kChunk = 64;
 
 template <typename scalar_t>
 constexpr int vectors_per_tile() {
   return sizeof(at::vec::Vectorized<scalar_t>) >= 64 ? 4 : 2;
 }
 
-// C[0:R, c:c + V*L] += A[0:R, :] @ B[:, c:c + V*L], `count` valid columns in the last vector.
+// C[0:R, 0:V*L] += A[0:R, 0:depth] @ (V panels' rows 0:depth); `count` valid columns in the last
+// vector (the panels are zero-padded, so only the stores need it).
 template <typename scalar_t, int R, int V, bool kPartial>
-inline void tile(const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb, scalar_t* C,
-                 int64_t ldc, int64_t K, int64_t count) {
+inline void tile(const scalar_t* A, int64_t lda, const scalar_t* panels, int64_t panel_stride,
+                 scalar_t* C, int64_t ldc, int64_t depth, int64_t count) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t L = Vec::size();
-  const auto load = [&](const scalar_t* p, int v) {
-    return kPartial && v == V - 1 ? Vec::loadu(p + v * L, count) : Vec::loadu(p + v * L);
-  };
   Vec acc[R][V];
   for (int r = 0; r < R; ++r) {
     for (int v = 0; v < V; ++v) {
-      acc[r][v] = load(C + r * ldc, v);
+      acc[r][v] = kPartial && v == V - 1 ? Vec::loadu(C + r * ldc + v * L, count)
+                                         : Vec::loadu(C + r * ldc + v * L);
     }
   }
-  for (int64_t k = 0; k < K; ++k) {
+  for (int64_t k = 0; k < depth; ++k) {
     Vec w[V];
     for (int v = 0; v < V; ++v) {
-      w[v] = load(B + k * ldb, v);
+      w[v] = Vec::loadu(panels + v * panel_stride + k * L);
     }
     for (int r = 0; r < R; ++r) {
       const Vec a(A[r * lda + k]);
@@ -63,51 +71,67 @@ inline void tile(const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
 }
 
 template <typename scalar_t, int V, bool kPartial>
-inline void column_tile(const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
-                        scalar_t* C, int64_t ldc, int64_t rows, int64_t K, int64_t count) {
-  // Row tiles inner: the tile's columns of B (K x V vectors) stay in L1 across them.
+inline void column_tile(const scalar_t* A, int64_t lda, const scalar_t* panels,
+                        int64_t panel_stride, scalar_t* C, int64_t ldc, int64_t rows,
+                        int64_t depth, int64_t count) {
+  // Row tiles inner: the tile's chunk of panels stays in L1 across them.
   int64_t r = 0;
   for (; r + kRows <= rows; r += kRows) {
-    tile<scalar_t, kRows, V, kPartial>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, count);
+    tile<scalar_t, kRows, V, kPartial>(A + r * lda, lda, panels, panel_stride, C + r * ldc, ldc,
+                                       depth, count);
   }
+  const scalar_t* A_r = A + r * lda;
+  scalar_t* C_r = C + r * ldc;
   switch (rows - r) {
-    case 3: tile<scalar_t, 3, V, kPartial>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, count); break;
-    case 2: tile<scalar_t, 2, V, kPartial>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, count); break;
-    case 1: tile<scalar_t, 1, V, kPartial>(A + r * lda, lda, B, ldb, C + r * ldc, ldc, K, count); break;
+    case 5: tile<scalar_t, 5, V, kPartial>(A_r, lda, panels, panel_stride, C_r, ldc, depth, count); break;
+    case 4: tile<scalar_t, 4, V, kPartial>(A_r, lda, panels, panel_stride, C_r, ldc, depth, count); break;
+    case 3: tile<scalar_t, 3, V, kPartial>(A_r, lda, panels, panel_stride, C_r, ldc, depth, count); break;
+    case 2: tile<scalar_t, 2, V, kPartial>(A_r, lda, panels, panel_stride, C_r, ldc, depth, count); break;
+    case 1: tile<scalar_t, 1, V, kPartial>(A_r, lda, panels, panel_stride, C_r, ldc, depth, count); break;
     default: break;
   }
 }
 
 }  // namespace small_gemm
 
-// C[r, c] += sum_k A[r, k] * B[k, c] for rows r < `rows` and columns c in [c_begin, c_end). A is
-// (rows, K) with row stride lda, B (K, N) with row stride ldb, C with row stride ldc. Every
-// element of C is one chain of fused multiply-adds in k order, whatever the tile it falls in: the
-// result does not depend on how the columns are split between threads.
+// B (K, N) as column panels for small_gemm_accumulate: (ceil(N / L), K, L), panel p holding
+// columns [p L, p L + L) of every row, zero past column N. L is the SIMD width of scalar_t.
 template <typename scalar_t>
-void small_gemm_accumulate(const scalar_t* A, int64_t lda, const scalar_t* B, int64_t ldb,
-                           scalar_t* C, int64_t ldc, int64_t rows, int64_t K, int64_t c_begin,
+at::Tensor pack_panels(const at::Tensor& b) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t K = b.size(0), N = b.size(1), P = (N + L - 1) / L;
+  return at::constant_pad_nd(b, {0, P * L - N}).view({K, P, L}).permute({1, 0, 2}).contiguous();
+}
+
+// C[r, c] += sum_k A[r, k] * B[k, c] for rows r < `rows` and columns c in [c_begin, c_end), with B
+// given as pack_panels(B) and c_begin a multiple of the SIMD width. A is (rows, K) with row
+// stride lda, C has row stride ldc. Every element of C is one chain of fused multiply-adds in k
+// order, whatever tile it falls in: the result does not depend on how the columns are split
+// between threads.
+template <typename scalar_t>
+void small_gemm_accumulate(const scalar_t* A, int64_t lda, const scalar_t* panels, int64_t K,
+                           scalar_t* C, int64_t ldc, int64_t rows, int64_t c_begin,
                            int64_t c_end) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t L = Vec::size();
   constexpr int V = small_gemm::vectors_per_tile<scalar_t>();
-  // The reduction runs in chunks of k, so that a column tile's chunk of B (kChunk x V vectors,
-  // 16 KiB for float with AVX-512) stays in L1 while every row tile uses it; C holds the partial
-  // sums in between, which keeps each element's chain of multiply-adds in k order.
-  constexpr int64_t kChunk = 64;
-  for (int64_t k = 0; k < K; k += kChunk) {
-    const int64_t depth = std::min(kChunk, K - k);
+  const int64_t panel_stride = K * L;
+  for (int64_t k = 0; k < K; k += small_gemm::kChunk) {
+    const int64_t depth = std::min(small_gemm::kChunk, K - k);
     const scalar_t* A_k = A + k;
-    const scalar_t* B_k = B + k * ldb;
+    const scalar_t* panels_k = panels + k * L;
     int64_t c = c_begin;
     for (; c + V * L <= c_end; c += V * L) {
-      small_gemm::column_tile<scalar_t, V, false>(A_k, lda, B_k + c, ldb, C + c, ldc, rows, depth, L);
+      small_gemm::column_tile<scalar_t, V, false>(A_k, lda, panels_k + c / L * panel_stride,
+                                                  panel_stride, C + c, ldc, rows, depth, L);
     }
     for (; c + L <= c_end; c += L) {
-      small_gemm::column_tile<scalar_t, 1, false>(A_k, lda, B_k + c, ldb, C + c, ldc, rows, depth, L);
+      small_gemm::column_tile<scalar_t, 1, false>(A_k, lda, panels_k + c / L * panel_stride,
+                                                  panel_stride, C + c, ldc, rows, depth, L);
     }
     if (c < c_end) {
-      small_gemm::column_tile<scalar_t, 1, true>(A_k, lda, B_k + c, ldb, C + c, ldc, rows, depth,
+      small_gemm::column_tile<scalar_t, 1, true>(A_k, lda, panels_k + c / L * panel_stride,
+                                                 panel_stride, C + c, ldc, rows, depth,
                                                  c_end - c);
     }
   }
