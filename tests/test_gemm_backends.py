@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lstm1997
-from conftest import make_args
+from conftest import check_packed_module, make_args
 from reference import reference_lstm
 
 HAS_ONEDNN = torch.backends.mkldnn.is_available()
@@ -120,6 +120,17 @@ def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
         (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
     for grad, expected_grad in zip(grads, expected_grads):
         assert relative_error(grad, expected_grad) < 4 * tol
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("lengths", [(5, 3, 4), (9, 3, 7, 9, 1, 5) * 4])
+def test_small_layer_loop_packed_float64(monkeypatch, truncate, lengths):
+    # 3 sequences: the loop splits the cells between threads (too few rows to split them); 24: the
+    # batch rows. Packed steps have fewer active rows than the batch.
+    monkeypatch.setenv("LSTM1997_SMALL_LAYER", "1")
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(6, 40, num_layers=2, bidirectional=True, truncate=truncate).double()
+    check_packed_module(module, [torch.randn(n, 6, dtype=torch.float64) for n in lengths])
 
 
 def libraries_used(run):

@@ -191,23 +191,50 @@ void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_
   });
 }
 
-// The time loops of small layers run in one OpenMP parallel region, each thread owning a slice
-// of the cells (whole SIMD vectors of them) for all steps, and waiting for the others once per step
-// (step_barrier), where a step reads what every thread wrote. The per-step path instead pays a
-// GEMM library call and a parallel region per step, which at B = 16, H = 128 cost as much as the
-// step's arithmetic. Runs fn(j_begin, j_end) on every thread of the region (serially, as one slice,
-// without OpenMP or inside another parallel region).
+// The time loops of small layers run in one OpenMP parallel region for all their steps. Each
+// thread owns a share of the (batch row, cell) grid, either
+//  - a slice of the batch rows, all cells: batch rows are independent sequences, so a thread then
+//    runs its rows through every step without waiting for the others (each thread reads all of
+//    W_hh at every step, from its own cache); used whenever every thread gets a few rows;
+//  - or a slice of the cells (whole SIMD vectors of them), all rows: a step then reads what every
+//    thread wrote at the step before, so the threads meet at one barrier per step (step_barrier).
+// The per-step path instead pays a GEMM library call and a parallel region per step, which at
+// B = 16, H = 128 cost as much as the step's arithmetic. Either split computes each value the same
+// way, in the same order, so the results do not depend on it or on the thread count.
+struct GridSlice {
+  int64_t b_begin, b_end;  // batch rows
+  int64_t j_begin, j_end;  // cells
+  bool by_rows;            // when true, no thread reads what another writes: no barrier needed
+};
+
+// Fewer rows per thread than this and the layer is split by cells instead.
+constexpr int64_t kMinRowsPerThread = 4;
+
+// Runs fn(slice) on every thread of one parallel region (serially, as one slice, without OpenMP
+// or inside another parallel region).
 template <typename scalar_t, typename Fn>
-void for_cell_slices(int64_t H, const Fn& fn) {
+void for_grid_slices(int64_t B, int64_t H, const Fn& fn) {
   constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
   const int64_t vectors = (H + L - 1) / L;
-  const auto run = [&](int64_t thread, int64_t threads) {
-    fn(std::min(H, vectors * thread / threads * L), std::min(H, vectors * (thread + 1) / threads * L));
+  int64_t threads = 1;
+#ifdef _OPENMP
+  if (!at::in_parallel_region()) {
+    threads = at::get_num_threads();
+  }
+#endif
+  const bool by_rows = B >= kMinRowsPerThread * threads;
+  threads = std::max<int64_t>(1, std::min(threads, by_rows ? B : vectors));
+  const auto run = [&](int64_t thread, int64_t count) {
+    if (by_rows) {
+      fn(GridSlice{B * thread / count, B * (thread + 1) / count, 0, H, true});
+    } else {
+      fn(GridSlice{0, B, std::min(H, vectors * thread / count * L),
+                   std::min(H, vectors * (thread + 1) / count * L), false});
+    }
   };
 #ifdef _OPENMP
-  const int threads = static_cast<int>(std::min<int64_t>(at::get_num_threads(), vectors));
-  if (threads > 1 && !at::in_parallel_region()) {
-#pragma omp parallel num_threads(threads)
+  if (threads > 1) {
+#pragma omp parallel num_threads(static_cast<int>(threads))
     run(omp_get_thread_num(), omp_get_num_threads());
     return;
   }
@@ -215,14 +242,17 @@ void for_cell_slices(int64_t H, const Fn& fn) {
   run(0, 1);
 }
 
-inline void step_barrier() {
+// Where a step reads what the other threads wrote at the step before.
+inline void step_barrier(const GridSlice& slice) {
 #ifdef _OPENMP
+  if (!slice.by_rows) {
 #pragma omp barrier
+  }
 #endif
 }
 
 // Forward steps [t_begin, t_end) of a small layer (no memory cell blocks): each thread adds the
-// recurrent product to its cells' three gate columns (small_gemm.h) and runs their step.
+// recurrent product to its share's three gate columns (small_gemm.h) and runs their step.
 // `recurrent_panels` holds each gate block's rows of W_hh, transposed, as pack_panels of (H, H),
 // one after the other; `net` (rows of the steps, 3H), indexed from row `base`, holds the input
 // projections and receives the gates.
@@ -234,22 +264,27 @@ void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, in
   const int64_t G = kNumGateBlocks * H;
   constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
   const int64_t gate_panels_size = (H + L - 1) / L * L * H;
-  for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
+  for_grid_slices<scalar_t>(steps.batch, H, [&](const GridSlice& slice) {
+    const int64_t j_begin = slice.j_begin, j_end = slice.j_end;
     for (int64_t t = t_begin; t < t_end; ++t) {
-      const int64_t first = steps.offset[t], rows = steps.count[t];
+      const int64_t first = steps.offset[t];
+      // Active rows are a prefix of the batch: this thread's share of them.
+      const int64_t b_end = std::min(slice.b_end, steps.count[t]), b_begin = slice.b_begin;
       const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
       scalar_t* step_net = net + (first - base) * G;
-      if (j_begin < j_end) {
+      if (j_begin < j_end && b_begin < b_end) {
         for (int64_t gate = 0; gate < kNumGateBlocks; ++gate) {
-          small_gemm_accumulate(previous, H, recurrent_panels + gate * gate_panels_size, H,
-                                step_net + gate * H, G, rows, j_begin, j_end);
+          small_gemm_accumulate(previous + b_begin * H, H,
+                                recurrent_panels + gate * gate_panels_size, H,
+                                step_net + b_begin * G + gate * H, G, b_end - b_begin, j_begin,
+                                j_end);
         }
-        for (int64_t b = 0; b < rows; ++b) {
+        for (int64_t b = b_begin; b < b_end; ++b) {
           step_cells(step_net, step_net, state, squashed_state + (first - base) * H,
                      output + first * H, b, j_begin, j_end, H, g, h);
         }
       }
-      step_barrier();  // the next step reads every cell's h_t
+      step_barrier(slice);  // the next step reads every cell's h_t
     }
   });
 }
@@ -508,9 +543,9 @@ void exact_net_errors(const StepRows& steps, const at::Tensor& grad_output,
   }
 }
 
-// Exact BPTT of a small layer (no memory cell blocks): each thread computes its cells' errors,
-// then, once every thread's dnet_t is written, its cells' columns of dh_{t-1} = dnet_t W_hh. The
-// next step's errors of its cells need only those columns: one barrier per step.
+// Exact BPTT of a small layer (no memory cell blocks): each thread computes its share's errors,
+// then its share of dh_{t-1} = dnet_t W_hh. Split by cells, that product reads every thread's
+// dnet_t: one barrier per step; the next step's errors need only the thread's own share.
 // `weight_hh_panels` is pack_panels of W_hh (3H, H). Same contract as exact_net_errors.
 template <typename scalar_t>
 void small_layer_exact_errors(const StepRows& steps, const at::Tensor& grad_output,
@@ -525,23 +560,26 @@ void small_layer_exact_errors(const StepRows& steps, const at::Tensor& grad_outp
   scalar_t* dh_rec = dh_carry.data_ptr<scalar_t>();
   opmath_t* ds = ds_carry.data_ptr<opmath_t>();
   const scalar_t* weight = weight_hh_panels.const_data_ptr<scalar_t>();
-  for_cell_slices<scalar_t>(H, [&](int64_t j_begin, int64_t j_end) {
+  for_grid_slices<scalar_t>(steps.batch, H, [&](const GridSlice& slice) {
+    const int64_t j_begin = slice.j_begin, j_end = slice.j_end;
     for (int64_t t = steps.steps() - 1; t >= 0; --t) {
-      const int64_t first = steps.offset[t], rows = steps.count[t];
+      const int64_t first = steps.offset[t];
+      const int64_t b_end = std::min(slice.b_end, steps.count[t]), b_begin = slice.b_begin;
       const scalar_t* dh_ext = grad_output.const_data_ptr<scalar_t>() + first * H;
       const scalar_t* hs = squashed_state.const_data_ptr<scalar_t>() + first * H;
       const scalar_t* gate = gates.const_data_ptr<scalar_t>() + first * G;
       scalar_t* dnet_ptr = dnet.data_ptr<scalar_t>() + first * G;
-      for (int64_t b = 0; b < rows && j_begin < j_end; ++b) {
+      for (int64_t b = b_begin; b < b_end && j_begin < j_end; ++b) {
         backward_row(dh_ext + b * H, dh_rec + b * H, ds + b * H, gate + b * G, hs + b * H,
                      dnet_ptr + b * G, j_begin, j_end, H, g, h);
       }
-      step_barrier();  // the product below reads every cell's dnet_t
-      if (j_begin < j_end) {
-        for (int64_t b = 0; b < rows; ++b) {
+      step_barrier(slice);  // the product below reads every cell's dnet_t
+      if (j_begin < j_end && b_begin < b_end) {
+        for (int64_t b = b_begin; b < b_end; ++b) {
           std::fill(dh_rec + b * H + j_begin, dh_rec + b * H + j_end, scalar_t(0));
         }
-        small_gemm_accumulate(dnet_ptr, G, weight, G, dh_rec, H, rows, j_begin, j_end);
+        small_gemm_accumulate(dnet_ptr + b_begin * G, G, weight, G, dh_rec + b_begin * H, H,
+                              b_end - b_begin, j_begin, j_end);
       }
     }
   });
