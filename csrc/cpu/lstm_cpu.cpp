@@ -258,7 +258,8 @@ inline void step_barrier(const GridSlice& slice) {
 // projections and receives the gates.
 template <typename scalar_t, typename opmath_t>
 void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
-                       const scalar_t* recurrent_panels, const scalar_t* initial_hidden, scalar_t* net,
+                       const scalar_t* recurrent_panels, const scalar_t* initial_hidden,
+                       scalar_t* net,
                        opmath_t* state, scalar_t* squashed_state, scalar_t* output, int64_t H,
                        Squash<opmath_t> g, Squash<opmath_t> h) {
   const int64_t G = kNumGateBlocks * H;
@@ -410,7 +411,8 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
           small_layer_steps<scalar_t, opmath_t>(
               steps, block, block_end, block_first, recurrent_panels.const_data_ptr<scalar_t>(),
               initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),
-              state.data_ptr<opmath_t>(), squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,
+              state.data_ptr<opmath_t>(),
+              squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,
               output.data_ptr<scalar_t>(), H, g, h);
           continue;
         }

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 #include <optional>
 #include <string>
 
@@ -93,9 +94,27 @@ const OneDnnOps* onednn_ops() {
       return std::nullopt;
     }
     auto& dispatcher = c10::Dispatcher::singleton();
-    auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
-    auto linear_add = dispatcher.findSchema({"mkldnn::_linear_pointwise", "binary"});
-    auto reorder = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
+    // These ops are PyTorch's own (torch.compile's CPU backend calls them), not a stable API:
+    // each is taken only with the argument names it is called with here, else BLAS runs.
+    const auto find = [&](const char* name, const char* overload,
+                          std::initializer_list<const char*> arguments)
+        -> std::optional<c10::OperatorHandle> {
+      auto op = dispatcher.findSchema({name, overload});
+      if (!op || !op->hasSchema() || op->schema().arguments().size() != arguments.size()) {
+        return std::nullopt;
+      }
+      size_t index = 0;
+      for (const char* argument : arguments) {
+        if (op->schema().arguments()[index++].name() != argument) {
+          return std::nullopt;
+        }
+      }
+      return op;
+    };
+    auto linear =
+        find("mkldnn::_linear_pointwise", "", {"X", "W", "B", "attr", "scalars", "algorithm"});
+    auto linear_add = find("mkldnn::_linear_pointwise", "binary", {"X", "other", "W", "B", "attr"});
+    auto reorder = find("mkldnn::_reorder_linear_weight", "", {"self", "batch_size"});
     if (!linear || !linear_add || !reorder) {
       return std::nullopt;
     }
@@ -163,7 +182,8 @@ bool use_small_layer_loop(const at::Tensor& like, int64_t rows, int64_t out_feat
          (mode == Switch::kAuto && rows * out_features * in_features < kSmallLayerMaxWork);
 }
 
-at::Tensor linear_product(const at::Tensor& rows, const at::Tensor& weight, const at::Tensor& bias) {
+at::Tensor linear_product(const at::Tensor& rows, const at::Tensor& weight,
+                          const at::Tensor& bias) {
   const int64_t n = rows.size(0), out_features = weight.size(0), inner = rows.size(1);
   if (!empty_product(n, out_features, inner)) {
     if (const OneDnnOps* ops = onednn_for(rows, n * out_features * inner)) {

@@ -3,32 +3,35 @@
 // Two libraries: ATen's BLAS call (MKL in PyTorch's x86 builds, behind torch.mm) and oneDNN (behind
 // torch.nn.LSTM's CPU kernel and torch.compile's CPU linear layers, reached through PyTorch's own
 // mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be twice as
-// fast: MKL does not use AVX-512 on every CPU that has it (measured on an AMD EPYC with AVX-512: the
-// (64 x 256) @ (256 x 768) step product takes 140 us through MKL, 70 us through oneDNN, on 2 cores).
+// fast: MKL does not use AVX-512 on every CPU that has it (measured on an AMD EPYC with AVX-512:
+// the (64 x 256) @ (256 x 768) step product takes 140 us through MKL, 70 us through oneDNN, on 2
+// cores).
 // oneDNN is used for float32 products big enough that its fixed cost per call (~10 us) pays; every
 // other product, and every product of a torch built without oneDNN, goes to BLAS.
 // LSTM1997_ONEDNN=0 sends every product to BLAS, LSTM1997_ONEDNN=1 every float32 product to oneDNN
 // (tests and benchmarks compare the two).
 //
-// A third way, for the recurrent product of small layers (float and double): the forward's time
-// loop runs in one parallel region, each thread computing its cells' columns with a register-tiled
-// kernel (small_gemm.h) and their cell step, with no library call per step.
+// A third way, for the recurrent product of small layers (float and double): the time loops of the
+// forward and of exact BPTT run in one parallel region, each thread computing its share (batch
+// rows, or cells) with a register-tiled kernel (small_gemm.h), with no library call per step.
 // LSTM1997_SMALL_LAYER=0 or =1 turns it off or on for every layer it can run; unset, the size
 // decides.
 //
 // One more switch: torch.use_deterministic_algorithms. A multi-threaded GEMM splits a product
 // between threads by the thread count, which changes the order of the additions and so the last
-// bits of the result. When deterministic algorithms are on, every product goes to BLAS, cut into
-// tiles of the output fixed by the shapes alone, each tile one single-threaded BLAS call (BLAS runs
-// single-threaded inside an OpenMP parallel region), so the result no longer depends on the thread
-// count.
+// bits of the result. When deterministic algorithms are on, every library product goes to BLAS,
+// cut into tiles of the output fixed by the shapes alone, each tile one single-threaded BLAS call
+// (BLAS runs single-threaded inside an OpenMP parallel region), so the result no longer depends on
+// the thread count. (The small-layer loop computes every value in an order fixed by the shapes
+// alone: it stays.)
 #pragma once
 
 #include <ATen/ATen.h>
 
 namespace lstm1997 {
 
-// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by BLAS.
+// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by
+// BLAS.
 void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
                  const at::Tensor& bias = at::Tensor());
 
