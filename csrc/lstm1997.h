@@ -58,11 +58,12 @@ template <typename V>
 struct ElementwiseMath {
   static V tanh(V x) { return std::tanh(x); }
   static V exp(V x) { return std::exp(x); }
+  static V reciprocal(V x) { return V(1) / x; }
 };
 
 template <typename V>
 inline V sigmoid(V x) {
-  return V(1) / (V(1) + ElementwiseMath<V>::exp(V(0) - x));
+  return ElementwiseMath<V>::reciprocal(V(1) + ElementwiseMath<V>::exp(V(0) - x));
 }
 
 // Every squasher used here is scale * tanh(slope * x):

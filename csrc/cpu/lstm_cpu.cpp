@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <array>
+#include <limits>
 #include <type_traits>
 
 #ifdef _OPENMP
@@ -33,16 +34,62 @@ struct ElementwiseMath<at::vec::Vectorized<T>> {
   using V = at::vec::Vectorized<T>;
   static V tanh(V x) { return x.tanh(); }
   static V exp(V x) { return x.exp(); }
+  static V reciprocal(V x) { return V(1) / x; }
 };
 
-// float: tanh(x) = 2 / (1 + exp(-2x)) - 1, from the same accurate (1 ulp) exp the sigmoids use; at
-// about half the cost of a vector tanh, with an absolute error below 2e-7 (relative error grows
-// only for |x| < 1e-3, where tanh is below 1e-3 itself). Saturates exactly: +-inf give +-1.
+#if defined(CPU_CAPABILITY_AVX512)
+// exp and 1/x for 16 floats, inline, to about 1 ulp (measured against float64: exp at most 0.93 ulp,
+// 1/x 0.53 ulp). Inline, a row's cells can interleave in the pipeline; Sleef's out-of-line exp and
+// vector division keep them apart.
+// exp: x = n ln2 + r, |r| <= ln2/2, with ln2 in two parts so that r is exact to float precision;
+// exp(r) by its Taylor polynomial of degree 7 (truncation error below 5e-9 relative); 2^n by
+// scalef, which gives inf, denormals and 0 where exp does. x is first clamped into [-104, 89]
+// (exp is inf or 0 beyond), with the operand order that lets NaN through.
+inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 5040);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// 1/d from the 14-bit estimate and one Newton step (about 28 bits before rounding). rcp14 gives 0
+// for inf and inf for 0, which the Newton step would turn into NaN: those lanes keep the estimate.
+inline __m512 reciprocal_avx512(__m512 d) {
+  const __m512 estimate = _mm512_rcp14_ps(d);
+  const __m512 error = _mm512_fnmadd_ps(d, estimate, _mm512_set1_ps(1.0f));
+  const __m512 refined = _mm512_fmadd_ps(estimate, error, estimate);
+  const __mmask16 finite = _mm512_cmp_ps_mask(
+      _mm512_abs_ps(estimate), _mm512_set1_ps(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
+  const __mmask16 nonzero = _mm512_cmp_ps_mask(estimate, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+  return _mm512_mask_blend_ps(finite & nonzero, estimate, refined);
+}
+#endif
+
+// float: tanh(x) = 2 / (1 + exp(-2x)) - 1, from the same accurate exp the sigmoids use; at about
+// half the cost of a vector tanh, with an absolute error below 2e-7 (relative error grows only for
+// |x| < 1e-3, where tanh is below 1e-3 itself). Saturates exactly: +-inf give +-1.
 template <>
 struct ElementwiseMath<at::vec::Vectorized<float>> {
   using V = at::vec::Vectorized<float>;
-  static V tanh(V x) { return V(2) / (V(1) + (V(-2) * x).exp()) - V(1); }
+#if defined(CPU_CAPABILITY_AVX512)
+  static V exp(V x) { return V(exp_avx512(x)); }
+  static V reciprocal(V x) { return V(reciprocal_avx512(x)); }
+#else
   static V exp(V x) { return x.exp(); }
+  static V reciprocal(V x) { return V(1) / x; }
+#endif
+  static V tanh(V x) { return V(2) * reciprocal(V(1) + exp(V(-2) * x)) - V(1); }
 };
 
 namespace {
@@ -85,6 +132,7 @@ inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   int64_t j = begin;
   if constexpr (std::is_same_v<scalar_t, opmath_t>) {
     using Vec = at::vec::Vectorized<opmath_t>;
+#pragma GCC unroll 4
     for (; j + Vec::size() <= end; j += Vec::size()) {
       body(j, Lanes<Vec, false>{Vec::size()});
     }
