@@ -34,10 +34,10 @@ void one_product(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool
   }
 }
 
-}  // namespace
-
+// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by
+// BLAS: one call, or fixed tiles of single-threaded calls under deterministic algorithms.
 void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
-                 const at::Tensor& bias) {
+                 const at::Tensor& bias = at::Tensor()) {
   const int64_t rows = out.size(0), cols = out.size(1), inner = a.size(1);
   if (!at::globalContext().deterministicAlgorithms() || rows == 0 || cols == 0) {
     one_product(out, a, b, accumulate, bias);
@@ -64,8 +64,6 @@ void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool
     }
   });
 }
-
-namespace {
 
 // ---- oneDNN through PyTorch's mkldnn ops ----
 

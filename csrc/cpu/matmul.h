@@ -30,11 +30,6 @@
 
 namespace lstm1997 {
 
-// out = a @ b, out += a @ b (accumulate), or out = bias + a @ b (bias broadcast over rows), by
-// BLAS.
-void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool accumulate,
-                 const at::Tensor& bias = at::Tensor());
-
 // Whether the forward of a layer with this recurrent product (rows x in_features times
 // in_features x out_features per step) runs as one fused small-layer loop.
 bool use_small_layer_loop(const at::Tensor& like, int64_t rows, int64_t out_features,
