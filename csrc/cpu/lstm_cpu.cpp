@@ -412,8 +412,8 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
   const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
   const RepeatedProduct projection(weight_ih, buffer_rows, N);
   const bool small_layer = !blocked && use_small_layer_loop(input, B, G, H);
+  // The small-layer loop takes W_hh packed by itself; only the per-step path needs this product.
   const RepeatedProduct recurrent(weight_hh, small_layer ? 0 : B, N);
-  at::Tensor recurrent_panels;  // the small-layer loop's packed W_hh, made on first use
   // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
   // steps gets its input projection as a new tensor, in G columns (block rows); without memory
   // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
@@ -435,6 +435,12 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
     using opmath_t = at::opmath_type<scalar_t>;
     const auto g = cell_input_squash<opmath_t>(activation);
     const auto h = cell_output_squash<opmath_t>(activation);
+    // For the small-layer loop: W_hh's rows of each gate block, transposed to (H, H), as panels.
+    const at::Tensor recurrent_panels =
+        small_layer ? at::cat({pack_panels<scalar_t>(weight_hh.narrow(0, 0, H).t()),
+                               pack_panels<scalar_t>(weight_hh.narrow(0, H, H).t()),
+                               pack_panels<scalar_t>(weight_hh.narrow(0, 2 * H, H).t())})
+                    : at::Tensor();
     for (int64_t block = 0; block < T; block += block_steps) {
       const int64_t block_end = std::min(T, block + block_steps);
       const int64_t block_first = steps.offset[block];
@@ -450,12 +456,6 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       }
       if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
         if (small_layer) {
-          if (!recurrent_panels.defined()) {
-            // W_hh's rows of each gate block, transposed to (H, H), as column panels.
-            recurrent_panels = at::cat({pack_panels<scalar_t>(weight_hh.narrow(0, 0, H).t()),
-                                        pack_panels<scalar_t>(weight_hh.narrow(0, H, H).t()),
-                                        pack_panels<scalar_t>(weight_hh.narrow(0, 2 * H, H).t())});
-          }
           small_layer_steps<scalar_t, opmath_t>(
               steps, block, block_end, block_first, recurrent_panels.const_data_ptr<scalar_t>(),
               initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),

@@ -163,7 +163,7 @@ at::Tensor onednn_linear_add(const OneDnnOps& ops, const at::Tensor& rows,
   return call(ops.linear_add, {rows, other, weight, c10::IValue(), std::string("add")});
 }
 
-// Either layout works for oneDNN's products; an empty product is left to ATen.
+// Empty products never go to oneDNN: ATen's call handles them (and a zero-row weight packing).
 bool empty_product(int64_t rows, int64_t cols, int64_t inner) {
   return rows == 0 || cols == 0 || inner == 0;
 }
