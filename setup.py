@@ -39,7 +39,7 @@ def simd_flags():
             features = set(f.read().split())
     except OSError:
         return []
-    if choice == "1" and {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma"} <= features:
+    if choice == "1" and {"avx512f", "avx512bw", "avx512vl", "avx512dq", "fma", "f16c"} <= features:
         return ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mfma", "-mf16c",
                 "-DCPU_CAPABILITY=AVX512", "-DCPU_CAPABILITY_AVX512"]
     if {"avx2", "fma", "f16c"} <= features:
