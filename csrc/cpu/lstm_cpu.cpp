@@ -299,39 +299,72 @@ inline void step_barrier(const GridSlice& slice) {
 #endif
 }
 
-// Forward steps [t_begin, t_end) of a small layer (no memory cell blocks): each thread adds the
-// recurrent product to its share's three gate columns (small_gemm.h) and runs their step.
-// `recurrent_panels` holds each gate block's rows of W_hh, transposed, as pack_panels of (H, H),
-// one after the other; `net` (rows of the steps, 3H), indexed from row `base`, holds the input
-// projections and receives the gates.
+// The cell step of L cells of one row, from their three net inputs still in registers (see
+// small_layer_steps). Stores s_t and h_t and, with `keep`, the activated gates (over the net
+// inputs, in `gates`) and h(s_t) for the backward pass.
+template <typename LanesT, typename V, typename scalar_t, typename opmath_t>
+inline void finish_cells(const LanesT& lanes, const V* net, scalar_t* gates, opmath_t* state,
+                         scalar_t* squashed_state, scalar_t* hidden, int64_t H, bool keep,
+                         Squash<opmath_t> g, Squash<opmath_t> h) {
+  const CellStep<V> step = cell_forward(net[kInputGate], net[kCellInput], net[kOutputGate],
+                                        lanes.load(state), g, h);
+  if (keep) {
+    lanes.store(step.input_gate, gates + kInputGate * H);
+    lanes.store(step.cell_input, gates + kCellInput * H);
+    lanes.store(step.output_gate, gates + kOutputGate * H);
+    lanes.store(step.squashed_state, squashed_state);
+  }
+  lanes.store(step.cell_state, state);
+  lanes.store(step.hidden, hidden);
+}
+
+// Forward steps [t_begin, t_end) of a small layer (no memory cell blocks). For each tile of its
+// share (small_gemm_grouped: a few rows by L cells), a thread computes the three gates' recurrent
+// products on top of the input projections and runs the cell step on them in registers: the net
+// inputs never go back to memory. `recurrent_panels` is pack_grouped_panels(W_hh^T, 3); `net`
+// (rows of the steps, 3H), indexed from row `base`, holds the input projections and receives, with
+// `keep`, the activated gates.
 template <typename scalar_t, typename opmath_t>
 void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
                        const scalar_t* recurrent_panels, const scalar_t* initial_hidden,
-                       scalar_t* net,
-                       opmath_t* state, scalar_t* squashed_state, scalar_t* output, int64_t H,
-                       Squash<opmath_t> g, Squash<opmath_t> h) {
+                       scalar_t* net, opmath_t* state, scalar_t* squashed_state, scalar_t* output,
+                       int64_t H, bool keep, Squash<opmath_t> g, Squash<opmath_t> h) {
+  static_assert(std::is_same_v<scalar_t, opmath_t>, "the small-layer loop is for float and double");
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
   const int64_t G = kNumGateBlocks * H;
-  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
-  const int64_t gate_panels_size = (H + L - 1) / L * L * H;
   for_grid_slices<scalar_t>(steps.batch, H, [&](const GridSlice& slice) {
-    const int64_t j_begin = slice.j_begin, j_end = slice.j_end;
+    const int64_t p_begin = slice.j_begin / L, p_end = (slice.j_end + L - 1) / L;
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int64_t first = steps.offset[t];
       // Active rows are a prefix of the batch: this thread's share of them.
       const int64_t b_end = std::min(slice.b_end, steps.count[t]), b_begin = slice.b_begin;
       const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
-      scalar_t* step_net = net + (first - base) * G;
-      if (j_begin < j_end && b_begin < b_end) {
-        for (int64_t gate = 0; gate < kNumGateBlocks; ++gate) {
-          small_gemm_accumulate(previous + b_begin * H, H,
-                                recurrent_panels + gate * gate_panels_size, H,
-                                step_net + b_begin * G + gate * H, G, b_end - b_begin, j_begin,
-                                j_end);
-        }
-        for (int64_t b = b_begin; b < b_end; ++b) {
-          step_cells(step_net, step_net, state, squashed_state + (first - base) * H,
-                     output + first * H, b, j_begin, j_end, H, g, h);
-        }
+      scalar_t* step_net = net + (first - base) * G + b_begin * G;
+      scalar_t* step_squashed = squashed_state + (first - base) * H + b_begin * H;
+      scalar_t* step_output = output + (first + b_begin) * H;
+      opmath_t* step_state = state + b_begin * H;
+      if (p_begin < p_end && b_begin < b_end) {
+        const auto init = [&](int64_t r, int64_t p, int gate) {
+          const scalar_t* source = step_net + r * G + gate * H + p * L;
+          const int64_t count = std::min(L, H - p * L);
+          return count == L ? Vec::loadu(source) : Vec::loadu(source, count);
+        };
+        const auto finish = [&](int64_t r, int64_t p, const Vec* cell_net) {
+          const int64_t j = p * L, count = std::min(L, H - j);
+          const auto run = [&](auto lanes) {
+            finish_cells(lanes, cell_net, step_net + r * G + j, step_state + r * H + j,
+                         step_squashed + r * H + j, step_output + r * H + j, H, keep, g, h);
+          };
+          if (count == L) {
+            run(Lanes<Vec, false>{L});
+          } else {
+            run(Lanes<Vec, true>{count});
+          }
+        };
+        small_gemm_grouped<scalar_t, kNumGateBlocks>(previous + b_begin * H, H, recurrent_panels,
+                                                     H, b_end - b_begin, p_begin, p_end, init,
+                                                     finish);
       }
       step_barrier(slice);  // the next step reads every cell's h_t
     }
@@ -435,12 +468,9 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
     using opmath_t = at::opmath_type<scalar_t>;
     const auto g = cell_input_squash<opmath_t>(activation);
     const auto h = cell_output_squash<opmath_t>(activation);
-    // For the small-layer loop: W_hh's rows of each gate block, transposed to (H, H), as panels.
+    // For the small-layer loop: W_hh^T, the same cells of the three gate blocks side by side.
     const at::Tensor recurrent_panels =
-        small_layer ? at::cat({pack_panels<scalar_t>(weight_hh.narrow(0, 0, H).t()),
-                               pack_panels<scalar_t>(weight_hh.narrow(0, H, H).t()),
-                               pack_panels<scalar_t>(weight_hh.narrow(0, 2 * H, H).t())})
-                    : at::Tensor();
+        small_layer ? pack_grouped_panels<scalar_t>(weight_hh.t(), kNumGateBlocks) : at::Tensor();
     for (int64_t block = 0; block < T; block += block_steps) {
       const int64_t block_end = std::min(T, block + block_steps);
       const int64_t block_first = steps.offset[block];
@@ -461,7 +491,7 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
               initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),
               state.data_ptr<opmath_t>(),
               squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,
-              output.data_ptr<scalar_t>(), H, g, h);
+              output.data_ptr<scalar_t>(), H, keep_for_backward, g, h);
           continue;
         }
       }

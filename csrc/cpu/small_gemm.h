@@ -92,6 +92,57 @@ inline void column_tile(const scalar_t* A, int64_t lda, const scalar_t* panels,
   }
 }
 
+
+// Rows per tile of small_gemm_grouped: R * V accumulators, V weight vectors and a broadcast in the
+// vector registers (AVX-512 has 32: 8 x 3 + 3 + 1 for the three gates; AVX2 16: 4 x 3 + 3 + 1).
+template <typename scalar_t, int V>
+constexpr int grouped_rows() {
+  constexpr int registers = sizeof(at::vec::Vectorized<scalar_t>) >= 64 ? 32 : 16;
+  return (registers - V - 1) / V;
+}
+
+// One tile of small_gemm_grouped: R rows, one panel (K, V, L).
+template <typename scalar_t, int R, int V, typename Init, typename Finish>
+inline void grouped_tile(const scalar_t* A, int64_t lda, const scalar_t* panel, int64_t K,
+                         int64_t row, int64_t p, const Init& init, const Finish& finish) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
+  Vec acc[R][V];
+  for (int r = 0; r < R; ++r) {
+    for (int v = 0; v < V; ++v) {
+      acc[r][v] = init(row + r, p, v);
+    }
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    Vec w[V];
+    for (int v = 0; v < V; ++v) {
+      w[v] = Vec::loadu(panel + (k * V + v) * L);
+    }
+    for (int r = 0; r < R; ++r) {
+      const Vec a(A[r * lda + k]);
+      for (int v = 0; v < V; ++v) {
+        acc[r][v] = at::vec::fmadd(a, w[v], acc[r][v]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    finish(row + r, p, acc[r]);
+  }
+}
+
+template <typename scalar_t, int V, int R, typename Init, typename Finish>
+inline void grouped_row_tail(const scalar_t* A, int64_t lda, const scalar_t* panel, int64_t K,
+                             int64_t row, int64_t p, int64_t count, const Init& init,
+                             const Finish& finish) {
+  if constexpr (R > 0) {
+    if (count == R) {
+      grouped_tile<scalar_t, R, V>(A, lda, panel, K, row, p, init, finish);
+    } else {
+      grouped_row_tail<scalar_t, V, R - 1>(A, lda, panel, K, row, p, count, init, finish);
+    }
+  }
+}
+
 }  // namespace small_gemm
 
 // B (K, N) as column panels for small_gemm_accumulate: (ceil(N / L), K, L), panel p holding
@@ -133,6 +184,51 @@ void small_gemm_accumulate(const scalar_t* A, int64_t lda, const scalar_t* panel
       small_gemm::column_tile<scalar_t, 1, true>(A_k, lda, panels_k + c / L * panel_stride,
                                                  panel_stride, C + c, ldc, rows, depth,
                                                  c_end - c);
+    }
+  }
+}
+
+}  // namespace lstm1997
+
+namespace lstm1997 {
+
+// B (K, V N), V blocks of N columns, as panels for small_gemm_grouped: (ceil(N / L), K, V, L).
+// Panel p holds, for every k, columns [p L, p L + L) of each block in turn (zero past column N),
+// so one stream of loads brings a tile the same columns of all V blocks: for the gates, the three
+// net inputs of the same L cells.
+template <typename scalar_t>
+at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t blocks) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t K = b.size(0), N = b.size(1) / blocks, P = (N + L - 1) / L;
+  return at::constant_pad_nd(b.reshape({K, blocks, N}), {0, P * L - N})
+      .view({K, blocks, P, L})
+      .permute({2, 0, 1, 3})
+      .contiguous();
+}
+
+// For rows [0, rows) of A (row stride lda) and panels p in [p_begin, p_end) of pack_grouped_panels
+// (B has K rows, V blocks): acc[v] = init(row, p, v) + A[row, :] @ (block v's columns of panel p),
+// handed to finish(row, p, acc) while still in registers. The caller's epilogue thus never
+// round-trips the product through memory. Each element is one chain of fused multiply-adds in k
+// order after init, as in small_gemm_accumulate.
+template <typename scalar_t, int V, typename Init, typename Finish>
+void small_gemm_grouped(const scalar_t* A, int64_t lda, const scalar_t* panels, int64_t K,
+                        int64_t rows, int64_t p_begin, int64_t p_end, const Init& init,
+                        const Finish& finish) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  constexpr int R = small_gemm::grouped_rows<scalar_t, V>();
+  // Row tiles outer: a tile's rows of A (R K values) stay in L1 while the panels stream from L2.
+  for (int64_t row = 0; row < rows; row += R) {
+    const int64_t count = std::min<int64_t>(R, rows - row);
+    for (int64_t p = p_begin; p < p_end; ++p) {
+      const scalar_t* panel = panels + p * K * V * L;
+      if (count == R) {
+        small_gemm::grouped_tile<scalar_t, R, V>(A + row * lda, lda, panel, K, row, p, init,
+                                                 finish);
+      } else {
+        small_gemm::grouped_row_tail<scalar_t, V, R - 1>(A + row * lda, lda, panel, K, row, p,
+                                                         count, init, finish);
+      }
     }
   }
 }
