@@ -1,6 +1,6 @@
 """The three ways the CPU kernels run their matrix products: ATen's BLAS call, PyTorch's oneDNN
 (mkldnn::_linear_pointwise), and, for the recurrent product of small layers, the fused small-layer
-loop (small_gemm.h). LSTM1997_ONEDNN=0/1 sends every product to BLAS / every float32 product to
+loop (small_gemm.h), which from 8 batch rows on also does the input product step by step. LSTM1997_ONEDNN=0/1 sends every product to BLAS / every float32 product to
 oneDNN; LSTM1997_SMALL_LAYER=0/1 turns the small-layer loop off / on; unset, the size decides
 (read at every use, so a test can switch).
 
@@ -64,8 +64,9 @@ def test_float32_op_matches_the_float64_reference(monkeypatch, path, truncate, c
 
 @pytest.mark.parametrize("path", PATHS)
 def test_float32_inference_in_several_blocks_matches_the_reference(monkeypatch, path):
-    # Without autograd the input is projected block by block (about 2^18 gate values a block):
-    # 100 steps of 32 x 192 gate values make three blocks, the last one shorter. Over 100 steps the
+    # Without autograd the library paths project the input block by block (about 2^18 gate values
+    # a block): 100 steps of 32 x 192 gate values make three blocks, the last one shorter. (The
+    # small-layer loop folds the input product into its steps at this batch.) Over 100 steps the
     # untrained carousel drifts to |s| ~ 170, where float32 spacing is 1.5e-5: the rounding of the
     # running sum reaches the outputs (measured up to 5.4e-5 relative): allowed 2e-4 here.
     use_path(monkeypatch, path)
@@ -120,6 +121,53 @@ def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
         (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
     for grad, expected_grad in zip(grads, expected_grads):
         assert relative_error(grad, expected_grad) < 4 * tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("biases", ["both", "input only", "recurrent only", "none"])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_small_layer_loop_with_the_input_product_folded_in(monkeypatch, dtype, biases, threads):
+    # From a register tile of batch rows (8) on, the small-layer loop also computes the input
+    # product, step by step, and adds the biases itself. 9 rows: a full tile and a tail; 3 threads
+    # split them by cells (too few rows each), 1 thread takes them all. The input is a
+    # non-contiguous view, as a batch-first input transposed is.
+    monkeypatch.setenv("LSTM1997_SMALL_LAYER", "1")
+    args = list(make_args(4, 9, 11, 37))
+    if biases in ("recurrent only", "none"):
+        args[3] = None
+    if biases in ("input only", "none"):
+        args[4] = None
+    ours = [None if a is None else a.detach().to(dtype).requires_grad_() for a in args]
+    ours[0] = ours[0].detach().transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
+    assert not ours[0].is_contiguous()
+    tol = 1e-12 if dtype == torch.float64 else 5e-6
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for truncate in (True, False):
+            output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate, "paper", None, 1)
+            expected, expected_h, expected_s = reference_lstm(*args, truncate=truncate,
+                                                              activation="paper")
+            with torch.no_grad():
+                inference = torch.ops.lstm1997.lstm(*ours, truncate, "paper", None, 1)
+            for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s),
+                                      *zip(inference, (expected, expected_h, expected_s))]:
+                assert relative_error(actual, reference) < tol
+            present = [a for a in ours if a is not None]
+            weights = torch.randn(expected.shape, dtype=torch.float64)
+            grads = torch.autograd.grad(
+                (output * weights.to(dtype)).sum() + h_n.sum() + s_n.sum(), present,
+                allow_unused=True)
+            expected_grads = torch.autograd.grad(
+                (expected * weights).sum() + expected_h.sum() + expected_s.sum(),
+                [a for a in args if a is not None], allow_unused=True)
+            for grad, expected_grad in zip(grads, expected_grads):
+                if expected_grad is None:  # h0 under truncation: it reaches nothing
+                    assert grad is None or not grad.any()
+                else:
+                    assert relative_error(grad, expected_grad) < 4 * tol
+    finally:
+        torch.set_num_threads(previous_threads)
 
 
 @pytest.mark.parametrize("truncate", [True, False])

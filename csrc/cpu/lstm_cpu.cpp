@@ -318,21 +318,33 @@ inline void finish_cells(const LanesT& lanes, const V* net, scalar_t* gates, opm
   lanes.store(step.hidden, hidden);
 }
 
+// The input side of a small layer's forward steps: either the input projections, already in the
+// gate buffer, or (`folded`) the input rows themselves, multiplied inside the step kernel.
+template <typename scalar_t>
+struct StepInput {
+  const scalar_t* input = nullptr;   // (rows, I), when folded
+  const scalar_t* panels = nullptr;  // pack_grouped_panels(W_ih^T, 3), when folded
+  const scalar_t* bias = nullptr;    // (3H) or null, when folded
+  int64_t input_size = 0;
+  bool folded() const { return input != nullptr; }
+};
+
 // Forward steps [t_begin, t_end) of a small layer (no memory cell blocks). For each tile of its
-// share (small_gemm_grouped: a few rows by L cells), a thread computes the three gates' recurrent
-// products on top of the input projections and runs the cell step on them in registers: the net
-// inputs never go back to memory. `recurrent_panels` is pack_grouped_panels(W_hh^T, 3); `net`
-// (rows of the steps, 3H), indexed from row `base`, holds the input projections and receives, with
-// `keep`, the activated gates.
+// share (small_gemm_grouped: a few rows by L cells), a thread computes the three gates' net inputs
+// and runs the cell step on them in registers: the net inputs never go back to memory.
+// `recurrent_panels` is pack_grouped_panels(W_hh^T, 3). `gates` (rows of the steps, 3H), indexed
+// from row `base`, receives with `keep` the activated gates (and `squashed_state` h(s_t)); unless
+// the input product is folded in, it first holds the steps' input projections.
 template <typename scalar_t, typename opmath_t>
 void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
-                       const scalar_t* recurrent_panels, const scalar_t* initial_hidden,
-                       scalar_t* net, opmath_t* state, scalar_t* squashed_state, scalar_t* output,
-                       int64_t H, bool keep, Squash<opmath_t> g, Squash<opmath_t> h) {
+                       const StepInput<scalar_t>& step_input, const scalar_t* recurrent_panels,
+                       const scalar_t* initial_hidden, scalar_t* gates, opmath_t* state,
+                       scalar_t* squashed_state, scalar_t* output, int64_t H, bool keep,
+                       Squash<opmath_t> g, Squash<opmath_t> h) {
   static_assert(std::is_same_v<scalar_t, opmath_t>, "the small-layer loop is for float and double");
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t L = Vec::size();
-  const int64_t G = kNumGateBlocks * H;
+  const int64_t G = kNumGateBlocks * H, I = step_input.input_size;
   for_grid_slices<scalar_t>(steps.batch, H, [&](const GridSlice& slice) {
     const int64_t p_begin = slice.j_begin / L, p_end = (slice.j_end + L - 1) / L;
     for (int64_t t = t_begin; t < t_end; ++t) {
@@ -340,31 +352,50 @@ void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, in
       // Active rows are a prefix of the batch: this thread's share of them.
       const int64_t b_end = std::min(slice.b_end, steps.count[t]), b_begin = slice.b_begin;
       const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
-      scalar_t* step_net = net + (first - base) * G + b_begin * G;
-      scalar_t* step_squashed = squashed_state + (first - base) * H + b_begin * H;
+      // Without `keep` a folded pass has no gate buffer at all (and writes none).
+      scalar_t* step_gates = gates == nullptr ? nullptr : gates + ((first - base) + b_begin) * G;
+      scalar_t* step_squashed =
+          squashed_state == nullptr ? nullptr : squashed_state + ((first - base) + b_begin) * H;
       scalar_t* step_output = output + (first + b_begin) * H;
       opmath_t* step_state = state + b_begin * H;
+      const GroupedOperand<scalar_t> recurrent{previous + b_begin * H, H, recurrent_panels, H};
+      const auto finish = [&](int64_t r, int64_t p, const Vec* cell_net) {
+        const int64_t j = p * L, count = std::min(L, H - j);
+        const auto run = [&](auto lanes) {
+          finish_cells(lanes, cell_net, keep ? step_gates + r * G + j : nullptr,
+                       step_state + r * H + j, keep ? step_squashed + r * H + j : nullptr,
+                       step_output + r * H + j, H, keep, g, h);
+        };
+        if (count == L) {
+          run(Lanes<Vec, false>{L});
+        } else {
+          run(Lanes<Vec, true>{count});
+        }
+      };
+      // Loads from the gate buffer or the bias, masked past cell H (the columns of the next gate).
+      const auto load = [&](const scalar_t* source, int64_t p) {
+        const int64_t count = std::min(L, H - p * L);
+        return count == L ? Vec::loadu(source) : Vec::loadu(source, count);
+      };
       if (p_begin < p_end && b_begin < b_end) {
-        const auto init = [&](int64_t r, int64_t p, int gate) {
-          const scalar_t* source = step_net + r * G + gate * H + p * L;
-          const int64_t count = std::min(L, H - p * L);
-          return count == L ? Vec::loadu(source) : Vec::loadu(source, count);
-        };
-        const auto finish = [&](int64_t r, int64_t p, const Vec* cell_net) {
-          const int64_t j = p * L, count = std::min(L, H - j);
-          const auto run = [&](auto lanes) {
-            finish_cells(lanes, cell_net, step_net + r * G + j, step_state + r * H + j,
-                         step_squashed + r * H + j, step_output + r * H + j, H, keep, g, h);
+        if (step_input.folded()) {
+          const GroupedOperand<scalar_t> projection{
+              step_input.input + (first + b_begin) * I, I, step_input.panels, I};
+          const auto bias = [&](int64_t, int64_t p, int gate) {
+            return step_input.bias == nullptr ? Vec(0)
+                                              : load(step_input.bias + gate * H + p * L, p);
           };
-          if (count == L) {
-            run(Lanes<Vec, false>{L});
-          } else {
-            run(Lanes<Vec, true>{count});
-          }
-        };
-        small_gemm_grouped<scalar_t, kNumGateBlocks>(previous + b_begin * H, H, recurrent_panels,
-                                                     H, b_end - b_begin, p_begin, p_end, init,
-                                                     finish);
+          small_gemm_grouped<scalar_t, kNumGateBlocks>(
+              std::array<GroupedOperand<scalar_t>, 2>{projection, recurrent}, b_end - b_begin,
+              p_begin, p_end, bias, finish);
+        } else {
+          const auto projected = [&](int64_t r, int64_t p, int gate) {
+            return load(step_gates + r * G + gate * H + p * L, p);
+          };
+          small_gemm_grouped<scalar_t, kNumGateBlocks>(
+              std::array<GroupedOperand<scalar_t>, 1>{recurrent}, b_end - b_begin, p_begin, p_end,
+              projected, finish);
+        }
       }
       step_barrier(slice);  // the next step reads every cell's h_t
     }
@@ -443,8 +474,13 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       keep_for_backward ? std::max<int64_t>(T, 1)
                         : std::max<int64_t>(1, kInferenceBlockElements / std::max<int64_t>(1, B * kNumGateBlocks * H));
   const int64_t buffer_rows = keep_for_backward ? N : std::min(N, block_steps * B);
-  const RepeatedProduct projection(weight_ih, buffer_rows, N);
   const bool small_layer = !blocked && use_small_layer_loop(input, B, G, H);
+  // Whether the small-layer loop also does the input product, step by step, instead of one GEMM
+  // beforehand: then no buffer of projections is written and read back. It pays once a step has
+  // the rows of a whole register tile to share each weight load (with fewer, a step's product is
+  // bound by loading W_ih; the tile height is the same for float and double vectors).
+  const bool fold_projection = small_layer && B >= small_gemm::grouped_rows<float, kNumGateBlocks>();
+  const RepeatedProduct projection(weight_ih, fold_projection ? 0 : buffer_rows, N);
   // The small-layer loop takes W_hh packed by itself; only the per-step path needs this product.
   const RepeatedProduct recurrent(weight_hh, small_layer ? 0 : B, N);
   // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
@@ -455,7 +491,8 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       blocked || T == 0 ? at::empty({buffer_rows, kNumGateBlocks * H}, options) : at::Tensor();
   const at::Tensor expansion =
       blocked ? block_expansion_index(H, cells_per_block, options) : at::Tensor();
-  at::Tensor squashed_state = at::empty({buffer_rows, H}, options);
+  at::Tensor squashed_state =
+      fold_projection && !keep_for_backward ? at::Tensor() : at::empty({buffer_rows, H}, options);
   at::Tensor output = at::empty({N, H}, options);
   const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
   // The carousel's running sum. Rows whose sequence has ended keep their last state: s_n.
@@ -471,6 +508,28 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
     // For the small-layer loop: W_hh^T, the same cells of the three gate blocks side by side.
     const at::Tensor recurrent_panels =
         small_layer ? pack_grouped_panels<scalar_t>(weight_hh.t(), kNumGateBlocks) : at::Tensor();
+    if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+      if (fold_projection && T > 0) {
+        const at::Tensor input_rows = input_2d.contiguous();
+        const at::Tensor input_panels = pack_grouped_panels<scalar_t>(weight_ih.t(), kNumGateBlocks);
+        const at::Tensor bias_rows = bias.defined() ? bias.contiguous() : at::Tensor();
+        StepInput<scalar_t> step_input;
+        step_input.input = input_rows.const_data_ptr<scalar_t>();
+        step_input.panels = input_panels.const_data_ptr<scalar_t>();
+        step_input.bias = bias_rows.defined() ? bias_rows.const_data_ptr<scalar_t>() : nullptr;
+        step_input.input_size = I;
+        if (keep_for_backward) {
+          gates = at::empty({N, G}, options);
+        }
+        small_layer_steps<scalar_t, opmath_t>(
+            steps, 0, T, 0, step_input, recurrent_panels.const_data_ptr<scalar_t>(),
+            initial_hidden.const_data_ptr<scalar_t>(),
+            keep_for_backward ? gates.data_ptr<scalar_t>() : nullptr, state.data_ptr<opmath_t>(),
+            keep_for_backward ? squashed_state.data_ptr<scalar_t>() : nullptr,
+            output.data_ptr<scalar_t>(), H, keep_for_backward, g, h);
+        return;
+      }
+    }
     for (int64_t block = 0; block < T; block += block_steps) {
       const int64_t block_end = std::min(T, block + block_steps);
       const int64_t block_first = steps.offset[block];
@@ -487,7 +546,8 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
         if (small_layer) {
           small_layer_steps<scalar_t, opmath_t>(
-              steps, block, block_end, block_first, recurrent_panels.const_data_ptr<scalar_t>(),
+              steps, block, block_end, block_first, StepInput<scalar_t>{},
+              recurrent_panels.const_data_ptr<scalar_t>(),
               initial_hidden.const_data_ptr<scalar_t>(), block_net.data_ptr<scalar_t>(),
               state.data_ptr<opmath_t>(),
               squashed_state.data_ptr<scalar_t>() + (block_first - base) * H,

@@ -15,6 +15,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 
 namespace lstm1997 {
@@ -101,10 +102,24 @@ constexpr int grouped_rows() {
   return (registers - V - 1) / V;
 }
 
-// One tile of small_gemm_grouped: R rows, one panel (K, V, L).
-template <typename scalar_t, int R, int V, typename Init, typename Finish>
-inline void grouped_tile(const scalar_t* A, int64_t lda, const scalar_t* panel, int64_t K,
-                         int64_t row, int64_t p, const Init& init, const Finish& finish) {
+}  // namespace small_gemm
+
+// One factor pair of small_gemm_grouped: A (rows, depth) with row stride `stride`, times B (depth,
+// V N) given as pack_grouped_panels(B, V).
+template <typename scalar_t>
+struct GroupedOperand {
+  const scalar_t* rows;
+  int64_t stride;
+  const scalar_t* panels;
+  int64_t depth;
+};
+
+namespace small_gemm {
+
+// One tile of small_gemm_grouped: R rows (from `row` on), panel p of every operand.
+template <typename scalar_t, int R, int V, size_t S, typename Init, typename Finish>
+inline void grouped_tile(const std::array<GroupedOperand<scalar_t>, S>& operands, int64_t row,
+                         int64_t p, const Init& init, const Finish& finish) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t L = Vec::size();
   Vec acc[R][V];
@@ -113,15 +128,19 @@ inline void grouped_tile(const scalar_t* A, int64_t lda, const scalar_t* panel, 
       acc[r][v] = init(row + r, p, v);
     }
   }
-  for (int64_t k = 0; k < K; ++k) {
-    Vec w[V];
-    for (int v = 0; v < V; ++v) {
-      w[v] = Vec::loadu(panel + (k * V + v) * L);
-    }
-    for (int r = 0; r < R; ++r) {
-      const Vec a(A[r * lda + k]);
+  for (const GroupedOperand<scalar_t>& operand : operands) {
+    const scalar_t* A = operand.rows + row * operand.stride;
+    const scalar_t* panel = operand.panels + p * operand.depth * V * L;
+    for (int64_t k = 0; k < operand.depth; ++k) {
+      Vec w[V];
       for (int v = 0; v < V; ++v) {
-        acc[r][v] = at::vec::fmadd(a, w[v], acc[r][v]);
+        w[v] = Vec::loadu(panel + (k * V + v) * L);
+      }
+      for (int r = 0; r < R; ++r) {
+        const Vec a(A[r * operand.stride + k]);
+        for (int v = 0; v < V; ++v) {
+          acc[r][v] = at::vec::fmadd(a, w[v], acc[r][v]);
+        }
       }
     }
   }
@@ -130,15 +149,14 @@ inline void grouped_tile(const scalar_t* A, int64_t lda, const scalar_t* panel, 
   }
 }
 
-template <typename scalar_t, int V, int R, typename Init, typename Finish>
-inline void grouped_row_tail(const scalar_t* A, int64_t lda, const scalar_t* panel, int64_t K,
-                             int64_t row, int64_t p, int64_t count, const Init& init,
-                             const Finish& finish) {
+template <typename scalar_t, int V, int R, size_t S, typename Init, typename Finish>
+inline void grouped_row_tail(const std::array<GroupedOperand<scalar_t>, S>& operands, int64_t row,
+                             int64_t p, int64_t count, const Init& init, const Finish& finish) {
   if constexpr (R > 0) {
     if (count == R) {
-      grouped_tile<scalar_t, R, V>(A, lda, panel, K, row, p, init, finish);
+      grouped_tile<scalar_t, R, V>(operands, row, p, init, finish);
     } else {
-      grouped_row_tail<scalar_t, V, R - 1>(A, lda, panel, K, row, p, count, init, finish);
+      grouped_row_tail<scalar_t, V, R - 1>(operands, row, p, count, init, finish);
     }
   }
 }
@@ -206,28 +224,23 @@ at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t blocks) {
       .contiguous();
 }
 
-// For rows [0, rows) of A (row stride lda) and panels p in [p_begin, p_end) of pack_grouped_panels
-// (B has K rows, V blocks): acc[v] = init(row, p, v) + A[row, :] @ (block v's columns of panel p),
-// handed to finish(row, p, acc) while still in registers. The caller's epilogue thus never
-// round-trips the product through memory. Each element is one chain of fused multiply-adds in k
-// order after init, as in small_gemm_accumulate.
-template <typename scalar_t, int V, typename Init, typename Finish>
-void small_gemm_grouped(const scalar_t* A, int64_t lda, const scalar_t* panels, int64_t K,
-                        int64_t rows, int64_t p_begin, int64_t p_end, const Init& init,
-                        const Finish& finish) {
-  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+// For rows [0, rows) and panels p in [p_begin, p_end): acc[v] = init(row, p, v) + the sum over
+// the operands of A[row, :] @ (block v's columns of panel p), handed to finish(row, p, acc) while
+// still in registers, so that the caller's epilogue never round-trips the product through memory.
+// Each element is one chain of fused multiply-adds after init, operand by operand in k order:
+// its result does not depend on which tile it falls in or how rows or panels are split.
+template <typename scalar_t, int V, size_t S, typename Init, typename Finish>
+void small_gemm_grouped(const std::array<GroupedOperand<scalar_t>, S>& operands, int64_t rows,
+                        int64_t p_begin, int64_t p_end, const Init& init, const Finish& finish) {
   constexpr int R = small_gemm::grouped_rows<scalar_t, V>();
-  // Row tiles outer: a tile's rows of A (R K values) stay in L1 while the panels stream from L2.
+  // Row tiles outer: a tile's rows of A stay in L1 while the panels stream from L2.
   for (int64_t row = 0; row < rows; row += R) {
     const int64_t count = std::min<int64_t>(R, rows - row);
     for (int64_t p = p_begin; p < p_end; ++p) {
-      const scalar_t* panel = panels + p * K * V * L;
       if (count == R) {
-        small_gemm::grouped_tile<scalar_t, R, V>(A + row * lda, lda, panel, K, row, p, init,
-                                                 finish);
+        small_gemm::grouped_tile<scalar_t, R, V>(operands, row, p, init, finish);
       } else {
-        small_gemm::grouped_row_tail<scalar_t, V, R - 1>(A + row * lda, lda, panel, K, row, p,
-                                                         count, init, finish);
+        small_gemm::grouped_row_tail<scalar_t, V, R - 1>(operands, row, p, count, init, finish);
       }
     }
   }
