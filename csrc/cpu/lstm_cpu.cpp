@@ -7,7 +7,6 @@
 // dense and packed input share every loop. Pointwise math runs in at::opmath_type (float for
 // float16 and bfloat16), and so do the carries through time: the cell state and its error.
 #include "../lstm1997.h"
-#include "buffers.h"
 #include "matmul.h"
 #include "small_gemm.h"
 
@@ -489,12 +488,12 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
   // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
   // per-cell layout of a separate gate buffer, step by step.
   at::Tensor gates =
-      blocked || T == 0 ? empty_buffer({buffer_rows, kNumGateBlocks * H}, options) : at::Tensor();
+      blocked || T == 0 ? at::empty({buffer_rows, kNumGateBlocks * H}, options) : at::Tensor();
   const at::Tensor expansion =
       blocked ? block_expansion_index(H, cells_per_block, options) : at::Tensor();
   at::Tensor squashed_state =
-      fold_projection && !keep_for_backward ? at::Tensor() : empty_buffer({buffer_rows, H}, options);
-  at::Tensor output = empty_buffer({N, H}, options);
+      fold_projection && !keep_for_backward ? at::Tensor() : at::empty({buffer_rows, H}, options);
+  at::Tensor output = at::empty({N, H}, options);
   const at::Tensor initial_hidden = present(h0) ? h0->contiguous() : at::zeros({B, H}, options);
   // The carousel's running sum. Rows whose sequence has ended keep their last state: s_n.
   at::Tensor state = present(s0) ? s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
@@ -520,7 +519,7 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
         step_input.bias = bias_rows.defined() ? bias_rows.const_data_ptr<scalar_t>() : nullptr;
         step_input.input_size = I;
         if (keep_for_backward) {
-          gates = empty_buffer({N, G}, options);
+          gates = at::empty({N, G}, options);
         }
         small_layer_steps<scalar_t, opmath_t>(
             steps, 0, T, 0, step_input, recurrent_panels.const_data_ptr<scalar_t>(),
@@ -538,7 +537,7 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
       // Row r of the sequence lives at row r - base of the buffers.
       const int64_t base = keep_for_backward ? 0 : block_first;
       at::Tensor block_net =
-          blocked || !gates.defined() ? empty_buffer({block_rows, G}, options)
+          blocked || !gates.defined() ? at::empty({block_rows, G}, options)
                                       : gates.narrow(0, 0, block_rows);
       block_net = projection.compute(block_net, input_2d.narrow(0, block_first, block_rows), bias);
       if (!blocked) {
@@ -759,14 +758,14 @@ BackwardResult lstm_backward_cpu(const at::Tensor& grad_output_in, const at::Ten
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
                 I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int();
   // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
-  const at::Tensor grad_output = contiguous_buffer(grad_output_in);
+  const at::Tensor grad_output = grad_output_in.contiguous();
   const at::Tensor grad_h_n = grad_h_n_in.contiguous();
   const at::Tensor squashed_state = squashed_state_in.contiguous();
   const at::Tensor gates = gates_in.contiguous();
   const auto options = input.options();
   const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
 
-  at::Tensor dnet = empty_buffer({N, kNumGateBlocks * H}, options);
+  at::Tensor dnet = at::empty({N, kNumGateBlocks * H}, options);
   at::Tensor ds_carry = grad_s_n.to(opmath_options, /*non_blocking=*/false,
                                              /*copy=*/true, at::MemoryFormat::Contiguous);
   at::Tensor grad_h0;
