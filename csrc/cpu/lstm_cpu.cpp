@@ -1,8 +1,10 @@
 // CPU kernels of the 1997 LSTM layer: forward, truncated backward and exact backward.
 //
 // The big matrix products (input projection, weight gradients, input gradient) run once over all
-// rows outside the time loop. Inside it, the forward does one recurrent GEMM per step; the
-// truncated backward does none (a reverse scan over time), the exact backward one per step.
+// rows outside the time loop. Inside it, the forward does one recurrent GEMM per step (small
+// layers: a fused step kernel, which from 8 batch rows on also does the input product, see
+// small_layer_steps); the truncated backward does none (a reverse scan over time), the exact
+// backward one per step.
 // Tensors are handled as 2-D (rows, features), where the rows of step t are given by StepRows, so
 // dense and packed input share every loop. Pointwise math runs in at::opmath_type (float for
 // float16 and bfloat16), and so do the carries through time: the cell state and its error.
@@ -243,7 +245,8 @@ void forward_step(const scalar_t* net, scalar_t* gates, opmath_t* state, scalar_
 // thread owns a share of the (batch row, cell) grid, either
 //  - a slice of the batch rows, all cells: batch rows are independent sequences, so a thread then
 //    runs its rows through every step without waiting for the others (each thread reads all of
-//    W_hh at every step, from its own cache); used whenever every thread gets a few rows;
+//    W_hh, and W_ih when the input product is folded in, at every step); used whenever every
+//    thread gets a few rows;
 //  - or a slice of the cells (whole SIMD vectors of them), all rows: a step then reads what every
 //    thread wrote at the step before, so the threads meet at one barrier per step (step_barrier).
 // The per-step path instead pays a GEMM library call and a parallel region per step, which at
@@ -299,7 +302,7 @@ inline void step_barrier(const GridSlice& slice) {
 #endif
 }
 
-// The cell step of L cells of one row, from their three net inputs still in registers (see
+// The cell step of up to L cells of one row, from their three net inputs in registers (see
 // small_layer_steps). Stores s_t and h_t and, with `keep`, the activated gates (over the net
 // inputs, in `gates`) and h(s_t) for the backward pass.
 template <typename LanesT, typename V, typename scalar_t, typename opmath_t>
@@ -351,33 +354,35 @@ void small_layer_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, in
       const int64_t first = steps.offset[t];
       // Active rows are a prefix of the batch: this thread's share of them.
       const int64_t b_end = std::min(slice.b_end, steps.count[t]), b_begin = slice.b_begin;
-      const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
-      // Without `keep` a folded pass has no gate buffer at all (and writes none).
-      scalar_t* step_gates = gates == nullptr ? nullptr : gates + ((first - base) + b_begin) * G;
-      scalar_t* step_squashed =
-          squashed_state == nullptr ? nullptr : squashed_state + ((first - base) + b_begin) * H;
-      scalar_t* step_output = output + (first + b_begin) * H;
-      opmath_t* step_state = state + b_begin * H;
-      const GroupedOperand<scalar_t> recurrent{previous + b_begin * H, H, recurrent_panels, H};
-      const auto finish = [&](int64_t r, int64_t p, const Vec* cell_net) {
-        const int64_t j = p * L, count = std::min(L, H - j);
-        const auto run = [&](auto lanes) {
-          finish_cells(lanes, cell_net, keep ? step_gates + r * G + j : nullptr,
-                       step_state + r * H + j, keep ? step_squashed + r * H + j : nullptr,
-                       step_output + r * H + j, H, keep, g, h);
-        };
-        if (count == L) {
-          run(Lanes<Vec, false>{L});
-        } else {
-          run(Lanes<Vec, true>{count});
-        }
-      };
-      // Loads from the gate buffer or the bias, masked past cell H (the columns of the next gate).
-      const auto load = [&](const scalar_t* source, int64_t p) {
-        const int64_t count = std::min(L, H - p * L);
-        return count == L ? Vec::loadu(source) : Vec::loadu(source, count);
-      };
+      // A thread may have no rows left at this step (packed input) or no cells: it only meets
+      // the others at the barrier.
       if (p_begin < p_end && b_begin < b_end) {
+        const scalar_t* previous = t == 0 ? initial_hidden : output + steps.offset[t - 1] * H;
+        // Without `keep` a folded pass has no gate buffer at all (and writes none).
+        scalar_t* step_gates = gates == nullptr ? nullptr : gates + ((first - base) + b_begin) * G;
+        scalar_t* step_squashed =
+            squashed_state == nullptr ? nullptr : squashed_state + ((first - base) + b_begin) * H;
+        scalar_t* step_output = output + (first + b_begin) * H;
+        opmath_t* step_state = state + b_begin * H;
+        const GroupedOperand<scalar_t> recurrent{previous + b_begin * H, H, recurrent_panels, H};
+        const auto finish = [&](int64_t r, int64_t p, const Vec* cell_net) {
+          const int64_t j = p * L, count = std::min(L, H - j);
+          const auto run = [&](auto lanes) {
+            finish_cells(lanes, cell_net, keep ? step_gates + r * G + j : nullptr,
+                         step_state + r * H + j, keep ? step_squashed + r * H + j : nullptr,
+                         step_output + r * H + j, H, keep, g, h);
+          };
+          if (count == L) {
+            run(Lanes<Vec, false>{L});
+          } else {
+            run(Lanes<Vec, true>{count});
+          }
+        };
+        // Loads from the gate buffer or the bias, masked past cell H (where the next gate begins).
+        const auto load = [&](const scalar_t* source, int64_t p) {
+          const int64_t count = std::min(L, H - p * L);
+          return count == L ? Vec::loadu(source) : Vec::loadu(source, count);
+        };
         if (step_input.folded()) {
           const GroupedOperand<scalar_t> projection{
               step_input.input + (first + b_begin) * I, I, step_input.panels, I};
@@ -443,7 +448,9 @@ constexpr int64_t kInferenceBlockElements = 1 << 18;
 
 // The forward pass. With `keep_for_backward` the gate buffer and squashed_state hold every step,
 // for the backward pass; without it (inference) they are scratch for one block of steps at a time:
-// the input projection then runs block by block, and the pass needs no T*B*4H buffer.
+// the input projection then runs block by block, and the pass needs no T*B*3H buffer. A small
+// layer that folds the input product into its steps (fold_projection) has no projections to
+// store: its inference pass has neither buffer.
 ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
                           const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
                           const std::optional<at::Tensor>& bias_hh,
@@ -479,14 +486,15 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
   // beforehand: then no buffer of projections is written and read back. It pays once a step has
   // the rows of a whole register tile to share each weight load (with fewer, a step's product is
   // bound by loading W_ih; the tile height is the same for float and double vectors).
-  const bool fold_projection = small_layer && B >= small_gemm::grouped_rows<float, kNumGateBlocks>();
+  const bool fold_projection =
+      small_layer && B >= small_gemm::grouped_rows<float, kNumGateBlocks>();
   const RepeatedProduct projection(weight_ih, fold_projection ? 0 : buffer_rows, N);
   // The small-layer loop takes W_hh packed by itself; only the per-step path needs this product.
   const RepeatedProduct recurrent(weight_hh, small_layer ? 0 : B, N);
-  // The gate buffer receives the net inputs and, step by step, the activated gates. Each block of
-  // steps gets its input projection as a new tensor, in G columns (block rows); without memory
-  // cell blocks that tensor is the gate buffer itself, with them its rows are spread to the
-  // per-cell layout of a separate gate buffer, step by step.
+  // Unless the input product is folded in, the gate buffer receives the net inputs and, step by
+  // step, the activated gates. Each block of steps gets its input projection as a new tensor, in G
+  // columns (block rows); without memory cell blocks that tensor is the gate buffer itself, with
+  // them its rows are spread to the per-cell layout of a separate gate buffer, step by step.
   at::Tensor gates =
       blocked || T == 0 ? at::empty({buffer_rows, kNumGateBlocks * H}, options) : at::Tensor();
   const at::Tensor expansion =
@@ -511,7 +519,8 @@ ForwardResult run_forward(const at::Tensor& input, const at::Tensor& weight_ih,
     if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
       if (fold_projection && T > 0) {
         const at::Tensor input_rows = input_2d.contiguous();
-        const at::Tensor input_panels = pack_grouped_panels<scalar_t>(weight_ih.t(), kNumGateBlocks);
+        const at::Tensor input_panels =
+            pack_grouped_panels<scalar_t>(weight_ih.t(), kNumGateBlocks);
         const at::Tensor bias_rows = bias.defined() ? bias.contiguous() : at::Tensor();
         StepInput<scalar_t> step_input;
         step_input.input = input_rows.const_data_ptr<scalar_t>();

@@ -97,12 +97,13 @@ inline void column_tile(const scalar_t* A, int64_t lda, const scalar_t* panels,
 }
 
 
-// Rows per tile of small_gemm_grouped: R * V accumulators, V weight vectors and a broadcast in the
-// vector registers (AVX-512 has 32: 8 x 3 + 3 + 1 for the three gates; AVX2 16: 4 x 3 + 3 + 1).
+// Rows per tile of small_gemm_grouped: R * V accumulators, V weight vectors and a broadcast fit
+// in the vector registers (AVX-512 has 32: 8 x 3 + 3 + 1 = 28 for the three gates; AVX2 16:
+// 4 x 3 + 3 + 1 = 16).
 template <typename scalar_t, int V>
 constexpr int grouped_rows() {
   constexpr int registers = sizeof(at::vec::Vectorized<scalar_t>) >= 64 ? 32 : 16;
-  return (registers - V - 1) / V;
+  return registers / (V + 1);
 }
 
 }  // namespace small_gemm
@@ -177,7 +178,7 @@ at::Tensor pack_panels(const at::Tensor& b) {
 
 // C[r, c] += sum_k A[r, k] * B[k, c] for rows r < `rows` and columns c in [c_begin, c_end), with B
 // given as pack_panels(B) and c_begin a multiple of the SIMD width. A is (rows, K) with row
-// stride lda, C has row stride ldc. Every element of C is one chain of fused multiply-adds in k
+// stride lda, C has row stride ldc. Every element of C is one chain of multiply-adds in k
 // order, whatever tile it falls in: the result does not depend on how the columns are split
 // between threads.
 template <typename scalar_t>
@@ -226,7 +227,8 @@ at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t blocks) {
 // For rows [0, rows) and panels p in [p_begin, p_end): acc[v] = init(row, p, v) + the sum over
 // the operands of A[row, :] @ (block v's columns of panel p), handed to finish(row, p, acc) while
 // still in registers, so that the caller's epilogue never round-trips the product through memory.
-// Each element is one chain of fused multiply-adds after init, operand by operand in k order:
+// Each element is one chain of multiply-adds (fused where the build has FMA) after init, operand
+// by operand in k order:
 // its result does not depend on which tile it falls in or how rows or panels are split.
 template <typename scalar_t, int V, size_t S, typename Init, typename Finish>
 void small_gemm_grouped(const std::array<GroupedOperand<scalar_t>, S>& operands, int64_t rows,
