@@ -199,6 +199,25 @@ inline void for_each_row_piece(int64_t begin, int64_t end, int64_t hidden_size, 
 }
 
 
+// The cell step of up to L cells of one row (`lanes`), from their three net inputs. Stores s_t
+// and h_t and, with `keep`, the activated gates (the three blocks of `gates`, H apart) and h(s_t)
+// for the backward pass. The fused step kernel calls it on net inputs still in registers.
+template <typename LanesT, typename V, typename scalar_t, typename opmath_t>
+inline void finish_cells(const LanesT& lanes, const V* net, scalar_t* gates, opmath_t* state,
+                         scalar_t* squashed_state, scalar_t* hidden, int64_t H, bool keep,
+                         Squash<opmath_t> g, Squash<opmath_t> h) {
+  const CellStep<V> step = cell_forward(net[kInputGate], net[kCellInput], net[kOutputGate],
+                                        lanes.load(state), g, h);
+  if (keep) {
+    lanes.store(step.input_gate, gates + kInputGate * H);
+    lanes.store(step.cell_input, gates + kCellInput * H);
+    lanes.store(step.output_gate, gates + kOutputGate * H);
+    lanes.store(step.squashed_state, squashed_state);
+  }
+  lanes.store(step.cell_state, state);
+  lanes.store(step.hidden, hidden);
+}
+
 // One time step of cells [j_begin, j_end) of batch row b. `net` holds the net inputs; `gates`
 // receives the activated gates (it may be `net` itself), so the backward pass reads them back
 // without recomputing them. `state` is the running cell state, in opmath precision, updated in
@@ -207,24 +226,16 @@ template <typename scalar_t, typename opmath_t>
 inline void step_cells(const scalar_t* net, scalar_t* gates, opmath_t* state,
                        scalar_t* squashed_state, scalar_t* hidden, int64_t b, int64_t j_begin,
                        int64_t j_end, int64_t H, Squash<opmath_t> g, Squash<opmath_t> h) {
-  const scalar_t* input_net = net + b * kNumGateBlocks * H;
-  const scalar_t* cell_net = input_net + kCellInput * H;
-  const scalar_t* output_net = input_net + kOutputGate * H;
-  scalar_t* input_gate = gates + b * kNumGateBlocks * H;
-  scalar_t* cell_input = input_gate + kCellInput * H;
-  scalar_t* output_gate = input_gate + kOutputGate * H;
+  const scalar_t* row_net = net + b * kNumGateBlocks * H;
+  scalar_t* row_gates = gates + b * kNumGateBlocks * H;
   const int64_t row = b * H;
   for_each_lane<scalar_t>(j_begin, j_end, [&](int64_t j, auto lanes) {
     using V = typename decltype(lanes)::Value;
-    const CellStep<V> step =
-        cell_forward(lanes.load(input_net + j), lanes.load(cell_net + j),
-                     lanes.load(output_net + j), lanes.load(state + row + j), g, h);
-    lanes.store(step.input_gate, input_gate + j);
-    lanes.store(step.cell_input, cell_input + j);
-    lanes.store(step.output_gate, output_gate + j);
-    lanes.store(step.cell_state, state + row + j);
-    lanes.store(step.squashed_state, squashed_state + row + j);
-    lanes.store(step.hidden, hidden + row + j);
+    const V cell_net[kNumGateBlocks] = {lanes.load(row_net + kInputGate * H + j),
+                                        lanes.load(row_net + kCellInput * H + j),
+                                        lanes.load(row_net + kOutputGate * H + j)};
+    finish_cells(lanes, cell_net, row_gates + j, state + row + j, squashed_state + row + j,
+                 hidden + row + j, H, /*keep=*/true, g, h);
   });
 }
 
@@ -300,25 +311,6 @@ inline void step_barrier(const GridSlice& slice) {
 #pragma omp barrier
   }
 #endif
-}
-
-// The cell step of up to L cells of one row, from their three net inputs in registers (see
-// small_layer_steps). Stores s_t and h_t and, with `keep`, the activated gates (over the net
-// inputs, in `gates`) and h(s_t) for the backward pass.
-template <typename LanesT, typename V, typename scalar_t, typename opmath_t>
-inline void finish_cells(const LanesT& lanes, const V* net, scalar_t* gates, opmath_t* state,
-                         scalar_t* squashed_state, scalar_t* hidden, int64_t H, bool keep,
-                         Squash<opmath_t> g, Squash<opmath_t> h) {
-  const CellStep<V> step = cell_forward(net[kInputGate], net[kCellInput], net[kOutputGate],
-                                        lanes.load(state), g, h);
-  if (keep) {
-    lanes.store(step.input_gate, gates + kInputGate * H);
-    lanes.store(step.cell_input, gates + kCellInput * H);
-    lanes.store(step.output_gate, gates + kOutputGate * H);
-    lanes.store(step.squashed_state, squashed_state);
-  }
-  lanes.store(step.cell_state, state);
-  lanes.store(step.hidden, hidden);
 }
 
 // The input side of a small layer's forward steps: either the input projections, already in the

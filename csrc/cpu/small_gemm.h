@@ -8,9 +8,10 @@
 //    registers and handed to the caller's cell step (the epilogue), so they never reach memory;
 //  - small_gemm_accumulate, for the exact backward: C += A B into memory.
 //
-// The right-hand matrix is packed once per pass into column panels (pack_panels): one SIMD vector
-// of columns, all K rows, contiguous. Read in place, a weight row of 3H floats is a stride of a
-// few KiB, and the rows of a tile then fall into a few L1 sets and evict each other.
+// The right-hand matrix is packed once per pass into column panels (pack_panels,
+// pack_grouped_panels): one SIMD vector of columns, all K rows, contiguous. Read in place, a
+// weight row of 3H floats is a stride of a few KiB, and the rows of a tile then fall into a few
+// L1 sets and evict each other.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -22,6 +23,17 @@
 #include <cstdint>
 
 namespace lstm1997 {
+
+// One factor pair of small_gemm_grouped: A (rows, depth) with row stride `stride`, times B (depth,
+// V N) given as pack_grouped_panels(B, V).
+template <typename scalar_t>
+struct GroupedOperand {
+  const scalar_t* rows;
+  int64_t stride;
+  const scalar_t* panels;
+  int64_t depth;
+};
+
 namespace small_gemm {
 
 // Rows of C per tile: with V vectors of columns, kRows * V accumulators, V weight vectors and a
@@ -96,7 +108,6 @@ inline void column_tile(const scalar_t* A, int64_t lda, const scalar_t* panels,
   }
 }
 
-
 // Rows per tile of small_gemm_grouped: R * V accumulators, V weight vectors and a broadcast fit
 // in the vector registers (AVX-512 has 32: 8 x 3 + 3 + 1 = 28 for the three gates; AVX2 16:
 // 4 x 3 + 3 + 1 = 16).
@@ -105,20 +116,6 @@ constexpr int grouped_rows() {
   constexpr int registers = sizeof(at::vec::Vectorized<scalar_t>) >= 64 ? 32 : 16;
   return registers / (V + 1);
 }
-
-}  // namespace small_gemm
-
-// One factor pair of small_gemm_grouped: A (rows, depth) with row stride `stride`, times B (depth,
-// V N) given as pack_grouped_panels(B, V).
-template <typename scalar_t>
-struct GroupedOperand {
-  const scalar_t* rows;
-  int64_t stride;
-  const scalar_t* panels;
-  int64_t depth;
-};
-
-namespace small_gemm {
 
 // One tile of small_gemm_grouped: R rows (from `row` on), panel p of every operand.
 template <typename scalar_t, int R, int V, size_t S, typename Init, typename Finish>
@@ -228,8 +225,8 @@ at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t blocks) {
 // the operands of A[row, :] @ (block v's columns of panel p), handed to finish(row, p, acc) while
 // still in registers, so that the caller's epilogue never round-trips the product through memory.
 // Each element is one chain of multiply-adds (fused where the build has FMA) after init, operand
-// by operand in k order:
-// its result does not depend on which tile it falls in or how rows or panels are split.
+// by operand in k order: its result does not depend on which tile it falls in or how rows or
+// panels are split.
 template <typename scalar_t, int V, size_t S, typename Init, typename Finish>
 void small_gemm_grouped(const std::array<GroupedOperand<scalar_t>, S>& operands, int64_t rows,
                         int64_t p_begin, int64_t p_end, const Init& init, const Finish& finish) {
@@ -237,8 +234,8 @@ void small_gemm_grouped(const std::array<GroupedOperand<scalar_t>, S>& operands,
   // Panels outer: a thread reads each weight panel once per call and uses it for all its row
   // tiles (from L1 and L2) before the next one. The panels of a layer can exceed L2 (1.2 MB for
   // W_ih and W_hh at I = 128, H = 256); with row tiles outer they would stream from L3 once per
-  // row tile. (The same speed was measured either way on an idle host; this order needs less of
-  // the shared cache.)
+  // row tile. (Both orders measured the same speed on this project's 2-core machine; this one
+  // needs less of the shared cache.)
   for (int64_t p = p_begin; p < p_end; ++p) {
     for (int64_t row = 0; row < rows; row += R) {
       const int64_t count = std::min<int64_t>(R, rows - row);
