@@ -13,7 +13,9 @@
 //
 // A third way, for the recurrent product of small layers (float and double): the time loops of the
 // forward and of exact BPTT run in one parallel region, each thread computing its share (batch
-// rows, or cells) with a register-tiled kernel (small_gemm.h), with no library call per step.
+// rows, or cells) with a register-tiled kernel (small_gemm.h), with no library call per step. From
+// 8 batch rows on, the forward's kernel also does the input product, step by step, so that layer's
+// input projection does not come here at all.
 // LSTM1997_SMALL_LAYER=0 or =1 turns it off or on for every layer it can run; unset, the size
 // decides.
 //
