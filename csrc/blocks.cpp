@@ -1,6 +1,4 @@
-// Memory cell blocks: the mapping between the block layout of the weights (G = K + H + K gate rows)
-// and the per-cell layout of the pointwise kernels (3H). Backend-neutral ATen code: every backend's
-// kernels use it around their matrix products.
+#include "blocks.h"
 #include "lstm1997.h"
 
 #include <ATen/ATen.h>
@@ -13,7 +11,7 @@ at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
                                  const at::TensorOptions& options) {
   const int64_t H = hidden_size, S = cells_per_block, K = H / S;
   std::vector<int64_t> columns;
-  columns.reserve(kNumGateBlocks * H);
+  columns.reserve(kNumGates * H);
   for (int64_t cell = 0; cell < H; ++cell) {
     columns.push_back(cell / S);  // the block's input gate
   }

@@ -1,5 +1,5 @@
 // Argument checks at the op boundary, shared by every backend and the meta kernels.
-#include "lstm1997.h"
+#include "checks.h"
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -7,17 +7,6 @@
 #include <string>
 
 namespace lstm1997 {
-
-Activation parse_activation(c10::string_view name) {
-  if (name == "tanh") {
-    return Activation::Tanh;
-  }
-  if (name == "paper") {
-    return Activation::Paper;
-  }
-  TORCH_CHECK_VALUE(false, "lstm1997: activation: expected \"tanh\" or \"paper\", got \"",
-                    std::string(name), "\"");
-}
 
 namespace {
 
@@ -77,27 +66,27 @@ namespace {
 // Checks and sizes common to forward and backward. Packed input carries no batch size that
 // tracing could read (it is batch_sizes[0]), so it is taken from `batch_source` (h0 forward,
 // grad_h_n backward), a tensor of shape (batch, hidden_size) required with packed input.
-LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih,
-                            const at::Tensor& weight_hh,
-                            const std::optional<at::Tensor>& batch_sizes,
-                            const std::optional<at::Tensor>& batch_source,
-                            const char* batch_source_name, int64_t cells_per_block) {
+LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& batch_source,
+                       const char* batch_source_name) {
+  const at::Tensor &input = args.input, &weight_ih = args.weight_ih, &weight_hh = args.weight_hh;
+  const int64_t cells_per_block = args.options.cells_per_block;
   TORCH_CHECK(input.defined(), "lstm1997: input: expected a tensor, got None");
   TORCH_CHECK(weight_ih.defined(), "lstm1997: weight_ih: expected a tensor, got None");
   TORCH_CHECK(weight_hh.defined(), "lstm1997: weight_hh: expected a tensor, got None");
   LayerSizes sizes;
-  sizes.packed = present(batch_sizes);
+  sizes.packed = present(args.batch_sizes);
   if (sizes.packed) {
+    const at::Tensor& batch_sizes = *args.batch_sizes;
     TORCH_CHECK(input.dim() == 2,
                 "lstm1997: input: expected a 2-D tensor (packed rows, input_size) with "
                 "batch_sizes, got ",
                 input.dim(), "-D with shape ", input.sym_sizes());
-    TORCH_CHECK(batch_sizes->dim() == 1 && batch_sizes->scalar_type() == at::kLong &&
-                    batch_sizes->device().is_cpu(),
+    TORCH_CHECK(batch_sizes.dim() == 1 && batch_sizes.scalar_type() == at::kLong &&
+                    batch_sizes.device().is_cpu(),
                 "lstm1997: batch_sizes: expected a 1-D int64 CPU tensor (as in a "
                 "PackedSequence), got a ",
-                batch_sizes->dim(), "-D ", batch_sizes->scalar_type(), " tensor on ",
-                batch_sizes->device());
+                batch_sizes.dim(), "-D ", batch_sizes.scalar_type(), " tensor on ",
+                batch_sizes.device());
     TORCH_CHECK(present(batch_source) && batch_source->dim() == 2, "lstm1997: ",
                 batch_source_name,
                 ": expected a tensor of shape (batch, hidden_size) with batch_sizes (packed "
@@ -105,7 +94,7 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
                 present(batch_source) ? "a " : "None",
                 present(batch_source) ? std::to_string(batch_source->dim()) + "-D tensor" : "");
     sizes.rows = input.sym_size(0);
-    sizes.seq_len = batch_sizes->sym_size(0);
+    sizes.seq_len = batch_sizes.sym_size(0);
     sizes.batch = batch_source->sym_size(0);
     sizes.input_size = input.sym_size(1);
   } else {
@@ -127,18 +116,17 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
               "lstm1997: weight_hh: expected shape (gate rows, hidden_size), 2-D with "
               "hidden_size > 0, got ", weight_hh.sym_sizes());
   sizes.hidden_size = weight_hh.sym_size(1);
-  sizes.cells_per_block = cells_per_block;
   TORCH_CHECK_VALUE(sizes.hidden_size % cells_per_block == 0,
                     "lstm1997: cells_per_block: expected a divisor of hidden_size (",
                     sizes.hidden_size, ", the columns of weight_hh), got ", cells_per_block);
-  sizes.blocks = sizes.hidden_size / cells_per_block;
+  sizes.gate_rows = gate_rows(sizes.hidden_size, cells_per_block);
   const std::string gate_rows_meaning =
       cells_per_block == 1
           ? std::string("3*hidden_size")
           : "hidden_size + 2*hidden_size/cells_per_block with cells_per_block = " +
                 std::to_string(cells_per_block);
-  TORCH_CHECK(weight_hh.sym_size(0) == sizes.gate_rows(), "lstm1997: weight_hh: expected shape (",
-              gate_rows_meaning, ", hidden_size) = (", sizes.gate_rows(), ", ", sizes.hidden_size,
+  TORCH_CHECK(weight_hh.sym_size(0) == sizes.gate_rows, "lstm1997: weight_hh: expected shape (",
+              gate_rows_meaning, ", hidden_size) = (", sizes.gate_rows, ", ", sizes.hidden_size,
               "), rows in gate order (input gate, cell input, output gate), got ",
               weight_hh.sym_sizes());
   TORCH_CHECK(sizes.input_size > 0,
@@ -147,56 +135,82 @@ LayerSizes check_layer_args(const at::Tensor& input, const at::Tensor& weight_ih
   const std::string weight_ih_meaning =
       "(" + gate_rows_meaning +
       ", input_size), with hidden_size from weight_hh and input_size from input";
-  check_shape(weight_ih, "weight_ih", {sizes.gate_rows(), sizes.input_size},
+  check_shape(weight_ih, "weight_ih", {sizes.gate_rows, sizes.input_size},
               weight_ih_meaning.c_str());
   return sizes;
 }
 
+LayerOptions make_options(bool truncate, c10::string_view activation, int64_t cells_per_block) {
+  LayerOptions options;
+  options.truncate = truncate;
+  options.activation = parse_activation(activation);
+  options.cells_per_block = cells_per_block;
+  return options;
+}
+
 }  // namespace
 
-LayerSizes check_forward_args(const at::Tensor& input, const at::Tensor& weight_ih,
-                              const at::Tensor& weight_hh,
-                              const std::optional<at::Tensor>& bias_ih,
-                              const std::optional<at::Tensor>& bias_hh,
-                              const std::optional<at::Tensor>& h0,
-                              const std::optional<at::Tensor>& s0,
-                              const std::optional<at::Tensor>& batch_sizes,
-                              int64_t cells_per_block) {
-  const LayerSizes sizes =
-      check_layer_args(input, weight_ih, weight_hh, batch_sizes, h0, "h0", cells_per_block);
+LayerArgs check_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                          const std::optional<at::Tensor>& bias_hh,
+                          const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0,
+                          bool truncate, c10::string_view activation,
+                          const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block) {
+  LayerArgs args{input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes,
+                 make_options(truncate, activation, cells_per_block)};
+  const LayerSizes& sizes = args.sizes = check_layer(args, h0, "h0");
   TORCH_CHECK(!sizes.packed || present(s0),
               "lstm1997: s0: expected a tensor of shape (batch, hidden_size) with batch_sizes "
               "(packed input), got None");
-  const c10::SymInt gate_rows = sizes.gate_rows();
   const char* bias_meaning = cells_per_block == 1 ? "(3*hidden_size,)" : "(the rows of weight_hh,)";
-  check_optional(bias_ih, "bias_ih", input, {gate_rows}, bias_meaning);
-  check_optional(bias_hh, "bias_hh", input, {gate_rows}, bias_meaning);
+  check_optional(bias_ih, "bias_ih", input, {sizes.gate_rows}, bias_meaning);
+  check_optional(bias_hh, "bias_hh", input, {sizes.gate_rows}, bias_meaning);
   check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
   check_optional(s0, "s0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
-  return sizes;
+  return args;
 }
 
-LayerSizes check_backward_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
-                               const at::Tensor& grad_s_n, const at::Tensor& input,
-                               const at::Tensor& weight_ih, const at::Tensor& weight_hh,
-                               const std::optional<at::Tensor>& h0, const at::Tensor& output,
-                               const at::Tensor& squashed_state, const at::Tensor& gates,
-                               const std::optional<at::Tensor>& batch_sizes,
-                               int64_t cells_per_block) {
-  const LayerSizes sizes = check_layer_args(input, weight_ih, weight_hh, batch_sizes, grad_h_n,
-                                            "grad_h_n", cells_per_block);
+LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                             const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                             const std::optional<at::Tensor>& bias_hh,
+                             const std::optional<at::Tensor>& h0,
+                             const std::optional<at::Tensor>& s0, c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             int64_t cells_per_block) {
+  return check_lstm_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                         LayerOptions().truncate, activation, batch_sizes, cells_per_block);
+}
+
+BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_s_n, const at::Tensor& input,
+                                 const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                                 const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                                 const at::Tensor& squashed_state, const at::Tensor& gates,
+                                 bool truncate, c10::string_view activation,
+                                 const std::optional<at::Tensor>& batch_sizes,
+                                 std::array<bool, 4> output_mask, int64_t cells_per_block) {
+  BackwardArgs args;
+  args.grad_output = grad_output;
+  args.grad_h_n = grad_h_n;
+  args.grad_s_n = grad_s_n;
+  args.layer = LayerArgs{input, weight_ih, weight_hh, std::nullopt, std::nullopt, h0,
+                         std::nullopt, batch_sizes,
+                         make_options(truncate, activation, cells_per_block)};
+  args.saved = SavedForward{output, squashed_state, gates};
+  args.wanted = GradientMask{output_mask[0], output_mask[1], output_mask[2], output_mask[3]};
+  const LayerSizes& sizes = args.layer.sizes = check_layer(args.layer, grad_h_n, "grad_h_n");
   const c10::SymInt& H = sizes.hidden_size;
   const auto per_step = per_step_shape(sizes, H);
   const char* meaning = per_step_meaning(sizes);
   check_required(grad_output, "grad_output", input, per_step, meaning);
   check_required(output, "output", input, per_step, meaning);
   check_required(squashed_state, "squashed_state", input, per_step, meaning);
-  check_required(gates, "gates", input, per_step_shape(sizes, H * kNumGateBlocks),
+  check_required(gates, "gates", input, per_step_shape(sizes, H * kNumGates),
                  sizes.packed ? "(packed rows, 3*hidden_size)" : "(seq_len, batch, 3*hidden_size)");
   check_required(grad_h_n, "grad_h_n", input, {sizes.batch, H}, "(batch, hidden_size)");
   check_required(grad_s_n, "grad_s_n", input, {sizes.batch, H}, "(batch, hidden_size)");
   check_optional(h0, "h0", input, {sizes.batch, H}, "(batch, hidden_size)");
-  return sizes;
+  return args;
 }
 
 void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
@@ -214,7 +228,7 @@ void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>&
                     H = output.sym_size(2);
   TORCH_CHECK(H > 0, "lstm1997: output: expected hidden_size > 0, got shape ", output.sym_sizes());
   check_required(output, "output", input, {T, B, H}, "(seq_len, batch, hidden_size)");
-  check_required(gates, "gates", input, {T, B, kNumGateBlocks * H},
+  check_required(gates, "gates", input, {T, B, kNumGates * H},
                  "(seq_len, batch, 3*hidden_size)");
   check_optional(h0, "h0", input, {B, H}, "(batch, hidden_size)");
   check_required(trace_ih, "trace_ih", input, {B, 2 * H, I},
@@ -222,40 +236,6 @@ void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>&
   check_required(trace_hh, "trace_hh", input, {B, 2 * H, H},
                  "(batch, 2*hidden_size, hidden_size)");
   check_required(trace_bias, "trace_bias", input, {B, 2 * H}, "(batch, 2*hidden_size)");
-}
-
-StepRows step_rows(const LayerSizes& sizes, const std::optional<at::Tensor>& batch_sizes) {
-  StepRows steps;
-  const int64_t T = sizes.seq_len.expect_int();
-  steps.batch = sizes.batch.expect_int();
-  steps.offset.resize(T);
-  steps.count.resize(T);
-  if (!sizes.packed) {
-    for (int64_t t = 0; t < T; ++t) {
-      steps.offset[t] = t * steps.batch;
-      steps.count[t] = steps.batch;
-    }
-    return steps;
-  }
-  steps.dense = false;
-  const at::Tensor counts = batch_sizes->contiguous();
-  const int64_t* count = counts.const_data_ptr<int64_t>();
-  int64_t row = 0;
-  for (int64_t t = 0; t < T; ++t) {
-    TORCH_CHECK(count[t] >= 1 && count[t] <= (t == 0 ? steps.batch : count[t - 1]),
-                "lstm1997: batch_sizes: expected positive, non-increasing values starting at the "
-                "batch size ",
-                steps.batch, " (the rows of h0), got ", count[t], " at step ", t);
-    TORCH_CHECK(t > 0 || count[0] == steps.batch, "lstm1997: batch_sizes: expected batch_sizes[0] ",
-                "== ", steps.batch, " (the rows of h0), got ", count[0]);
-    steps.offset[t] = row;
-    steps.count[t] = count[t];
-    steps.dense = steps.dense && count[t] == steps.batch;
-    row += count[t];
-  }
-  TORCH_CHECK(row == sizes.rows.expect_int(), "lstm1997: batch_sizes: expected values summing to ",
-              sizes.rows.expect_int(), " (the rows of input), got ", row);
-  return steps;
 }
 
 }  // namespace lstm1997

@@ -1,20 +1,23 @@
 // Online learning with the paper's truncated gradient, computed forward in time (its appendix A.1:
 // "local in space and time"). Under the truncation the cell state s_t is the only path by which a
 // weight influences later steps, and s_t[b, j] depends only on row j of the input-gate and
-// cell-input blocks. So the derivatives
+// cell-input rows. So the derivatives
 //     trace[b, r, k] = d s_t[b, j(r)] / d W[r, k]       r in the input-gate and cell-input rows
 // are running sums of local terms (d s_t = i_t g(z_t) through the carousel):
 //     input gate row j:  trace += g(z_t[j]) f'(a_t[j]) u_t[k]
 //     cell input row j:  trace += f(a_t[j]) g'(z_t[j]) u_t[k]
 // with u_t = [x_t | h_{t-1} | 1] split into the three trace tensors. The output gate needs no trace:
 // its weights act on h_t at step t only. The gradient of a loss on the outputs of a chunk of steps
-// is then the truncated backward over the chunk (lstm_backward) plus what the error reaching the
+// is then the truncated backward over the chunk (_lstm_backward) plus what the error reaching the
 // chunk's first cell state, ds, does through the traces carried in: dW[r, k] += sum_b ds[b, j(r)]
 // trace[b, r, k]. Memory: the traces, B * 2H * (I + H + 1) values, whatever the stream's length.
 //
-// Both ops are compositions of lstm_backward and ATen ops, so one kernel serves every backend
+// Both ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
 // (CompositeExplicitAutograd) and the meta tensors of torch.compile.
-#include "lstm1997.h"
+#include "blocks.h"
+#include "cell_math.h"
+#include "checks.h"
+#include "layer_ops.h"
 
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -24,15 +27,15 @@
 namespace lstm1997 {
 namespace {
 
-// The error ds on the chunk's first cell state, once for each traced block of rows: row j of the
-// input-gate block and row j of the cell-input block both act through s[j].
+// The error ds on the chunk's first cell state, once for each traced group of rows: row j of the
+// input gates and row j of the cell inputs both act through s[j].
 at::Tensor per_traced_row(const at::Tensor& per_unit) {
   return at::cat({per_unit, per_unit}, -1);
 }
 
 // d s_t / d net_t for the traced rows, (T, B, 2H): the local terms of the traces.
 at::Tensor local_state_derivatives(const at::Tensor& gates, Activation activation) {
-  const int64_t H = gates.size(2) / kNumGateBlocks;
+  const int64_t H = gates.size(2) / kNumGates;
   const at::Tensor input_gate = gates.narrow(2, kInputGate * H, H);
   const at::Tensor cell_input = gates.narrow(2, kCellInput * H, H);  // g(z_t)
   const Squash<double> g = cell_input_squash<double>(activation);
@@ -82,12 +85,23 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   const int64_t B = output.size(1), H = output.size(2);
   const at::Tensor no_error = at::zeros({B, H}, output.options());
   // The chunk's own steps: the truncated backward, which also gives ds on the state carried in.
-  auto [grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0] =
-      call_backward(grad_output, no_error, no_error, input, weight_ih, weight_hh, h0, output,
-                    squashed_state, gates, /*truncate=*/true, activation, std::nullopt,
-                    {false, true, true, true}, cells_per_block);
+  BackwardArgs chunk;
+  chunk.grad_output = grad_output;
+  chunk.grad_h_n = chunk.grad_s_n = no_error;
+  chunk.layer.input = input;
+  chunk.layer.weight_ih = weight_ih;
+  chunk.layer.weight_hh = weight_hh;
+  chunk.layer.h0 = h0;
+  chunk.layer.options.truncate = true;  // the paper's gradient, which the traces carry on
+  chunk.layer.options.activation = parse_activation(activation);
+  chunk.layer.options.cells_per_block = cells_per_block;
+  chunk.saved = SavedForward{output, squashed_state, gates};
+  chunk.wanted.input = false;
+  LayerGradients gradients = call_backward(chunk);
+  at::Tensor &grad_weight_ih = gradients.grad_weight_ih, &grad_weight_hh = gradients.grad_weight_hh,
+             &grad_bias = gradients.grad_bias;
   // The steps before the chunk, through the traces.
-  const at::Tensor carried_error = per_traced_row(grad_s0);  // (B, 2H)
+  const at::Tensor carried_error = per_traced_row(gradients.grad_s0);  // (B, 2H)
   // sum_b ds[b, r] trace[b, r, :], one pass over each trace; the traces are per cell, so the
   // copies of a block's shared input gate are summed into its row.
   const auto carried = [&](const at::Tensor& per_cell) {

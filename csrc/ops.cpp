@@ -1,4 +1,9 @@
-// Every schema of the lstm1997 namespace, and nothing else. Kernels live beside their backend.
+// Every schema of the lstm1997 namespace, and nothing else. Kernels live beside their backend;
+// checks.h has one check function per layer op, with its arguments in the order below.
+//
+// Options come after `*`: keyword-only, so that callers name them and a new option can take any
+// place. Ops whose names begin with an underscore are internal pieces of lstm's autograd (as in
+// torchvision): called by the library itself, not a stable interface.
 #include <torch/library.h>
 
 TORCH_LIBRARY(lstm1997, m) {
@@ -9,22 +14,22 @@ TORCH_LIBRARY(lstm1997, m) {
   // length and h_n, s_n hold each sequence's state at its last step.
   m.def(
       "lstm(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
-      "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, bool truncate=True, "
+      "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, bool truncate=True, "
       "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1) -> "
       "(Tensor output, Tensor h_n, Tensor s_n)");
   // The forward pass, returning also what the backward pass needs.
   m.def(
-      "lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih, "
-      "Tensor? bias_hh, Tensor? h0, Tensor? s0, str activation=\"tanh\", "
+      "_lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
+      "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, str activation=\"tanh\", "
       "Tensor? batch_sizes=None, int cells_per_block=1) -> (Tensor output, Tensor h_n, "
       "Tensor s_n, Tensor squashed_state, Tensor gates)");
-  // Gradients of lstm_forward's output, h_n and s_n with respect to its inputs. One grad_bias
+  // Gradients of _lstm_forward's output, h_n and s_n with respect to its inputs. One grad_bias
   // serves both bias_ih and bias_hh (they enter the cell as a sum). output_mask says which of
   // grad_input, grad_weight_ih, grad_weight_hh and grad_bias to compute; the others are None.
   m.def(
-      "lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
+      "_lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
       "Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, Tensor squashed_state, "
-      "Tensor gates, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
+      "Tensor gates, *, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
       "bool[4] output_mask=[True, True, True, True], int cells_per_block=1) -> "
       "(Tensor grad_input, Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, "
       "Tensor grad_h0, Tensor grad_s0)");
@@ -33,11 +38,11 @@ TORCH_LIBRARY(lstm1997, m) {
   // it depends on through the carousel, the input-gate and cell-input rows of each cell (2H, a
   // block's shared input gate counted once per cell):
   // trace_ih (B, 2H, I), trace_hh (B, 2H, H), trace_bias (B, 2H). Both ops take a chunk of steps
-  // run by lstm_forward (input, h0, output, squashed_state, gates as there; dense only).
+  // run by _lstm_forward (input, h0, output, squashed_state, gates as there; dense only).
   // The traces after the chunk.
   m.def(
       "lstm_online_traces(Tensor input, Tensor? h0, Tensor output, Tensor gates, "
-      "Tensor trace_ih, Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\") -> "
+      "Tensor trace_ih, Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\") -> "
       "(Tensor trace_ih, Tensor trace_hh, Tensor trace_bias)");
   // The weight gradients of a loss on the chunk's outputs (grad_output), including the effect of
   // the weights through the cell state carried in from before the chunk (traces at its start):
@@ -45,6 +50,6 @@ TORCH_LIBRARY(lstm1997, m) {
   m.def(
       "lstm_online_grads(Tensor grad_output, Tensor input, Tensor weight_ih, Tensor weight_hh, "
       "Tensor? h0, Tensor output, Tensor squashed_state, Tensor gates, Tensor trace_ih, "
-      "Tensor trace_hh, Tensor trace_bias, str activation=\"tanh\", int cells_per_block=1) -> "
+      "Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\", int cells_per_block=1) -> "
       "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
 }

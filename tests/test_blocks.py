@@ -23,7 +23,7 @@ def op_vs_reference(T, B, I, H, S, *, truncate, activation, bias=True, state=Tru
         args = make_args(T, B, I, H, bias=bias, state=state, seed=seed, scale=scale,
                          cells_per_block=S)
         if run == "op":
-            out = OPS.lstm(*args, truncate, activation, None, S)
+            out = OPS.lstm(*args, truncate=truncate, activation=activation, cells_per_block=S)
         else:
             out = reference_lstm(*args, truncate=truncate, activation=activation)
         gen = torch.Generator().manual_seed(seed + 1)
@@ -59,7 +59,7 @@ def test_blocks_are_plain_cells_with_tied_gate_rows():
         a, z, c = rows.split([K, H, K])
         return torch.cat([a.repeat_interleave(S, 0), z, c.repeat_interleave(S, 0)])
 
-    ours = OPS.lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0, True, "paper", None, S)
+    ours = OPS.lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0, activation="paper", cells_per_block=S)
     plain = reference_lstm(x, tied(w_ih), tied(w_hh), tied(b_ih), tied(b_hh), h0, s0,
                            activation="paper")
     for a, b in zip(ours, plain):
@@ -74,7 +74,7 @@ def test_gradcheck_exact():
     """Exact BPTT is the derivative of the forward: gradcheck it (the truncated gradient is not a
     derivative, and is compared with the reference above)."""
     args = make_args(4, 2, 3, 4, cells_per_block=2)
-    assert torch.autograd.gradcheck(lambda *a: OPS.lstm(*a, False, "paper", None, 2), args)
+    assert torch.autograd.gradcheck(lambda *a: OPS.lstm(*a, truncate=False, activation="paper", cells_per_block=2), args)
 
 
 @pytest.mark.parametrize("truncate", [True, False])
@@ -130,12 +130,12 @@ def test_opcheck():
     torch.library.opcheck(OPS.lstm.default, args, {"truncate": False, "activation": "paper",
                                                    "cells_per_block": 3})
     plain = [a.detach() for a in args]
-    torch.library.opcheck(OPS.lstm_forward.default, plain, {"cells_per_block": 3})
-    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(*plain, "tanh", None, 3)
+    torch.library.opcheck(OPS._lstm_forward.default, plain, {"cells_per_block": 3})
+    output, h_n, s_n, squashed_state, gates = OPS._lstm_forward(*plain, cells_per_block=3)
     upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
     backward_args = (*upstream, plain[0], plain[1], plain[2], plain[5], output, squashed_state,
-                     gates, True, "tanh", None, [True, True, True, True], 3)
-    torch.library.opcheck(OPS.lstm_backward.default, backward_args)
+                     gates)
+    torch.library.opcheck(OPS._lstm_backward.default, backward_args, {"cells_per_block": 3})
 
 
 def test_torch_compile_fullgraph():
@@ -160,22 +160,22 @@ def test_torchscript():
 def test_op_rejects_bad_cells_per_block(S, pattern):
     args = make_args(3, 2, 3, 4, requires_grad=False)
     with pytest.raises(ValueError, match=pattern):
-        OPS.lstm(*args, True, "tanh", None, S)
+        OPS.lstm(*args, cells_per_block=S)
 
 
 def test_op_rejects_weights_of_the_wrong_layout():
     plain = make_args(3, 2, 3, 4, requires_grad=False)  # 3H = 12 rows
     with pytest.raises(RuntimeError, match=r"weight_hh: expected shape \(hidden_size \+ "
                                            r"2\*hidden_size/cells_per_block.*\(8, 4\)"):
-        OPS.lstm(*plain, True, "tanh", None, 2)
+        OPS.lstm(*plain, cells_per_block=2)
     blocked = make_args(3, 2, 3, 4, requires_grad=False, cells_per_block=2)
     with pytest.raises(RuntimeError, match=r"weight_hh: expected shape \(3\*hidden_size"):
         OPS.lstm(*blocked)
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = blocked
     with pytest.raises(RuntimeError, match="bias_ih: expected shape"):
-        OPS.lstm(x, w_ih, w_hh, b_ih[:-1], b_hh, h0, s0, True, "tanh", None, 2)
+        OPS.lstm(x, w_ih, w_hh, b_ih[:-1], b_hh, h0, s0, cells_per_block=2)
     with pytest.raises(RuntimeError, match="weight_ih: expected shape"):
-        OPS.lstm(x, w_ih[:-1], w_hh, b_ih, b_hh, h0, s0, True, "tanh", None, 2)
+        OPS.lstm(x, w_ih[:-1], w_hh, b_ih, b_hh, h0, s0, cells_per_block=2)
 
 
 @pytest.mark.parametrize("make", [

@@ -1,53 +1,28 @@
 """The C++ side: CMake builds the op library, the CLI and the C++ tests; ctest runs them.
 
-The build goes to build/cpp in the repository (incremental across runs)."""
+The build goes to builds.build_dir("cpp"), outside the source tree (incremental across runs)."""
 import os
-import shutil
 import subprocess
-import sys
 
 import pytest
 import torch
 
 import lstm1997
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.path.join(ROOT, "build", "cpp")
-
-
-def run(args, **kwargs):
-    result = subprocess.run(args, capture_output=True, text=True, **kwargs)
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}"
-    return result
-
-
-def cmake_build(build, *options):
-    """Configures the project into `build` against the installed torch (with this Python making
-    the fixtures), with extra `options` (-D...), builds it and returns `build`."""
-    cmake = shutil.which("cmake")
-    if cmake is None:
-        pytest.skip("cmake is not installed")
-    configure = [cmake, "-S", ROOT, "-B", build, f"-DCMAKE_PREFIX_PATH={torch.utils.cmake_prefix_path}",
-                 f"-DPython3_EXECUTABLE={sys.executable}", *options]
-    if shutil.which("ninja") and not os.path.exists(os.path.join(build, "CMakeCache.txt")):
-        configure += ["-G", "Ninja"]
-    run(configure)
-    run([cmake, "--build", build, "-j", str(max(2, os.cpu_count() or 2))], timeout=1800)
-    return build
+from builds import build_dir, cmake_build, run
 
 
 @pytest.fixture(scope="module")
-def build_dir():
-    return cmake_build(BUILD)
+def cpp_build():
+    return cmake_build(build_dir("cpp"))
 
 
-def test_ctest(build_dir):
-    result = run(["ctest", "--test-dir", build_dir, "--output-on-failure"], timeout=600)
+def test_ctest(cpp_build):
+    result = run(["ctest", "--test-dir", cpp_build, "--output-on-failure"], timeout=600)
     assert "100% tests passed" in result.stdout, result.stdout
 
 
-def test_cli(build_dir, tmp_path):
-    cli = os.path.join(build_dir, "lstm1997_run")
+def test_cli(cpp_build, tmp_path):
+    cli = os.path.join(cpp_build, "lstm1997_run")
     torch.manual_seed(0)
     model = lstm1997.LSTM(3, 4, batch_first=True, activation="paper").eval()
     x = torch.randn(2, 5, 3)

@@ -51,38 +51,38 @@ FORWARD_CASES = [
 
 
 @pytest.mark.parametrize("args,exc,pattern", [c[1:] for c in FORWARD_CASES], ids=[c[0] for c in FORWARD_CASES])
-@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "functional", "meta"])
+@pytest.mark.parametrize("entry", ["op lstm", "op _lstm_forward", "functional", "meta"])
 def test_forward_entry_points(entry, args, exc, pattern):
     if entry == "meta":  # the fake kernels that torch.compile traces with check the same way
         if "device" in pattern:
             pytest.skip("every tensor is on the meta device here")
         args = [a.to("meta") if a is not None else None for a in args]
     with pytest.raises(exc, match=pattern):
-        if entry == "op lstm_forward":
-            OPS.lstm_forward(*args, "tanh")
+        if entry == "op _lstm_forward":
+            OPS._lstm_forward(*args)
         elif entry == "functional":
             lstm1997.lstm(*args)
         else:
-            OPS.lstm(*args, True, "tanh")
+            OPS.lstm(*args)
 
 
-@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "op lstm_backward", "functional"])
+@pytest.mark.parametrize("entry", ["op lstm", "op _lstm_forward", "op _lstm_backward", "functional"])
 def test_unknown_activation(entry):
     args = good()
     with pytest.raises(ValueError, match=r'activation: expected "tanh" or "paper", got "relu"'):
         if entry == "op lstm":
-            OPS.lstm(*args, True, "relu")
-        elif entry == "op lstm_forward":
-            OPS.lstm_forward(*args, "relu")
-        elif entry == "op lstm_backward":
-            OPS.lstm_backward(*backward_args(), True, "relu")
+            OPS.lstm(*args, activation="relu")
+        elif entry == "op _lstm_forward":
+            OPS._lstm_forward(*args, activation="relu")
+        elif entry == "op _lstm_backward":
+            OPS._lstm_backward(*backward_args(), activation="relu")
         else:
             lstm1997.lstm(*args, activation="relu")
 
 
 def backward_args():
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = good()
-    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    output, h_n, s_n, squashed_state, gates = OPS._lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
     return [torch.ones_like(output), torch.ones_like(h_n), torch.ones_like(s_n), x, w_ih, w_hh, h0,
             output, squashed_state, gates]
 
@@ -113,7 +113,7 @@ BACKWARD_CASES = [
 def test_backward_op(args, exc, pattern, device):
     args = [a.to(device) if a is not None else None for a in args]
     with pytest.raises(exc, match=pattern):
-        OPS.lstm_backward(*args, True, "tanh")
+        OPS._lstm_backward(*args)
 
 
 MODULE_CASES = [
@@ -187,14 +187,14 @@ PACKED_CASES = [
 
 
 @pytest.mark.parametrize("sizes,pattern", [c[1:] for c in PACKED_CASES], ids=[c[0] for c in PACKED_CASES])
-@pytest.mark.parametrize("entry", ["op lstm", "op lstm_forward", "functional"])
+@pytest.mark.parametrize("entry", ["op lstm", "op _lstm_forward", "functional"])
 def test_packed_batch_sizes(entry, sizes, pattern):
     args, batch_sizes = packed_args(sizes)
     with pytest.raises(RuntimeError, match=pattern):
         if entry == "op lstm":
-            OPS.lstm(*args, True, "tanh", batch_sizes)
-        elif entry == "op lstm_forward":
-            OPS.lstm_forward(*args, "tanh", batch_sizes)
+            OPS.lstm(*args, batch_sizes=batch_sizes)
+        elif entry == "op _lstm_forward":
+            OPS._lstm_forward(*args, batch_sizes=batch_sizes)
         else:
             lstm1997.lstm(*args, batch_sizes=batch_sizes)
 
@@ -202,9 +202,9 @@ def test_packed_batch_sizes(entry, sizes, pattern):
 def test_packed_needs_initial_state():
     args, batch_sizes = packed_args([3, 3, 3, 3], with_h0=False)
     with pytest.raises(RuntimeError, match=r"h0: expected a tensor of shape \(batch, hidden_size\) with batch_sizes \(packed input\), got None$"):
-        OPS.lstm(*args, True, "tanh", batch_sizes)
+        OPS.lstm(*args, batch_sizes=batch_sizes)
     with pytest.raises(RuntimeError, match=r"input: expected a 2-D tensor \(packed rows, input_size\) with batch_sizes"):
-        OPS.lstm(good()[0], *args[1:], True, "tanh", batch_sizes)
+        OPS.lstm(good()[0], *args[1:], batch_sizes=batch_sizes)
 
 
 MODULE_OPTION_CASES = [

@@ -46,7 +46,7 @@ def test_float32_op_matches_the_float64_reference(monkeypatch, path, truncate, c
     use_path(monkeypatch, path)
     args = make_args(T, B, I, H, cells_per_block=cells_per_block)
     ours = float32_copies(args)
-    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate, "tanh", None, cells_per_block)
+    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate=truncate, cells_per_block=cells_per_block)
     expected, expected_h, expected_s = reference_lstm(*args, truncate=truncate)
     for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
         assert relative_error(actual, reference) < 5e-5
@@ -72,7 +72,7 @@ def test_float32_inference_in_several_blocks_matches_the_reference(monkeypatch, 
     use_path(monkeypatch, path)
     args = make_args(100, 32, 48, 64, requires_grad=False)
     with torch.no_grad():
-        output, h_n, s_n = torch.ops.lstm1997.lstm(*float32_copies(args), True, "paper", None, 1)
+        output, h_n, s_n = torch.ops.lstm1997.lstm(*float32_copies(args), activation="paper")
     expected, expected_h, expected_s = reference_lstm(*args, activation="paper")
     for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
         assert relative_error(actual, reference) < 2e-4
@@ -106,13 +106,13 @@ def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
     monkeypatch.setenv("LSTM1997_SMALL_LAYER", "1")
     args = make_args(*shape)
     ours = [a.detach().to(dtype).requires_grad_() for a in args]
-    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, False, "tanh", None, 1)
+    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate=False)
     expected, expected_h, expected_s = reference_lstm(*args, truncate=False)
     tol = 1e-12 if dtype == torch.float64 else 5e-6
     for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
         assert relative_error(actual, reference) < tol
     with torch.no_grad():
-        inference, _, _ = torch.ops.lstm1997.lstm(*ours, False, "tanh", None, 1)
+        inference, _, _ = torch.ops.lstm1997.lstm(*ours, truncate=False)
     assert relative_error(inference, expected) < tol
     # Exact BPTT: the small-layer loop also runs the backward's per-step product.
     weights = torch.randn(expected.shape, dtype=torch.float64)
@@ -145,11 +145,11 @@ def test_small_layer_loop_with_the_input_product_folded_in(monkeypatch, dtype, b
     torch.set_num_threads(threads)
     try:
         for truncate in (True, False):
-            output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate, "paper", None, 1)
+            output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate=truncate, activation="paper")
             expected, expected_h, expected_s = reference_lstm(*args, truncate=truncate,
                                                               activation="paper")
             with torch.no_grad():
-                inference = torch.ops.lstm1997.lstm(*ours, truncate, "paper", None, 1)
+                inference = torch.ops.lstm1997.lstm(*ours, truncate=truncate, activation="paper")
             for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s),
                                       *zip(inference, (expected, expected_h, expected_s))]:
                 assert relative_error(actual, reference) < tol

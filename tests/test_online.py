@@ -181,7 +181,7 @@ def test_errors():
 
 def chunk_args(T=4, B=3, I=5, H=6):
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(T, B, I, H, requires_grad=False)
-    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    output, h_n, s_n, squashed_state, gates = OPS._lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
     gen = torch.Generator().manual_seed(5)
     traces = [torch.randn(*shape, generator=gen, dtype=f64)
               for shape in [(B, 2 * H, I), (B, 2 * H, H), (B, 2 * H)]]
@@ -222,10 +222,12 @@ def test_opcheck(activation, with_h0):
     a = chunk_args()
     h0 = a["h0"] if with_h0 else None
     torch.library.opcheck(OPS.lstm_online_traces.default,
-                          (a["x"], h0, a["output"], a["gates"], *a["traces"], activation))
+                          (a["x"], h0, a["output"], a["gates"], *a["traces"]),
+                          {"activation": activation})
     torch.library.opcheck(OPS.lstm_online_grads.default,
                           (torch.randn_like(a["output"]), a["x"], a["w_ih"], a["w_hh"], h0,
-                           a["output"], a["squashed_state"], a["gates"], *a["traces"], activation))
+                           a["output"], a["squashed_state"], a["gates"], *a["traces"]),
+                          {"activation": activation})
 
 
 def test_ops_refuse_to_be_differentiated():

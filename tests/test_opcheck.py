@@ -20,7 +20,7 @@ def test_lstm(requires_grad, truncate, activation, bias, state):
 @pytest.mark.parametrize("bias,state", [(True, True), (False, False)])
 def test_lstm_forward(activation, bias, state):
     args = make_args(5, 3, 4, 6, bias=bias, state=state, requires_grad=False)
-    torch.library.opcheck(OPS.lstm_forward.default, args, {"activation": activation})
+    torch.library.opcheck(OPS._lstm_forward.default, args, {"activation": activation})
 
 
 @pytest.mark.parametrize("truncate", [True, False])
@@ -28,18 +28,19 @@ def test_lstm_forward(activation, bias, state):
 @pytest.mark.parametrize("state", [True, False])
 def test_lstm_backward(truncate, activation, state):
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 4, 6, state=state, requires_grad=False)
-    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
-                                                           activation)
+    output, h_n, s_n, squashed_state, gates = OPS._lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
+                                                               activation=activation)
     upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
-    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates, truncate, activation)
-    torch.library.opcheck(OPS.lstm_backward.default, args)
+    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates)
+    torch.library.opcheck(OPS._lstm_backward.default, args,
+                          {"truncate": truncate, "activation": activation})
 
 
 def test_internal_ops_refuse_to_be_differentiated():
     args = make_args(3, 2, 3, 4, requires_grad=True)
     with pytest.raises(RuntimeError, match="lstm_forward is not differentiable"):
-        OPS.lstm_forward(*args)
-    output = OPS.lstm(*args, False, "tanh")[0]
+        OPS._lstm_forward(*args)
+    output = OPS.lstm(*args, truncate=False)[0]
     # Double backward would need derivatives of lstm_backward: a clear error, not a wrong answer.
     with pytest.raises(RuntimeError, match="lstm_backward is not differentiable"):
         torch.autograd.grad(output.sum(), args[0], create_graph=True)
@@ -49,14 +50,13 @@ def test_internal_ops_refuse_to_be_differentiated():
                                          [False, False, False, True]])
 def test_lstm_backward_output_mask(output_mask):
     x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 4, 6, requires_grad=False)
-    output, h_n, s_n, squashed_state, gates = OPS.lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
+    output, h_n, s_n, squashed_state, gates = OPS._lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0)
     upstream = [torch.randn_like(t) for t in (output, h_n, s_n)]
-    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates, True, "tanh", None,
-            output_mask)
-    full = OPS.lstm_backward(*args[:-1])
-    masked = OPS.lstm_backward(*args)
+    args = (*upstream, x, w_ih, w_hh, h0, output, squashed_state, gates)
+    full = OPS._lstm_backward(*args)
+    masked = OPS._lstm_backward(*args, output_mask=output_mask)
     for wanted, a, b in zip(output_mask, masked[:4], full[:4]):
         assert (a is not None) == wanted
         if wanted:
             assert torch.equal(a, b)
-    torch.library.opcheck(OPS.lstm_backward.default, args)
+    torch.library.opcheck(OPS._lstm_backward.default, args, {"output_mask": output_mask})

@@ -1,8 +1,9 @@
 """The bad-input tests under AddressSanitizer and the C++ tests under LeakSanitizer.
 
-Both build sanitized copies of their own, incrementally across runs as tests/test_cpp.py does:
-the Python extension into build/asan/python (setup.py with LSTM1997_SANITIZE=address; neither the
-installed package nor pip's build/lib.* is touched), the CMake project into build/asan/cpp.
+Both build sanitized copies of their own, outside the source tree and incrementally across runs
+(tests/builds.py): the Python extension into build_dir("asan/python") (setup.py with
+LSTM1997_SANITIZE=address; neither the installed package nor pip's build is touched), the CMake
+project into build_dir("asan/cpp").
 Deselect them with -m "not sanitizers"."""
 import glob
 import os
@@ -13,11 +14,9 @@ import sys
 
 import pytest
 
-from test_cpp import ROOT, cmake_build, run
+from builds import ROOT, build_dir, cmake_build, run
 
 pytestmark = pytest.mark.sanitizers
-
-ASAN_BUILD = os.path.join(ROOT, "build", "asan")
 
 # Runs pytest after printing which lstm1997._C this interpreter loaded (before any conftest runs).
 PYTEST = ("import sys, pytest, lstm1997._C; print('lstm1997._C from', lstm1997._C.__file__); "
@@ -51,7 +50,7 @@ def python_files(directory):
 
 
 def test_bad_inputs_under_asan(libasan):
-    build = os.path.join(ASAN_BUILD, "python")
+    build = build_dir(os.path.join("asan", "python"))
     lib = os.path.join(build, "lib")
     # --force: setuptools skips an extension none of whose .cpp files is newer than it, which
     # misses header edits; ninja then recompiles only what changed (its depfiles track headers).
@@ -90,7 +89,7 @@ def test_bad_inputs_under_asan(libasan):
 
 
 def test_cpp_tests_under_lsan(libasan):
-    build = cmake_build(os.path.join(ASAN_BUILD, "cpp"), "-DLSTM1997_SANITIZE=address")
+    build = cmake_build(build_dir(os.path.join("asan", "cpp")), "-DLSTM1997_SANITIZE=address")
     # The programs link libasan themselves. LeakSanitizer checks each at exit: libtorch (2.13)
     # reports nothing there, so no suppressions are needed. The Python that makes the fixtures
     # is not instrumented and ignores these options.

@@ -68,12 +68,12 @@ void matmul_into(at::Tensor& out, const at::Tensor& a, const at::Tensor& b, bool
 // ---- oneDNN through PyTorch's mkldnn ops ----
 
 // Fewer multiply-adds than this and BLAS wins: oneDNN's call (through the dispatcher and ideep)
-// costs ~10 us more. Measured on 2 cores: at 16 x 128 x 384 (0.8M) BLAS is faster, at
-// 32 x 256 x 768 (6.3M) oneDNN takes 55% of BLAS's time.
+// costs ~10 us more (tests/test_gemm_backends.py runs both sides of the threshold;
+// benchmarks/bench.py times both libraries).
 constexpr int64_t kOneDnnMinWork = int64_t{1} << 21;
-// Below this many multiply-adds per step the fused small-layer loop beats a library call per step
-// (measured, 2 cores with AVX-512: 2.4x faster than BLAS at 1 x 256 x 768, 1.4x than oneDNN at
-// 16 x 256 x 768, even at 32 x 512 x 1536 (25M), 1.4x slower than oneDNN at 256 x 1024 x 3072).
+// Below this many multiply-adds per step the fused small-layer loop beats a library call per step;
+// above it (e.g. 256 x 1024 x 3072) the library's blocking wins. LSTM1997_SMALL_LAYER=0|1 and
+// benchmarks/bench.py compare the two at any shape.
 constexpr int64_t kSmallLayerMaxWork = int64_t{1} << 25;
 
 // Reordering a weight costs about as much as a product of ~50 rows with it.
@@ -198,7 +198,7 @@ at::Tensor transposed_product(const at::Tensor& a, const at::Tensor& b) {
   if (!empty_product(m, k, n)) {
     if (const OneDnnOps* ops = onednn_for(a, n * m * k)) {
       // As (b^T a)^T: oneDNN runs the long reduction over N fastest with both operands' N
-      // contiguous (measured: 4.8 ms against 8.5 ms for a^T b at 6400 x 768 x 128).
+      // contiguous (about twice as fast as a^T b at the weight gradients' shapes).
       return onednn_linear(*ops, b.t(), a.t(), at::Tensor()).t();
     }
   }

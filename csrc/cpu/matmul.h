@@ -2,10 +2,9 @@
 //
 // Two libraries: ATen's BLAS call (MKL in PyTorch's x86 builds, behind torch.mm) and oneDNN (behind
 // torch.nn.LSTM's CPU kernel and torch.compile's CPU linear layers, reached through PyTorch's own
-// mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be twice as
-// fast: MKL does not use AVX-512 on every CPU that has it (measured on an AMD EPYC with AVX-512:
-// the (64 x 256) @ (256 x 768) step product takes 140 us through MKL, 70 us through oneDNN, on 2
-// cores).
+// mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be up to twice
+// as fast, because MKL does not use AVX-512 on every CPU that has it (benchmarks/bench.py prints
+// the bare products through both libraries side by side).
 // oneDNN is used for float32 products big enough that its fixed cost per call (~10 us) pays; every
 // other product, and every product of a torch built without oneDNN, goes to BLAS.
 // LSTM1997_ONEDNN=0 sends every product to BLAS, LSTM1997_ONEDNN=1 every float32 product to oneDNN
@@ -46,7 +45,7 @@ at::Tensor linear_product(const at::Tensor& rows, const at::Tensor& weight,
 // transposed view.
 at::Tensor transposed_product(const at::Tensor& a, const at::Tensor& b);
 
-// Products with one weight, called many times: at every time step, or once per block of steps.
+// Products with one weight, called many times: at every time step, or once per chunk of steps.
 // With oneDNN the weight is reordered once into oneDNN's blocked layout for all the calls (oneDNN
 // is also much less erratic with it: with a plain weight its time varies twofold with the rows).
 class RepeatedProduct {

@@ -2,7 +2,7 @@
 //
 // At B = 16, H = 128 a step's product is 0.8M multiply-adds: a few microseconds of arithmetic,
 // while a call into a GEMM library (and the parallel region it opens) costs about as much again.
-// The small-layer loops (lstm_cpu.cpp) instead give each thread a share of the step and call
+// The small-layer loops (small_layer.h) instead give each thread a share of the step and call
 // these kernels inside one long-lived parallel region:
 //  - small_gemm_grouped, for the forward: the three gates' net inputs of a tile of cells, kept in
 //    registers and handed to the caller's cell step (the epilogue), so they never reach memory;
@@ -207,22 +207,22 @@ void small_gemm_accumulate(const scalar_t* A, int64_t lda, const scalar_t* panel
   }
 }
 
-// B (K, V N), V blocks of N columns, as panels for small_gemm_grouped: (ceil(N / L), K, V, L).
-// Panel p holds, for every k, columns [p L, p L + L) of each block in turn (zero past column N),
-// so one stream of loads brings a tile the same columns of all V blocks: for the gates, the three
+// B (K, V N), V groups of N columns, as panels for small_gemm_grouped: (ceil(N / L), K, V, L).
+// Panel p holds, for every k, columns [p L, p L + L) of each group in turn (zero past column N),
+// so one stream of loads brings a tile the same columns of all V groups: for the gates, the three
 // net inputs of the same L cells.
 template <typename scalar_t>
-at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t blocks) {
+at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t groups) {
   constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
-  const int64_t K = b.size(0), N = b.size(1) / blocks, P = (N + L - 1) / L;
-  return at::constant_pad_nd(b.reshape({K, blocks, N}), {0, P * L - N})
-      .view({K, blocks, P, L})
+  const int64_t K = b.size(0), N = b.size(1) / groups, P = (N + L - 1) / L;
+  return at::constant_pad_nd(b.reshape({K, groups, N}), {0, P * L - N})
+      .view({K, groups, P, L})
       .permute({2, 0, 1, 3})
       .contiguous();
 }
 
 // For rows [0, rows) and panels p in [p_begin, p_end): acc[v] = init(row, p, v) + the sum over
-// the operands of A[row, :] @ (block v's columns of panel p), handed to finish(row, p, acc) while
+// the operands of A[row, :] @ (group v's columns of panel p), handed to finish(row, p, acc) while
 // still in registers, so that the caller's epilogue never round-trips the product through memory.
 // Each element is one chain of multiply-adds (fused where the build has FMA) after init, operand
 // by operand in k order: its result does not depend on which tile it falls in or how rows or
@@ -234,8 +234,8 @@ void small_gemm_grouped(const std::array<GroupedOperand<scalar_t>, S>& operands,
   // Panels outer: a thread reads each weight panel once per call and uses it for all its row
   // tiles (from L1 and L2) before the next one. The panels of a layer can exceed L2 (1.2 MB for
   // W_ih and W_hh at I = 128, H = 256); with row tiles outer they would stream from L3 once per
-  // row tile. (Both orders measured the same speed on this project's 2-core machine; this one
-  // needs less of the shared cache.)
+  // row tile. (Both orders time the same in benchmarks/bench.py where L2 holds the panels; this
+  // one needs less of the shared cache.)
   for (int64_t p = p_begin; p < p_end; ++p) {
     for (int64_t row = 0; row < rows; row += R) {
       const int64_t count = std::min<int64_t>(R, rows - row);

@@ -49,6 +49,6 @@ def lstm(
         ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; h_n, s_n ``(B, H)``.
     """
     return torch.ops.lstm1997.lstm(
-        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes,
-        cells_per_block,
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate=truncate,
+        activation=activation, batch_sizes=batch_sizes, cells_per_block=cells_per_block,
     )

@@ -34,13 +34,6 @@ def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
         nn.init.uniform_(parameter, -bound, bound)
 
 
-def _options_repr(module) -> str:
-    text = f", truncate={module.truncate}, activation={module.activation!r}"
-    if module.cells_per_block != 1:
-        text += f", cells_per_block={module.cells_per_block}"
-    return text
-
-
 def _gate_rows(hidden_size: int, cells_per_block, owner: str) -> int:
     """Rows of the weight matrices: K input gates, H cell inputs, K output gates (K = H / S)."""
     _check_positive_int(cells_per_block, "cells_per_block", owner)
@@ -48,6 +41,51 @@ def _gate_rows(hidden_size: int, cells_per_block, owner: str) -> int:
         raise ValueError(f"{owner}: cells_per_block: expected a divisor of hidden_size "
                          f"({hidden_size}), got {cells_per_block}")
     return hidden_size + 2 * (hidden_size // cells_per_block)
+
+
+class _LayerModule(nn.Module):
+    """What LSTM, LSTMCell and OnlineLSTM share: the options of the layer op and their checks, the
+    four parameters of a layer (per layer and direction, named with a suffix), their
+    initialisation, and the options' part of the repr."""
+
+    def _set_options(self, owner: str, input_size: int, hidden_size: int, bias: bool,
+                     truncate: bool, activation: str, cells_per_block: int) -> None:
+        _check_positive_int(input_size, "input_size", owner)
+        _check_positive_int(hidden_size, "hidden_size", owner)
+        _gate_rows(hidden_size, cells_per_block, owner)
+        _check_activation(activation, owner)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bool(bias)
+        self.truncate = bool(truncate)
+        self.activation = activation
+        self.cells_per_block = cells_per_block
+
+    def _add_layer_parameters(self, suffix: str, layer_input_size: int, factory) -> List[str]:
+        """Registers weight_ih, weight_hh, bias_ih and bias_hh (None without bias) + suffix;
+        returns their names."""
+        rows = _gate_rows(self.hidden_size, self.cells_per_block, type(self).__name__)
+        shapes = {
+            "weight_ih" + suffix: (rows, layer_input_size),
+            "weight_hh" + suffix: (rows, self.hidden_size),
+            "bias_ih" + suffix: (rows,),
+            "bias_hh" + suffix: (rows,),
+        }
+        for name, shape in shapes.items():
+            if name.startswith("bias") and not self.bias:
+                self.register_parameter(name, None)
+            else:
+                setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
+        return list(shapes)
+
+    def reset_parameters(self) -> None:
+        _reset_uniform(self, self.hidden_size)
+
+    def _options_repr(self) -> str:
+        text = f", truncate={self.truncate}, activation={self.activation!r}"
+        if self.cells_per_block != 1:
+            text += f", cells_per_block={self.cells_per_block}"
+        return text
 
 
 def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
@@ -66,7 +104,7 @@ def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
     return offsets[mirrored_step] + sequence_of_row
 
 
-class LSTM(nn.Module):
+class LSTM(_LayerModule):
     r"""The original LSTM (Hochreiter & Schmidhuber, 1997): input and output gates, no forget gate,
     and a cell state that is a constant error carousel. A drop-in for ``torch.nn.LSTM``.
 
@@ -111,11 +149,9 @@ class LSTM(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        _check_positive_int(input_size, "input_size", "LSTM")
-        _check_positive_int(hidden_size, "hidden_size", "LSTM")
-        gate_rows = _gate_rows(hidden_size, cells_per_block, "LSTM")
+        self._set_options("LSTM", input_size, hidden_size, bias, truncate, activation,
+                          cells_per_block)
         _check_positive_int(num_layers, "num_layers", "LSTM")
-        _check_activation(activation, "LSTM")
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
             raise ValueError(f"LSTM: dropout: expected a probability in [0, 1], got {dropout!r}")
         if proj_size != 0:
@@ -130,17 +166,11 @@ class LSTM(nn.Module):
                 f"num_layers={num_layers}",
                 stacklevel=2,
             )
-        self.input_size = input_size
-        self.hidden_size = hidden_size
         self.num_layers = num_layers
-        self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
         self.bidirectional = bool(bidirectional)
         self.proj_size = 0
-        self.truncate = bool(truncate)
-        self.activation = activation
-        self.cells_per_block = cells_per_block
         factory = {"device": device, "dtype": dtype}
         directions = 2 if self.bidirectional else 1
         # Four slots per (layer, direction): weight_ih, weight_hh, bias_ih, bias_hh (None if absent).
@@ -149,18 +179,8 @@ class LSTM(nn.Module):
             layer_input_size = input_size if layer == 0 else hidden_size * directions
             for direction in range(directions):
                 suffix = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-                shapes = {
-                    "weight_ih" + suffix: (gate_rows, layer_input_size),
-                    "weight_hh" + suffix: (gate_rows, hidden_size),
-                    "bias_ih" + suffix: (gate_rows,),
-                    "bias_hh" + suffix: (gate_rows,),
-                }
-                for name, shape in shapes.items():
-                    if name.startswith("bias") and not self.bias:
-                        self.register_parameter(name, None)
-                    else:
-                        setattr(self, name, nn.Parameter(torch.empty(shape, **factory)))
-                    self._flat_weights_names.append(name)
+                self._flat_weights_names += self._add_layer_parameters(suffix, layer_input_size,
+                                                                       factory)
         self._init_flat_weights()
         self.reset_parameters()
 
@@ -177,9 +197,6 @@ class LSTM(nn.Module):
         # Conversions may replace the Parameters: keep the list the forward reads in step.
         self._init_flat_weights()
         return result
-
-    def reset_parameters(self) -> None:
-        _reset_uniform(self, self.hidden_size)
 
     def flatten_parameters(self) -> None:
         """Does nothing: the op takes the weights as they are (torch.nn.LSTM needs this for cuDNN)."""
@@ -231,10 +248,10 @@ class LSTM(nn.Module):
                     flat_weights[4 * k + 3],
                     None if h0 is None else h0[k],
                     None if s0 is None else s0[k],
-                    self.truncate,
-                    self.activation,
-                    batch_sizes,
-                    self.cells_per_block,
+                    truncate=self.truncate,
+                    activation=self.activation,
+                    batch_sizes=batch_sizes,
+                    cells_per_block=self.cells_per_block,
                 )
                 outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
                 final_hidden.append(h_n)
@@ -332,7 +349,7 @@ class LSTM(nn.Module):
             text += f", dropout={self.dropout}"
         if self.bidirectional:
             text += ", bidirectional=True"
-        return text + _options_repr(self)
+        return text + self._options_repr()
 
     def to_torch_lstm(self) -> nn.LSTM:
         """A torch.nn.LSTM (forget gates pinned open) computing the same function; "tanh" only."""
@@ -346,7 +363,7 @@ class LSTM(nn.Module):
         return convert.from_torch_lstm(cls, module, **options)
 
 
-class LSTMCell(nn.Module):
+class LSTMCell(_LayerModule):
     r"""One time step of the 1997 LSTM, like ``torch.nn.LSTMCell``: ``forward(input, hx=None)``
     returns ``(h, s)``. Input ``(B, I)`` or ``(I,)``; ``hx = (h, s)`` each ``(B, H)`` or ``(H,)``.
     Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H).
@@ -370,29 +387,10 @@ class LSTMCell(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        _check_positive_int(input_size, "input_size", "LSTMCell")
-        _check_positive_int(hidden_size, "hidden_size", "LSTMCell")
-        gate_rows = _gate_rows(hidden_size, cells_per_block, "LSTMCell")
-        _check_activation(activation, "LSTMCell")
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.bias = bool(bias)
-        self.truncate = bool(truncate)
-        self.activation = activation
-        self.cells_per_block = cells_per_block
-        factory = {"device": device, "dtype": dtype}
-        self.weight_ih = nn.Parameter(torch.empty(gate_rows, input_size, **factory))
-        self.weight_hh = nn.Parameter(torch.empty(gate_rows, hidden_size, **factory))
-        if self.bias:
-            self.bias_ih = nn.Parameter(torch.empty(gate_rows, **factory))
-            self.bias_hh = nn.Parameter(torch.empty(gate_rows, **factory))
-        else:
-            self.register_parameter("bias_ih", None)
-            self.register_parameter("bias_hh", None)
+        self._set_options("LSTMCell", input_size, hidden_size, bias, truncate, activation,
+                          cells_per_block)
+        self._add_layer_parameters("", input_size, {"device": device, "dtype": dtype})
         self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        _reset_uniform(self, self.hidden_size)
 
     def forward(self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None) -> Tuple[Tensor, Tensor]:
         if input.dim() not in (1, 2):
@@ -417,7 +415,8 @@ class LSTMCell(nn.Module):
                 h0, s0 = h0.unsqueeze(0), s0.unsqueeze(0)
         _, h, s = torch.ops.lstm1997.lstm(
             input.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, h0, s0,
-            self.truncate, self.activation, None, self.cells_per_block,
+            truncate=self.truncate, activation=self.activation,
+            cells_per_block=self.cells_per_block,
         )
         if not batched:
             return h.squeeze(0), s.squeeze(0)
@@ -427,7 +426,7 @@ class LSTMCell(nn.Module):
         text = f"{self.input_size}, {self.hidden_size}"
         if not self.bias:
             text += ", bias=False"
-        return text + _options_repr(self)
+        return text + self._options_repr()
 
     def to_torch_lstm_cell(self) -> nn.LSTMCell:
         """A torch.nn.LSTMCell (forget gate pinned open) computing the same step; "tanh" only."""

@@ -8,12 +8,12 @@ step, and memory does not grow with the length of the stream. See torch.ops.lstm
 from typing import Optional, Tuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .modules import _check_activation, _check_positive_int, _gate_rows, _reset_uniform
+from .modules import _LayerModule
 
 
-class OnlineLSTM(nn.Module):
+class OnlineLSTM(_LayerModule):
     r"""One layer of the 1997 LSTM that learns from a stream, step by step or chunk by chunk.
 
     ``forward(x)`` advances the cell over ``x`` (one step ``(B, I)`` or a chunk ``(T, B, I)``;
@@ -38,23 +38,12 @@ class OnlineLSTM(nn.Module):
                  batch_first: bool = False, *, activation: str = "tanh",
                  cells_per_block: int = 1, device=None, dtype=None) -> None:
         super().__init__()
-        _check_positive_int(input_size, "input_size", "OnlineLSTM")
-        _check_positive_int(hidden_size, "hidden_size", "OnlineLSTM")
-        rows = _gate_rows(hidden_size, cells_per_block, "OnlineLSTM")
-        _check_activation(activation, "OnlineLSTM")
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.bias, self.batch_first, self.activation = bias, batch_first, activation
-        self.cells_per_block = cells_per_block
-        options = {"device": device, "dtype": dtype}
-        self.weight_ih_l0 = nn.Parameter(torch.empty(rows, input_size, **options))
-        self.weight_hh_l0 = nn.Parameter(torch.empty(rows, hidden_size, **options))
-        if bias:
-            self.bias_ih_l0 = nn.Parameter(torch.empty(rows, **options))
-            self.bias_hh_l0 = nn.Parameter(torch.empty(rows, **options))
-        else:
-            self.register_parameter("bias_ih_l0", None)
-            self.register_parameter("bias_hh_l0", None)
-        _reset_uniform(self, hidden_size)
+        # Always the paper's truncated gradient: the traces compute it forward in time.
+        self._set_options("OnlineLSTM", input_size, hidden_size, bias, True, activation,
+                          cells_per_block)
+        self.batch_first = batch_first
+        self._add_layer_parameters("_l0", input_size, {"device": device, "dtype": dtype})
+        self.reset_parameters()
         self.reset()
 
     def reset(self) -> None:
@@ -86,12 +75,13 @@ class OnlineLSTM(nn.Module):
                                f"(the stream's, until reset()), got {batch}")
         ops = torch.ops.lstm1997
         with torch.no_grad():
-            output, h_n, s_n, squashed_state, gates = ops.lstm_forward(
+            output, h_n, s_n, squashed_state, gates = ops._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
-                self.hidden, self.cell_state, self.activation, None, self.cells_per_block)
+                self.hidden, self.cell_state, activation=self.activation,
+                cells_per_block=self.cells_per_block)
             traces_before = self.traces
             self.traces = ops.lstm_online_traces(chunk, self.hidden, output, gates,
-                                                 *traces_before, self.activation)
+                                                 *traces_before, activation=self.activation)
         # What backward() needs of this chunk; the next forward replaces it (a chunk without a
         # loss contributes nothing to the gradient, but its traces were kept up to date above).
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
@@ -117,7 +107,8 @@ class OnlineLSTM(nn.Module):
         with torch.no_grad():
             return torch.ops.lstm1997.lstm_online_grads(
                 grad.to(output.dtype), chunk, self.weight_ih_l0, self.weight_hh_l0, h0, output,
-                squashed_state, gates, *traces, self.activation, self.cells_per_block)
+                squashed_state, gates, *traces, activation=self.activation,
+                cells_per_block=self.cells_per_block)
 
     def _parameters_and_gradients(self, grad_output: Tensor):
         """(parameter, gradient) for every parameter that requires grad (a frozen one, e.g. a

@@ -3,7 +3,8 @@
     make_fixtures.py make DIR        write the fixtures into DIR
     make_fixtures.py check-cli DIR   compare DIR/cli_output.pt (from lstm1997_run) with Python's
 
-Expected gradients come from the plain-loop reference in tests/reference.py, not from lstm1997.
+Expected gradients come from the plain-loop reference in tests/reference.py, not from lstm1997
+(CMakeLists.txt runs this with tests/ on PYTHONPATH).
 Tensors for the C++ side are saved as buffers of a scripted module, which torch::jit::load reads.
 """
 import os
@@ -12,9 +13,7 @@ import sys
 import torch
 
 import lstm1997
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
-from reference import reference_lstm  # noqa: E402
+from reference import reference_lstm  # tests/reference.py: CMake puts tests/ on PYTHONPATH
 
 
 class Tensors(torch.nn.Module):

@@ -1,0 +1,59 @@
+// The argument checks of every op, shared by all backends and the meta kernels. Each check names
+// the argument and what was expected, with the exception type torch uses for the mistake
+// (TypeError for a dtype, ValueError for an option, RuntimeError for shapes and devices); kernels
+// after these checks assume valid input.
+//
+// The layer ops' checks take the op's arguments in schema order (ops.cpp) and return the call's
+// description (layer_args.h): layer_ops.h builds the ops' kernels from them.
+#pragma once
+
+#include "layer_args.h"
+
+#include <ATen/core/Tensor.h>
+#include <c10/core/SymInt.h>
+#include <c10/util/string_view.h>
+
+#include <array>
+#include <optional>
+
+namespace lstm1997 {
+
+// lstm. With batch_sizes (packed input), h0 and s0 are required: they give the batch size, which
+// tracing cannot read from batch_sizes.
+LayerArgs check_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                          const std::optional<at::Tensor>& bias_hh,
+                          const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0,
+                          bool truncate, c10::string_view activation,
+                          const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block);
+
+// _lstm_forward: lstm's arguments but truncate (a backward option).
+LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                             const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                             const std::optional<at::Tensor>& bias_hh,
+                             const std::optional<at::Tensor>& h0,
+                             const std::optional<at::Tensor>& s0, c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             int64_t cells_per_block);
+
+// _lstm_backward. With packed input grad_h_n gives the batch size.
+BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                 const at::Tensor& grad_s_n, const at::Tensor& input,
+                                 const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                                 const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                                 const at::Tensor& squashed_state, const at::Tensor& gates,
+                                 bool truncate, c10::string_view activation,
+                                 const std::optional<at::Tensor>& batch_sizes,
+                                 std::array<bool, 4> output_mask, int64_t cells_per_block);
+
+// The online ops' chunk and traces (lstm_online_traces, lstm_online_grads); the other arguments
+// of lstm_online_grads are checked by _lstm_backward, which it calls.
+void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
+                       const at::Tensor& output, const at::Tensor& gates,
+                       const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                       const at::Tensor& trace_bias);
+
+// Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
+c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);
+
+}  // namespace lstm1997

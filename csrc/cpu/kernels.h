@@ -1,0 +1,41 @@
+// The CPU backend's kernels, as its files call each other: forward.cpp and backward.cpp hold the
+// op kernels that register.cpp registers; the backward reaches the net-input errors of its two
+// modes in truncated_backward.cpp and exact_backward.cpp.
+#pragma once
+
+#include "../layer_args.h"
+#include "../step_rows.h"
+
+#include <ATen/core/Tensor.h>
+
+namespace lstm1997 {
+namespace cpu {
+
+// forward.cpp: the lstm op without autograd (nothing saved for backward), and _lstm_forward.
+LayerOutputs lstm_inference(const LayerArgs& args);
+ForwardResult lstm_forward(const LayerArgs& args);
+
+// backward.cpp: _lstm_backward.
+LayerGradients lstm_backward(const BackwardArgs& args);
+
+// What both backward modes read, contiguous, with the rows of each step in `steps`.
+struct NetErrorInputs {
+  const StepRows& steps;
+  at::Tensor grad_output;     // (rows, H): the error reaching h_t from outside
+  at::Tensor grad_h_n;        // (B, H)
+  at::Tensor squashed_state;  // (rows, H)
+  at::Tensor gates;           // (rows, 3H)
+  Activation activation;
+};
+
+// The error of every net input, into dnet (rows, 3H, per cell). `ds_carry` (B, H, in opmath
+// precision) enters as grad_s_n and leaves as the error on s0.
+// truncated_backward.cpp: the paper's truncation, a reverse scan with no matrix product.
+void truncated_net_errors(const NetErrorInputs& inputs, at::Tensor& dnet, at::Tensor& ds_carry);
+// exact_backward.cpp: exact BPTT, a product with W_hh per step. `dh_carry` enters as grad_h_n and
+// leaves as the error on h0.
+void exact_net_errors(const NetErrorInputs& inputs, const LayerArgs& layer, at::Tensor& dnet,
+                      at::Tensor& dh_carry, at::Tensor& ds_carry);
+
+}  // namespace cpu
+}  // namespace lstm1997

@@ -1,0 +1,58 @@
+// Where the layer ops' schemas (ops.cpp) meet the description of a call (layer_args.h), in both
+// directions:
+//  - into a kernel: lstm_kernel<impl>, forward_kernel<impl> and backward_kernel<impl> are the
+//    functions a backend registers for an op. Each takes the op's arguments, runs the op's check
+//    (checks.h), which makes the description, and hands that to `impl`; `impl`'s named results
+//    become the op's tuple. The argument list of each op is written once, in its check function.
+//  - out of C++: call_lstm, call_forward and call_backward call an op through the dispatcher (on
+//    the backend of the tensors, and through autograd where it applies) from a description.
+#pragma once
+
+#include "checks.h"
+#include "layer_args.h"
+
+#include <tuple>
+
+namespace lstm1997 {
+
+using LayerOutputsTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
+using ForwardResultTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using LayerGradientsTuple =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The results in schema order.
+LayerOutputsTuple to_tuple(const LayerOutputs& outputs);
+ForwardResultTuple to_tuple(const ForwardResult& result);
+LayerGradientsTuple to_tuple(const LayerGradients& gradients);
+
+namespace detail {
+
+// OpKernel<check, impl>::call has the parameters of `check`, the op's arguments in schema order.
+template <auto check, auto impl, typename CheckType = decltype(check)>
+struct OpKernel;
+
+template <auto check, auto impl, typename Description, typename... Arguments>
+struct OpKernel<check, impl, Description (*)(Arguments...)> {
+  static auto call(Arguments... arguments) { return to_tuple(impl(check(arguments...))); }
+};
+
+}  // namespace detail
+
+template <LayerOutputs (*impl)(const LayerArgs&)>
+constexpr auto lstm_kernel = &detail::OpKernel<&check_lstm_args, impl>::call;
+
+template <ForwardResult (*impl)(const LayerArgs&)>
+constexpr auto forward_kernel = &detail::OpKernel<&check_forward_args, impl>::call;
+
+template <LayerGradients (*impl)(const BackwardArgs&)>
+constexpr auto backward_kernel = &detail::OpKernel<&check_backward_args, impl>::call;
+
+// lstm1997::lstm, differentiable (the public entry, as api.h's lstm).
+LayerOutputs call_lstm(const LayerArgs& args);
+// lstm1997::_lstm_forward: the forward pass with what the backward needs (args.options.truncate
+// is not passed: the forward has no use for it).
+ForwardResult call_forward(const LayerArgs& args);
+// lstm1997::_lstm_backward.
+LayerGradients call_backward(const BackwardArgs& args);
+
+}  // namespace lstm1997
