@@ -1,5 +1,5 @@
 """Training across processes with PyTorch's own DistributedDataParallel (gloo, two processes on
-this machine): the gradients equal those of one process on the whole batch."""
+one machine): the gradients equal those of one process on the whole batch."""
 import os
 import tempfile
 
