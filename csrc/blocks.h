@@ -15,9 +15,9 @@ at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
                                  const at::TensorOptions& options);
 
 // The reverse for errors: along `dim`, a per-cell layout [input gate | cell input] (2H) or
-// [input gate | cell input | output gate] (3H) becomes the block layout (K + H or G rows) by summing
-// the errors of the S copies of each shared gate (a shared weight's gradient is the sum over its
-// uses). Returns `per_cell` itself when cells_per_block is 1.
+// [input gate | cell input | output gate] (3H) becomes the block layout (K + H or G rows) by
+// summing the errors of the S copies of each shared gate (a shared weight's gradient is the sum
+// over its uses). Returns `per_cell` itself when cells_per_block is 1.
 at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size, int64_t cells_per_block,
                            int64_t dim);
 

@@ -42,7 +42,7 @@ struct LayerSizes {
   c10::SymInt input_size;
   c10::SymInt hidden_size;
   c10::SymInt gate_rows;  // rows of the weights: K + H + K (lstm1997.h)
-  c10::SymInt rows;       // rows of the 2-D (rows, features) view of input and output: T*B, or N packed
+  c10::SymInt rows;       // rows of the (rows, features) view of input and output: T*B, or N
   bool packed = false;
 };
 

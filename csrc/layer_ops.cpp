@@ -48,7 +48,8 @@ LayerOutputs call_lstm(const LayerArgs& args) {
 }
 
 ForwardResult call_forward(const LayerArgs& args) {
-  static const auto op = find_op<ForwardResultTuple, &check_forward_args>("lstm1997::_lstm_forward");
+  static const auto op =
+      find_op<ForwardResultTuple, &check_forward_args>("lstm1997::_lstm_forward");
   const LayerOptions& options = args.options;
   auto [output, h_n, s_n, squashed_state, gates] =
       op.call(args.input, args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh, args.h0,

@@ -11,7 +11,7 @@
 //   h0, s0          (B, H)     optional, zero when absent
 //   output          (T, B, H)  h_t for every step
 //   squashed_state  (T, B, H)  h(s_t) for every step: all that the backward needs of the cell state
-//   gates           (T, B, 3H) activated [f(a_t) | g(z_t) | f(c_t)] of every cell (saved for backward)
+//   gates           (T, B, 3H) activated [f(a_t) | g(z_t) | f(c_t)] of every cell, for backward
 //
 // Memory cell blocks (the paper's section 4): with cells_per_block = S, the H cells form K = H / S
 // blocks whose S cells share one input gate and one output gate. The gate rows of the weights are

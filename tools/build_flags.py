@@ -24,7 +24,8 @@ SIMD_LEVELS = [
      ["-mavx2", "-mfma", "-mf16c", "-DCPU_CAPABILITY=AVX2", "-DCPU_CAPABILITY_AVX2"]),
 ]
 
-SIMD_CHOICES = {"1": "1", "on": "1", "true": "1", "avx2": "avx2", "0": "0", "off": "0", "false": "0"}
+SIMD_CHOICES = {"1": "1", "on": "1", "true": "1", "avx2": "avx2",
+                "0": "0", "off": "0", "false": "0"}
 
 
 def cpu_features(path="/proc/cpuinfo"):

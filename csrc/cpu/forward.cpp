@@ -245,8 +245,8 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
     forward_per_step<scalar_t>(pass);
   });
   // Fresh tensors, not views: an op's outputs must not alias each other.
-  at::Tensor h_n =
-      pass.T == 0 ? pass.initial_hidden.clone() : pass.output.index_select(0, last_rows(pass.steps));
+  at::Tensor h_n = pass.T == 0 ? pass.initial_hidden.clone()
+                                : pass.output.index_select(0, last_rows(pass.steps));
   at::Tensor s_n = pass.state.to(args.input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   const auto per_step = [&](const at::Tensor& tensor) {
     return args.sizes.packed ? tensor : tensor.view({pass.T, pass.B, tensor.size(1)});

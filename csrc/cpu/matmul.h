@@ -2,9 +2,9 @@
 //
 // Two libraries: ATen's BLAS call (MKL in PyTorch's x86 builds, behind torch.mm) and oneDNN (behind
 // torch.nn.LSTM's CPU kernel and torch.compile's CPU linear layers, reached through PyTorch's own
-// mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be up to twice
-// as fast, because MKL does not use AVX-512 on every CPU that has it (benchmarks/bench.py prints
-// the bare products through both libraries side by side).
+// mkldnn::_linear_pointwise op). For float32 at the shapes of an LSTM layer oneDNN can be up to
+// twice as fast, because MKL does not use AVX-512 on every CPU that has it (benchmarks/bench.py
+// prints the bare products through both libraries side by side).
 // oneDNN is used for float32 products big enough that its fixed cost per call (~10 us) pays; every
 // other product, and every product of a torch built without oneDNN, goes to BLAS.
 // LSTM1997_ONEDNN=0 sends every product to BLAS, LSTM1997_ONEDNN=1 every float32 product to oneDNN

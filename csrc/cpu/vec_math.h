@@ -24,8 +24,8 @@ struct ElementwiseMath<at::vec::Vectorized<T>> {
 
 #if defined(CPU_CAPABILITY_AVX512)
 // exp and 1/x for 16 floats, inline, to about 1 ulp (measured against float64: exp at most 0.93
-// ulp, 1/x 0.53 ulp). Inline, a row's cells can interleave in the pipeline; Sleef's out-of-line exp and
-// vector division keep them apart.
+// ulp, 1/x 0.53 ulp). Inline, a row's cells can interleave in the pipeline; Sleef's out-of-line
+// exp and vector division keep them apart.
 // exp: x = n ln2 + r, |r| <= ln2/2, with ln2 in two parts so that r is exact to float precision;
 // exp(r) by its Taylor polynomial of degree 7 (truncation error below 5e-9 relative); 2^n by
 // scalef, which gives inf, denormals and 0 where exp does. x is first clamped into [-104, 89]
