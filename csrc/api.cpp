@@ -14,7 +14,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
   args.options.truncate = truncate;
   args.options.activation = parse_activation(activation);
   args.options.cells_per_block = cells_per_block;
-  return to_tuple(call_lstm(args));
+  return to_tuple(dispatch_lstm(args));
 }
 
 }  // namespace lstm1997

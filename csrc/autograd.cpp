@@ -27,7 +27,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
                                const std::optional<at::Tensor>& /*h0*/,
                                const std::optional<at::Tensor>& /*s0*/, const LayerArgs& args) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    const ForwardResult result = call_forward(args);
+    const ForwardResult result = dispatch_forward(args);
     const SavedForward& saved = result.saved;
     ctx->save_for_backward({args.input, args.weight_ih, args.weight_hh,
                             args.h0.value_or(at::Tensor()), saved.output, saved.squashed_state,
@@ -64,7 +64,7 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
     }
     args.wanted = GradientMask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
                                ctx->needs_input_grad(2), bias_needed};
-    const LayerGradients gradients = call_backward(args);
+    const LayerGradients gradients = dispatch_backward(args);
     // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
     // storage would be scaled twice by in-place users such as clip_grad_norm_.
     const at::Tensor& grad_bias = gradients.grad_bias;
@@ -94,7 +94,7 @@ LayerOutputs lstm_autograd(const LayerArgs& args) {
   if (!differentiable) {
     // Nothing to differentiate: the backend's lstm kernel, which keeps nothing for backward.
     at::AutoDispatchBelowADInplaceOrView guard;
-    return call_lstm(args);
+    return dispatch_lstm(args);
   }
   const variable_list outputs = LstmFunction::apply(args.input, args.weight_ih, args.weight_hh,
                                                     args.bias_ih, args.bias_hh, args.h0, args.s0,
@@ -105,7 +105,7 @@ LayerOutputs lstm_autograd(const LayerArgs& args) {
 // Below autograd, on backends without an lstm kernel of their own (and for the meta kernels that
 // tracing uses), lstm is _lstm_forward without the saved tensors.
 LayerOutputs lstm_from_forward(const LayerArgs& args) {
-  const ForwardResult result = call_forward(args);
+  const ForwardResult result = dispatch_forward(args);
   return {result.saved.output, result.h_n, result.s_n};
 }
 

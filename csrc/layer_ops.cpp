@@ -37,7 +37,7 @@ LayerGradientsTuple to_tuple(const LayerGradients& gradients) {
           gradients.grad_bias,  gradients.grad_h0,        gradients.grad_s0};
 }
 
-LayerOutputs call_lstm(const LayerArgs& args) {
+LayerOutputs dispatch_lstm(const LayerArgs& args) {
   static const auto op = find_op<LayerOutputsTuple, &check_lstm_args>("lstm1997::lstm");
   const LayerOptions& options = args.options;
   auto [output, h_n, s_n] =
@@ -47,7 +47,7 @@ LayerOutputs call_lstm(const LayerArgs& args) {
   return {output, h_n, s_n};
 }
 
-ForwardResult call_forward(const LayerArgs& args) {
+ForwardResult dispatch_forward(const LayerArgs& args) {
   static const auto op =
       find_op<ForwardResultTuple, &check_forward_args>("lstm1997::_lstm_forward");
   const LayerOptions& options = args.options;
@@ -58,7 +58,7 @@ ForwardResult call_forward(const LayerArgs& args) {
   return {h_n, s_n, {output, squashed_state, gates}};
 }
 
-LayerGradients call_backward(const BackwardArgs& args) {
+LayerGradients dispatch_backward(const BackwardArgs& args) {
   static const auto op =
       find_op<LayerGradientsTuple, &check_backward_args>("lstm1997::_lstm_backward");
   const LayerArgs& layer = args.layer;

@@ -4,8 +4,9 @@
 //    functions a backend registers for an op. Each takes the op's arguments, runs the op's check
 //    (checks.h), which makes the description, and hands that to `impl`; `impl`'s named results
 //    become the op's tuple. The argument list of each op is written once, in its check function.
-//  - out of C++: call_lstm, call_forward and call_backward call an op through the dispatcher (on
-//    the backend of the tensors, and through autograd where it applies) from a description.
+//  - out of C++: dispatch_lstm, dispatch_forward and dispatch_backward call an op through the
+//    dispatcher (on the backend of the tensors, and through autograd where it applies) from a
+//    description.
 #pragma once
 
 #include "checks.h"
@@ -48,11 +49,11 @@ template <LayerGradients (*impl)(const BackwardArgs&)>
 constexpr auto backward_kernel = &detail::OpKernel<&check_backward_args, impl>::call;
 
 // lstm1997::lstm, differentiable (the public entry, as api.h's lstm).
-LayerOutputs call_lstm(const LayerArgs& args);
+LayerOutputs dispatch_lstm(const LayerArgs& args);
 // lstm1997::_lstm_forward: the forward pass with what the backward needs (args.options.truncate
 // is not passed: the forward has no use for it).
-ForwardResult call_forward(const LayerArgs& args);
+ForwardResult dispatch_forward(const LayerArgs& args);
 // lstm1997::_lstm_backward.
-LayerGradients call_backward(const BackwardArgs& args);
+LayerGradients dispatch_backward(const BackwardArgs& args);
 
 }  // namespace lstm1997

@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   chunk.layer.options.cells_per_block = cells_per_block;
   chunk.saved = SavedForward{output, squashed_state, gates};
   chunk.wanted.input = false;
-  LayerGradients gradients = call_backward(chunk);
+  LayerGradients gradients = dispatch_backward(chunk);
   at::Tensor &grad_weight_ih = gradients.grad_weight_ih, &grad_weight_hh = gradients.grad_weight_hh,
              &grad_bias = gradients.grad_bias;
   // The steps before the chunk, through the traces.
