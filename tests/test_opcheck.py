@@ -60,3 +60,16 @@ def test_lstm_backward_output_mask(output_mask):
         if wanted:
             assert torch.equal(a, b)
     torch.library.opcheck(OPS._lstm_backward.default, args, {"output_mask": output_mask})
+
+
+def test_options_are_keyword_only_and_the_internal_ops_say_so():
+    args = make_args(3, 2, 3, 4, requires_grad=False)
+    with pytest.raises(RuntimeError, match=r"takes 7 positional argument\(s\) but 8"):
+        OPS.lstm(*args, False)  # truncate given by position
+    for name in ("lstm", "_lstm_forward", "_lstm_backward", "lstm_online_traces",
+                 "lstm_online_grads"):
+        schema = getattr(OPS, name).default._schema
+        options = [a.name for a in schema.arguments if a.kwarg_only]
+        assert "activation" in options, (name, options)
+        assert all(not a.kwarg_only for a in schema.arguments if a.type.kind() == "TensorType")
+    assert not hasattr(OPS, "lstm_forward") and not hasattr(OPS, "lstm_backward")
