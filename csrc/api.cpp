@@ -10,11 +10,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0, bool truncate,
     c10::string_view activation, const std::optional<at::Tensor>& batch_sizes,
     int64_t cells_per_block) {
-  LayerArgs args{input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes};
-  args.options.truncate = truncate;
-  args.options.activation = parse_activation(activation);
-  args.options.cells_per_block = cells_per_block;
-  return to_tuple(dispatch_lstm(args));
+  return to_tuple(dispatch_lstm(describe_lstm_args(input, weight_ih, weight_hh, bias_ih, bias_hh,
+                                                    h0, s0, truncate, activation, batch_sizes,
+                                                    cells_per_block)));
 }
 
 }  // namespace lstm1997

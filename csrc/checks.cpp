@@ -150,14 +150,23 @@ LayerOptions make_options(bool truncate, c10::string_view activation, int64_t ce
 
 }  // namespace
 
-LayerArgs check_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
-                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
-                          const std::optional<at::Tensor>& bias_hh,
-                          const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0,
-                          bool truncate, c10::string_view activation,
-                          const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block) {
-  LayerArgs args{input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes,
-                 make_options(truncate, activation, cells_per_block)};
+LayerArgs describe_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                             const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                             const std::optional<at::Tensor>& bias_hh,
+                             const std::optional<at::Tensor>& h0,
+                             const std::optional<at::Tensor>& s0, bool truncate,
+                             c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             int64_t cells_per_block) {
+  return LayerArgs{input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes,
+                   make_options(truncate, activation, cells_per_block)};
+}
+
+void check_layer_args(LayerArgs& args) {
+  const at::Tensor& input = args.input;
+  const std::optional<at::Tensor> &bias_ih = args.bias_ih, &bias_hh = args.bias_hh,
+                                  &h0 = args.h0, &s0 = args.s0;
+  const int64_t cells_per_block = args.options.cells_per_block;
   const LayerSizes& sizes = args.sizes = check_layer(args, h0, "h0");
   TORCH_CHECK(!sizes.packed || present(s0),
               "lstm1997: s0: expected a tensor of shape (batch, hidden_size) with batch_sizes "
@@ -167,7 +176,6 @@ LayerArgs check_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
   check_optional(bias_hh, "bias_hh", input, {sizes.gate_rows}, bias_meaning);
   check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
   check_optional(s0, "s0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
-  return args;
 }
 
 LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_ih,
@@ -177,8 +185,11 @@ LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_i
                              const std::optional<at::Tensor>& s0, c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
                              int64_t cells_per_block) {
-  return check_lstm_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
-                         LayerOptions().truncate, activation, batch_sizes, cells_per_block);
+  LayerArgs args = describe_lstm_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                                      LayerOptions().truncate, activation, batch_sizes,
+                                      cells_per_block);
+  check_layer_args(args);
+  return args;
 }
 
 BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,

@@ -18,16 +18,23 @@
 
 namespace lstm1997 {
 
-// lstm. With batch_sizes (packed input), h0 and s0 are required: they give the batch size, which
-// tracing cannot read from batch_sizes.
-LayerArgs check_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
-                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
-                          const std::optional<at::Tensor>& bias_hh,
-                          const std::optional<at::Tensor>& h0, const std::optional<at::Tensor>& s0,
-                          bool truncate, c10::string_view activation,
-                          const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block);
+// lstm's arguments as a description, options parsed (a bad activation throws) but nothing else
+// checked: for the kernels that pass the call on to an op whose kernel checks it (autograd), and
+// for the C++ API.
+LayerArgs describe_lstm_args(const at::Tensor& input, const at::Tensor& weight_ih,
+                             const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                             const std::optional<at::Tensor>& bias_hh,
+                             const std::optional<at::Tensor>& h0,
+                             const std::optional<at::Tensor>& s0, bool truncate,
+                             c10::string_view activation,
+                             const std::optional<at::Tensor>& batch_sizes,
+                             int64_t cells_per_block);
 
-// _lstm_forward: lstm's arguments but truncate (a backward option).
+// The checks of lstm and _lstm_forward; fills in args.sizes. With batch_sizes (packed input), h0
+// and s0 are required: they give the batch size, which tracing cannot read from batch_sizes.
+void check_layer_args(LayerArgs& args);
+
+// _lstm_forward: lstm's arguments but truncate (a backward option), described and checked.
 LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_ih,
                              const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
                              const std::optional<at::Tensor>& bias_hh,

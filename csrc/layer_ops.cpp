@@ -38,7 +38,7 @@ LayerGradientsTuple to_tuple(const LayerGradients& gradients) {
 }
 
 LayerOutputs dispatch_lstm(const LayerArgs& args) {
-  static const auto op = find_op<LayerOutputsTuple, &check_lstm_args>("lstm1997::lstm");
+  static const auto op = find_op<LayerOutputsTuple, &describe_lstm_args>("lstm1997::lstm");
   const LayerOptions& options = args.options;
   auto [output, h_n, s_n] =
       op.call(args.input, args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh, args.h0,

@@ -13,6 +13,7 @@
 #include "layer_args.h"
 
 #include <tuple>
+#include <type_traits>
 
 namespace lstm1997 {
 
@@ -28,19 +29,31 @@ LayerGradientsTuple to_tuple(const LayerGradients& gradients);
 
 namespace detail {
 
-// OpKernel<check, impl>::call has the parameters of `check`, the op's arguments in schema order.
-template <auto check, auto impl, typename CheckType = decltype(check)>
+// OpKernel<make, impl, check>::call has the parameters of `make`, the op's arguments in schema
+// order: `make` turns them into a description, `check` (unless nullptr) checks it, `impl` runs.
+template <auto make, auto impl, auto check = nullptr, typename MakeType = decltype(make)>
 struct OpKernel;
 
-template <auto check, auto impl, typename Description, typename... Arguments>
-struct OpKernel<check, impl, Description (*)(Arguments...)> {
-  static auto call(Arguments... arguments) { return to_tuple(impl(check(arguments...))); }
+template <auto make, auto impl, auto check, typename Description, typename... Arguments>
+struct OpKernel<make, impl, check, Description (*)(Arguments...)> {
+  static auto call(Arguments... arguments) {
+    Description args = make(arguments...);
+    if constexpr (!std::is_null_pointer_v<decltype(check)>) {
+      check(args);
+    }
+    return to_tuple(impl(args));
+  }
 };
 
 }  // namespace detail
 
 template <LayerOutputs (*impl)(const LayerArgs&)>
-constexpr auto lstm_kernel = &detail::OpKernel<&check_lstm_args, impl>::call;
+constexpr auto lstm_kernel = &detail::OpKernel<&describe_lstm_args, impl, &check_layer_args>::call;
+
+// For an lstm kernel that only passes the call on to an op (through the dispatcher) whose kernel
+// checks it: no check here, so that a call is checked once.
+template <LayerOutputs (*impl)(const LayerArgs&)>
+constexpr auto lstm_passing_kernel = &detail::OpKernel<&describe_lstm_args, impl>::call;
 
 template <ForwardResult (*impl)(const LayerArgs&)>
 constexpr auto forward_kernel = &detail::OpKernel<&check_forward_args, impl>::call;
