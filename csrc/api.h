@@ -12,8 +12,10 @@ namespace lstm1997 {
 // One layer of the 1997 LSTM over a whole sequence: torch.ops.lstm1997.lstm, differentiable with
 // the paper's truncated gradient (truncate = true) or exact BPTT. input (T, B, I), or packed (N, I)
 // with batch_sizes; weight_ih (3H, I), weight_hh (3H, H), biases (3H), h0 and s0 (B, H). With
-// cells_per_block = S > 1 (memory cell blocks) the 3H gate rows become H + 2H/S.
-// Returns (output, h_n, s_n). Bad arguments throw c10::Error naming the argument.
+// cells_per_block = S > 1 (memory cell blocks) the 3H gate rows become H + 2H/S = K + H + K.
+// With gate_feedback (the paper's network) every cell and gate also sees the gate outputs of t-1:
+// weight_hh is (K + H + K, H + 2K), and h0, h_n are the recurrent state [input gates | cell
+// outputs | output gates], (B, K + H + K). Returns (output, h_n, s_n). Bad arguments throw c10::Error naming the argument.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& input,
     const at::Tensor& weight_ih,
@@ -25,6 +27,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     bool truncate = true,
     c10::string_view activation = "tanh",
     const std::optional<at::Tensor>& batch_sizes = std::nullopt,
-    int64_t cells_per_block = 1);
+    int64_t cells_per_block = 1,
+    bool gate_feedback = false);
 
 }  // namespace lstm1997

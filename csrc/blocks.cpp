@@ -47,4 +47,31 @@ at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size,
   return at::cat(pieces, dim);
 }
 
+namespace {
+
+// The gate outputs of the K blocks (..., K): each block's gate at its first cell.
+at::Tensor block_gate(const at::Tensor& cell_gates, int64_t hidden_size, int64_t cells_per_block,
+                      Gate gate) {
+  return cell_gates.narrow(-1, gate * hidden_size, hidden_size)
+      .slice(-1, 0, hidden_size, cells_per_block);
+}
+
+}  // namespace
+
+at::Tensor recurrent_state(const at::Tensor& cell_gates, const at::Tensor& hidden,
+                           int64_t cells_per_block) {
+  const int64_t H = hidden.size(-1);
+  return at::cat({block_gate(cell_gates, H, cells_per_block, kInputGate), hidden,
+                  block_gate(cell_gates, H, cells_per_block, kOutputGate)},
+                 -1);
+}
+
+void store_recurrent_state(const at::Tensor& recurrent, const at::Tensor& cell_gates,
+                           const at::Tensor& hidden, int64_t cells_per_block) {
+  const int64_t H = hidden.size(-1), K = H / cells_per_block;
+  recurrent.narrow(-1, 0, K).copy_(block_gate(cell_gates, H, cells_per_block, kInputGate));
+  recurrent.narrow(-1, K, H).copy_(hidden);
+  recurrent.narrow(-1, K + H, K).copy_(block_gate(cell_gates, H, cells_per_block, kOutputGate));
+}
+
 }  // namespace lstm1997

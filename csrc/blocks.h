@@ -21,4 +21,13 @@ at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
 at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size, int64_t cells_per_block,
                            int64_t dim);
 
+// Gate feedback (lstm1997.h): the recurrent state r = [input gates (K) | cell outputs (H) |
+// output gates (K)] of some rows from their per-cell activated gates (..., 3H) and cell outputs
+// (..., H), a block's gate read at its first cell. recurrent_state returns a new tensor;
+// store_recurrent_state writes into `recurrent` (..., K + H + K).
+at::Tensor recurrent_state(const at::Tensor& cell_gates, const at::Tensor& hidden,
+                           int64_t cells_per_block);
+void store_recurrent_state(const at::Tensor& recurrent, const at::Tensor& cell_gates,
+                           const at::Tensor& hidden, int64_t cells_per_block);
+
 }  // namespace lstm1997

@@ -112,14 +112,29 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
   TORCH_CHECK_VALUE(cells_per_block >= 1,
                     "lstm1997: cells_per_block: expected a positive number of cells per memory "
                     "cell block, got ", cells_per_block);
-  TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0,
-              "lstm1997: weight_hh: expected shape (gate rows, hidden_size), 2-D with "
-              "hidden_size > 0, got ", weight_hh.sym_sizes());
-  sizes.hidden_size = weight_hh.sym_size(1);
-  TORCH_CHECK_VALUE(sizes.hidden_size % cells_per_block == 0,
-                    "lstm1997: cells_per_block: expected a divisor of hidden_size (",
-                    sizes.hidden_size, ", the columns of weight_hh), got ", cells_per_block);
+  if (args.options.gate_feedback) {
+    // Gate rows G = K + H + K = K (S + 2) and, with the gates fed back, as many columns.
+    TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(0) > 0 &&
+                    weight_hh.sym_size(0) % (cells_per_block + 2) == 0 &&
+                    weight_hh.sym_size(1) == weight_hh.sym_size(0),
+                "lstm1997: weight_hh: expected shape (K + H + K, H + 2K) with gate_feedback (the "
+                "recurrent input is [input gates (K) | cell outputs (H) | output gates (K)] of "
+                "t-1, K = H / cells_per_block = H / ", cells_per_block,
+                "): a square matrix whose side is a multiple of cells_per_block + 2, got ",
+                weight_hh.sym_sizes());
+    sizes.hidden_size = weight_hh.sym_size(0) / (cells_per_block + 2) * cells_per_block;
+  } else {
+    TORCH_CHECK(weight_hh.dim() == 2 && weight_hh.sym_size(1) > 0,
+                "lstm1997: weight_hh: expected shape (gate rows, hidden_size), 2-D with "
+                "hidden_size > 0, got ", weight_hh.sym_sizes());
+    sizes.hidden_size = weight_hh.sym_size(1);
+    TORCH_CHECK_VALUE(sizes.hidden_size % cells_per_block == 0,
+                      "lstm1997: cells_per_block: expected a divisor of hidden_size (",
+                      sizes.hidden_size, ", the columns of weight_hh), got ", cells_per_block);
+  }
   sizes.gate_rows = gate_rows(sizes.hidden_size, cells_per_block);
+  sizes.recurrent_size =
+      recurrent_width(sizes.hidden_size, cells_per_block, args.options.gate_feedback);
   const std::string gate_rows_meaning =
       cells_per_block == 1
           ? std::string("3*hidden_size")
@@ -128,7 +143,9 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
   TORCH_CHECK(weight_hh.sym_size(0) == sizes.gate_rows, "lstm1997: weight_hh: expected shape (",
               gate_rows_meaning, ", hidden_size) = (", sizes.gate_rows, ", ", sizes.hidden_size,
               "), rows in gate order (input gate, cell input, output gate), got ",
-              weight_hh.sym_sizes());
+              weight_hh.sym_sizes(),
+              " (with the paper's gate feedback, pass gate_feedback=True: then (K + H + K, "
+              "H + 2K))");
   TORCH_CHECK(sizes.input_size > 0,
               "lstm1997: input: expected input_size (the last dimension) > 0, got shape ",
               input.sym_sizes());
@@ -140,12 +157,21 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
   return sizes;
 }
 
-LayerOptions make_options(bool truncate, c10::string_view activation, int64_t cells_per_block) {
+LayerOptions make_options(bool truncate, c10::string_view activation, int64_t cells_per_block,
+                          bool gate_feedback) {
   LayerOptions options;
   options.truncate = truncate;
   options.activation = parse_activation(activation);
   options.cells_per_block = cells_per_block;
+  options.gate_feedback = gate_feedback;
   return options;
+}
+
+// The expected shape of h0 (and grad_h_n): the recurrent state.
+const char* recurrent_meaning(const LayerOptions& options) {
+  return options.gate_feedback ? "(batch, K + H + K): with gate_feedback the recurrent state is "
+                                 "[input gates | cell outputs | output gates]"
+                               : "(batch, hidden_size)";
 }
 
 }  // namespace
@@ -157,9 +183,9 @@ LayerArgs describe_lstm_args(const at::Tensor& input, const at::Tensor& weight_i
                              const std::optional<at::Tensor>& s0, bool truncate,
                              c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             int64_t cells_per_block) {
+                             int64_t cells_per_block, bool gate_feedback) {
   return LayerArgs{input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, batch_sizes,
-                   make_options(truncate, activation, cells_per_block)};
+                   make_options(truncate, activation, cells_per_block, gate_feedback)};
 }
 
 void check_layer_args(LayerArgs& args) {
@@ -174,7 +200,8 @@ void check_layer_args(LayerArgs& args) {
   const char* bias_meaning = cells_per_block == 1 ? "(3*hidden_size,)" : "(the rows of weight_hh,)";
   check_optional(bias_ih, "bias_ih", input, {sizes.gate_rows}, bias_meaning);
   check_optional(bias_hh, "bias_hh", input, {sizes.gate_rows}, bias_meaning);
-  check_optional(h0, "h0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
+  check_optional(h0, "h0", input, {sizes.batch, sizes.recurrent_size},
+                 recurrent_meaning(args.options));
   check_optional(s0, "s0", input, {sizes.batch, sizes.hidden_size}, "(batch, hidden_size)");
 }
 
@@ -184,10 +211,10 @@ LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_i
                              const std::optional<at::Tensor>& h0,
                              const std::optional<at::Tensor>& s0, c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             int64_t cells_per_block) {
+                             int64_t cells_per_block, bool gate_feedback) {
   LayerArgs args = describe_lstm_args(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
                                       LayerOptions().truncate, activation, batch_sizes,
-                                      cells_per_block);
+                                      cells_per_block, gate_feedback);
   check_layer_args(args);
   return args;
 }
@@ -199,14 +226,15 @@ BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor
                                  const at::Tensor& squashed_state, const at::Tensor& gates,
                                  bool truncate, c10::string_view activation,
                                  const std::optional<at::Tensor>& batch_sizes,
-                                 std::array<bool, 4> output_mask, int64_t cells_per_block) {
+                                 std::array<bool, 4> output_mask, int64_t cells_per_block,
+                                 bool gate_feedback) {
   BackwardArgs args;
   args.grad_output = grad_output;
   args.grad_h_n = grad_h_n;
   args.grad_s_n = grad_s_n;
   args.layer = LayerArgs{input, weight_ih, weight_hh, std::nullopt, std::nullopt, h0,
                          std::nullopt, batch_sizes,
-                         make_options(truncate, activation, cells_per_block)};
+                         make_options(truncate, activation, cells_per_block, gate_feedback)};
   args.saved = SavedForward{output, squashed_state, gates};
   args.wanted = GradientMask{output_mask[0], output_mask[1], output_mask[2], output_mask[3]};
   const LayerSizes& sizes = args.layer.sizes = check_layer(args.layer, grad_h_n, "grad_h_n");
@@ -218,16 +246,18 @@ BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor
   check_required(squashed_state, "squashed_state", input, per_step, meaning);
   check_required(gates, "gates", input, per_step_shape(sizes, H * kNumGates),
                  sizes.packed ? "(packed rows, 3*hidden_size)" : "(seq_len, batch, 3*hidden_size)");
-  check_required(grad_h_n, "grad_h_n", input, {sizes.batch, H}, "(batch, hidden_size)");
+  const char* recurrent = recurrent_meaning(args.layer.options);
+  check_required(grad_h_n, "grad_h_n", input, {sizes.batch, sizes.recurrent_size}, recurrent);
   check_required(grad_s_n, "grad_s_n", input, {sizes.batch, H}, "(batch, hidden_size)");
-  check_optional(h0, "h0", input, {sizes.batch, H}, "(batch, hidden_size)");
+  check_optional(h0, "h0", input, {sizes.batch, sizes.recurrent_size}, recurrent);
   return args;
 }
 
-void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
-                       const at::Tensor& output, const at::Tensor& gates,
-                       const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                       const at::Tensor& trace_bias) {
+c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
+                              const at::Tensor& output, const at::Tensor& gates,
+                              const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                              const at::Tensor& trace_bias, int64_t cells_per_block,
+                              bool gate_feedback) {
   TORCH_CHECK(input.defined() && input.dim() == 3,
               "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size) (online ops "
               "take dense chunks), got ",
@@ -238,15 +268,23 @@ void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>&
   const c10::SymInt T = input.sym_size(0), B = input.sym_size(1), I = input.sym_size(2),
                     H = output.sym_size(2);
   TORCH_CHECK(H > 0, "lstm1997: output: expected hidden_size > 0, got shape ", output.sym_sizes());
+  TORCH_CHECK_VALUE(cells_per_block >= 1 && H % cells_per_block == 0,
+                    "lstm1997: cells_per_block: expected a positive divisor of hidden_size (", H,
+                    ", the last dimension of output), got ", cells_per_block);
+  const c10::SymInt R = recurrent_width(H, cells_per_block, gate_feedback);
+  LayerOptions options;
+  options.gate_feedback = gate_feedback;
   check_required(output, "output", input, {T, B, H}, "(seq_len, batch, hidden_size)");
   check_required(gates, "gates", input, {T, B, kNumGates * H},
                  "(seq_len, batch, 3*hidden_size)");
-  check_optional(h0, "h0", input, {B, H}, "(batch, hidden_size)");
+  check_optional(h0, "h0", input, {B, R}, recurrent_meaning(options));
   check_required(trace_ih, "trace_ih", input, {B, 2 * H, I},
                  "(batch, 2*hidden_size, input_size)");
-  check_required(trace_hh, "trace_hh", input, {B, 2 * H, H},
-                 "(batch, 2*hidden_size, hidden_size)");
+  check_required(trace_hh, "trace_hh", input, {B, 2 * H, R},
+                 gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
+                               : "(batch, 2*hidden_size, hidden_size)");
   check_required(trace_bias, "trace_bias", input, {B, 2 * H}, "(batch, 2*hidden_size)");
+  return R;
 }
 
 }  // namespace lstm1997

@@ -28,7 +28,7 @@ LayerArgs describe_lstm_args(const at::Tensor& input, const at::Tensor& weight_i
                              const std::optional<at::Tensor>& s0, bool truncate,
                              c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             int64_t cells_per_block);
+                             int64_t cells_per_block, bool gate_feedback);
 
 // The checks of lstm and _lstm_forward; fills in args.sizes. With batch_sizes (packed input), h0
 // and s0 are required: they give the batch size, which tracing cannot read from batch_sizes.
@@ -41,7 +41,7 @@ LayerArgs check_forward_args(const at::Tensor& input, const at::Tensor& weight_i
                              const std::optional<at::Tensor>& h0,
                              const std::optional<at::Tensor>& s0, c10::string_view activation,
                              const std::optional<at::Tensor>& batch_sizes,
-                             int64_t cells_per_block);
+                             int64_t cells_per_block, bool gate_feedback);
 
 // _lstm_backward. With packed input grad_h_n gives the batch size.
 BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
@@ -51,14 +51,17 @@ BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor
                                  const at::Tensor& squashed_state, const at::Tensor& gates,
                                  bool truncate, c10::string_view activation,
                                  const std::optional<at::Tensor>& batch_sizes,
-                                 std::array<bool, 4> output_mask, int64_t cells_per_block);
+                                 std::array<bool, 4> output_mask, int64_t cells_per_block,
+                                 bool gate_feedback);
 
 // The online ops' chunk and traces (lstm_online_traces, lstm_online_grads); the other arguments
-// of lstm_online_grads are checked by _lstm_backward, which it calls.
-void check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
-                       const at::Tensor& output, const at::Tensor& gates,
-                       const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                       const at::Tensor& trace_bias);
+// of lstm_online_grads are checked by _lstm_backward, which it calls. Returns R, the width of the
+// recurrent input (h0 and the traces of weight_hh).
+c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
+                              const at::Tensor& output, const at::Tensor& gates,
+                              const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                              const at::Tensor& trace_bias, int64_t cells_per_block,
+                              bool gate_feedback);
 
 // Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
 c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);

@@ -23,7 +23,7 @@ c10::string_view activation_name(Activation activation) {
 
 c10::IValue LayerOptions::to_ivalue() const {
   return c10::ivalue::Tuple::create(
-      {truncate, std::string(activation_name(activation)), cells_per_block});
+      {truncate, std::string(activation_name(activation)), cells_per_block, gate_feedback});
 }
 
 LayerOptions LayerOptions::from_ivalue(const c10::IValue& value) {
@@ -32,6 +32,7 @@ LayerOptions LayerOptions::from_ivalue(const c10::IValue& value) {
   options.truncate = fields[0].toBool();
   options.activation = parse_activation(fields[1].toStringRef());
   options.cells_per_block = fields[2].toInt();
+  options.gate_feedback = fields[3].toBool();
   return options;
 }
 

@@ -26,6 +26,8 @@ struct LayerOptions {
   Activation activation = Activation::Tanh;
   // S cells share one input gate and one output gate (memory cell blocks, lstm1997.h).
   int64_t cells_per_block = 1;
+  // Every cell and gate also sees the gate outputs of t-1 (the paper's network, lstm1997.h).
+  bool gate_feedback = false;
 
   // As one IValue, for the autograd context, which outlives the call.
   c10::IValue to_ivalue() const;
@@ -41,6 +43,7 @@ struct LayerSizes {
   c10::SymInt batch;
   c10::SymInt input_size;
   c10::SymInt hidden_size;
+  c10::SymInt recurrent_size;  // R: columns of weight_hh, h0 and h_n (lstm1997.h)
   c10::SymInt gate_rows;  // rows of the weights: K + H + K (lstm1997.h)
   c10::SymInt rows;       // rows of the (rows, features) view of input and output: T*B, or N
   bool packed = false;

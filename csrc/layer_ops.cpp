@@ -43,7 +43,7 @@ LayerOutputs dispatch_lstm(const LayerArgs& args) {
   auto [output, h_n, s_n] =
       op.call(args.input, args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh, args.h0,
               args.s0, options.truncate, activation_name(options.activation), args.batch_sizes,
-              options.cells_per_block);
+              options.cells_per_block, options.gate_feedback);
   return {output, h_n, s_n};
 }
 
@@ -54,7 +54,7 @@ ForwardResult dispatch_forward(const LayerArgs& args) {
   auto [output, h_n, s_n, squashed_state, gates] =
       op.call(args.input, args.weight_ih, args.weight_hh, args.bias_ih, args.bias_hh, args.h0,
               args.s0, activation_name(options.activation), args.batch_sizes,
-              options.cells_per_block);
+              options.cells_per_block, options.gate_feedback);
   return {h_n, s_n, {output, squashed_state, gates}};
 }
 
@@ -68,7 +68,8 @@ LayerGradients dispatch_backward(const BackwardArgs& args) {
       args.grad_output, args.grad_h_n, args.grad_s_n, layer.input, layer.weight_ih,
       layer.weight_hh, layer.h0, args.saved.output, args.saved.squashed_state, args.saved.gates,
       options.truncate, activation_name(options.activation), layer.batch_sizes,
-      {wanted.input, wanted.weight_ih, wanted.weight_hh, wanted.bias}, options.cells_per_block);
+      {wanted.input, wanted.weight_ih, wanted.weight_hh, wanted.bias}, options.cells_per_block,
+      options.gate_feedback);
   return {grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0};
 }
 

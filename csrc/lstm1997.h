@@ -5,10 +5,11 @@
 // Shapes (one layer, one direction, a whole sequence):
 //   input           (T, B, I), or packed (N, I) with batch_sizes (T): see step_rows.h
 //   weight_ih       (G, I)     rows in gate order: input gates, cell inputs, output gates
-//   weight_hh       (G, H)
+//   weight_hh       (G, R)     R = H, or K + H + K with gate feedback (below)
 //   bias_ih         (G)        optional
 //   bias_hh         (G)        optional
-//   h0, s0          (B, H)     optional, zero when absent
+//   h0              (B, R)     optional, zero when absent: the recurrent input r_0
+//   s0              (B, H)     optional, zero when absent
 //   output          (T, B, H)  h_t for every step
 //   squashed_state  (T, B, H)  h(s_t) for every step: all that the backward needs of the cell state
 //   gates           (T, B, 3H) activated [f(a_t) | g(z_t) | f(c_t)] of every cell, for backward
@@ -19,6 +20,12 @@
 // plain layout G = 3H. Saved gates stay per cell (a block's gates repeated for each of its cells),
 // so every per-cell kernel serves blocks unchanged; only the matrix products see the K-row blocks
 // (blocks.h maps between the two).
+//
+// Gate feedback (the paper's network, its section 4): every cell and gate also sees the gate
+// outputs of t-1. The recurrent input is then r_{t-1} = [input gates (K) | cell outputs h_{t-1}
+// (H) | output gates (K)], in the gate rows' order, so weight_hh is (G, G) with R = G = K + H + K.
+// h0 and h_n are that whole recurrent state r (the outputs of every hidden unit), so that a
+// sequence split into calls continues exactly; `output` stays the cell outputs h_t.
 #pragma once
 
 #include <cstdint>
@@ -45,6 +52,18 @@ enum class Activation {
 template <typename Int>
 Int gate_rows(const Int& hidden_size, int64_t cells_per_block) {
   return hidden_size + hidden_size / cells_per_block * 2;
+}
+
+// Width R of the recurrent input (the columns of weight_hh, and of h0 and h_n).
+template <typename Int>
+Int recurrent_width(const Int& hidden_size, int64_t cells_per_block, bool gate_feedback) {
+  return gate_feedback ? gate_rows(hidden_size, cells_per_block) : hidden_size;
+}
+
+// Where the cell outputs h_{t-1} start within the recurrent input: after the K input gates.
+template <typename Int>
+Int hidden_offset(const Int& hidden_size, int64_t cells_per_block, bool gate_feedback) {
+  return gate_feedback ? hidden_size / cells_per_block : Int(0);
 }
 
 }  // namespace lstm1997

@@ -12,7 +12,7 @@ ForwardResult lstm_forward_meta(const LayerArgs& args) {
   const LayerSizes& sizes = args.sizes;
   const at::Tensor& input = args.input;
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size;
-  return {input.new_empty_symint({B, H}),
+  return {input.new_empty_symint({B, sizes.recurrent_size}),
           input.new_empty_symint({B, H}),
           {input.new_empty_symint(per_step_shape(sizes, H)),
            input.new_empty_symint(per_step_shape(sizes, H)),
@@ -30,7 +30,7 @@ LayerGradients lstm_backward_meta(const BackwardArgs& args) {
           maybe(args.wanted.weight_ih, layer.weight_ih.sym_sizes()),
           maybe(args.wanted.weight_hh, layer.weight_hh.sym_sizes()),
           maybe(args.wanted.bias, {sizes.gate_rows}),
-          layer.input.new_empty_symint({B, H}),
+          layer.input.new_empty_symint({B, sizes.recurrent_size}),
           layer.input.new_empty_symint({B, H})};
 }
 

@@ -6,11 +6,13 @@
 // are running sums of local terms (d s_t = i_t g(z_t) through the carousel):
 //     input gate row j:  trace += g(z_t[j]) f'(a_t[j]) u_t[k]
 //     cell input row j:  trace += f(a_t[j]) g'(z_t[j]) u_t[k]
-// with u_t = [x_t | h_{t-1} | 1] split into the three trace tensors. The output gate needs no
+// with u_t = [x_t | r_{t-1} | 1] split into the three trace tensors, r_{t-1} the recurrent input
+// (h_{t-1}, or with gate feedback [input gates | h_{t-1} | output gates] of t-1). The output gate needs no
 // trace: its weights act on h_t at step t only. The gradient of a loss on the outputs of a chunk of
 // steps is then the truncated backward over the chunk (_lstm_backward) plus what the error reaching
 // the chunk's first cell state, ds, does through the traces carried in:
-// dW[r, k] += sum_b ds[b, j(r)] trace[b, r, k]. Memory: the traces, B * 2H * (I + H + 1) values, whatever the stream's length.
+// dW[r, k] += sum_b ds[b, j(r)] trace[b, r, k]. Memory: the traces, B * 2H * (I + R + 1) values,
+// whatever the stream's length.
 //
 // Both ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
 // (CompositeExplicitAutograd) and the meta tensors of torch.compile.
@@ -44,25 +46,37 @@ at::Tensor local_state_derivatives(const at::Tensor& gates, Activation activatio
   return at::cat({cell_input * input_gate * (1 - input_gate), input_gate * g_prime}, 2);
 }
 
-// h_{t-1} for every step of the chunk: h0 (zeros when absent), then the chunk's own outputs.
-at::Tensor previous_hidden(const at::Tensor& output, const std::optional<at::Tensor>& h0) {
-  const at::Tensor first = present(h0) ? h0->unsqueeze(0)
-                                       : at::zeros({1, output.size(1), output.size(2)},
-                                                   output.options());
-  return at::cat({first, output.narrow(0, 0, output.size(0) - 1)}, 0);
+// r_{t-1} for every step of the chunk: h0 (zeros when absent), then the recurrent state of the
+// chunk's own steps but the last.
+at::Tensor previous_recurrent(const at::Tensor& output, const at::Tensor& gates,
+                              const std::optional<at::Tensor>& h0, int64_t recurrent_width,
+                              int64_t cells_per_block, bool gate_feedback) {
+  const at::Tensor first =
+      present(h0) ? h0->unsqueeze(0)
+                  : at::zeros({1, output.size(1), recurrent_width}, output.options());
+  const int64_t earlier = output.size(0) - 1;
+  const at::Tensor later =
+      gate_feedback ? recurrent_state(gates.narrow(0, 0, earlier), output.narrow(0, 0, earlier),
+                                      cells_per_block)
+                    : output.narrow(0, 0, earlier);
+  return at::cat({first, later}, 0);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_traces(
     const at::Tensor& input, const std::optional<at::Tensor>& h0, const at::Tensor& output,
     const at::Tensor& gates, const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-    const at::Tensor& trace_bias, c10::string_view activation) {
-  check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias);
+    const at::Tensor& trace_bias, c10::string_view activation, int64_t cells_per_block,
+    bool gate_feedback) {
+  const int64_t R = check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias,
+                                      cells_per_block, gate_feedback)
+                        .expect_int();
   const Activation kind = parse_activation(activation);
   if (input.size(0) == 0) {
     return {trace_ih.clone(), trace_hh.clone(), trace_bias.clone()};
   }
   const at::Tensor local = local_state_derivatives(gates, kind);
-  const at::Tensor previous = previous_hidden(output, h0);
+  const at::Tensor previous =
+      previous_recurrent(output, gates, h0, R, cells_per_block, gate_feedback);
   // trace[b] += sum over the chunk's steps of local_t[b]^T u_t[b]: for one step (the paper's
   // online case) an outer product per batch row, in one pass over the trace; for longer chunks one
   // (2H, T) x (T, features) product per batch row.
@@ -80,14 +94,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
     const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0, const at::Tensor& output,
     const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
     const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation,
-    int64_t cells_per_block) {
-  check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias);
+    int64_t cells_per_block, bool gate_feedback) {
+  const int64_t R = check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias,
+                                      cells_per_block, gate_feedback)
+                        .expect_int();
   const int64_t B = output.size(1), H = output.size(2);
-  const at::Tensor no_error = at::zeros({B, H}, output.options());
   // The chunk's own steps: the truncated backward, which also gives ds on the state carried in.
   BackwardArgs chunk;
   chunk.grad_output = grad_output;
-  chunk.grad_h_n = chunk.grad_s_n = no_error;
+  chunk.grad_h_n = at::zeros({B, R}, output.options());
+  chunk.grad_s_n = at::zeros({B, H}, output.options());
   chunk.layer.input = input;
   chunk.layer.weight_ih = weight_ih;
   chunk.layer.weight_hh = weight_hh;
@@ -95,6 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   chunk.layer.options.truncate = true;  // the paper's gradient, which the traces carry on
   chunk.layer.options.activation = parse_activation(activation);
   chunk.layer.options.cells_per_block = cells_per_block;
+  chunk.layer.options.gate_feedback = gate_feedback;
   chunk.saved = SavedForward{output, squashed_state, gates};
   chunk.wanted.input = false;
   LayerGradients gradients = dispatch_backward(chunk);

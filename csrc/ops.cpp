@@ -12,17 +12,20 @@ TORCH_LIBRARY(lstm1997, m) {
   // the weights then have hidden_size + 2 * hidden_size / S gate rows (see lstm1997.h).
   // With batch_sizes, input is the data of a PackedSequence (N, I): each sequence stops at its own
   // length and h_n, s_n hold each sequence's state at its last step.
+  // gate_feedback: every cell and gate also sees the gate outputs of t-1 (the paper's network);
+  // weight_hh is then (G, G), and h0, h_n are the whole recurrent state [input gates | cell
+  // outputs | output gates] (see lstm1997.h).
   m.def(
       "lstm(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
       "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, bool truncate=True, "
-      "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1) -> "
-      "(Tensor output, Tensor h_n, Tensor s_n)");
+      "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1, "
+      "bool gate_feedback=False) -> (Tensor output, Tensor h_n, Tensor s_n)");
   // The forward pass, returning also what the backward pass needs.
   m.def(
       "_lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "
       "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, str activation=\"tanh\", "
-      "Tensor? batch_sizes=None, int cells_per_block=1) -> (Tensor output, Tensor h_n, "
-      "Tensor s_n, Tensor squashed_state, Tensor gates)");
+      "Tensor? batch_sizes=None, int cells_per_block=1, bool gate_feedback=False) -> "
+      "(Tensor output, Tensor h_n, Tensor s_n, Tensor squashed_state, Tensor gates)");
   // Gradients of _lstm_forward's output, h_n and s_n with respect to its inputs. One grad_bias
   // serves both bias_ih and bias_hh (they enter the cell as a sum). output_mask says which of
   // grad_input, grad_weight_ih, grad_weight_hh and grad_bias to compute; the others are None.
@@ -30,26 +33,29 @@ TORCH_LIBRARY(lstm1997, m) {
       "_lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
       "Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, Tensor squashed_state, "
       "Tensor gates, *, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
-      "bool[4] output_mask=[True, True, True, True], int cells_per_block=1) -> "
-      "(Tensor grad_input, Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, "
-      "Tensor grad_h0, Tensor grad_s0)");
+      "bool[4] output_mask=[True, True, True, True], int cells_per_block=1, "
+      "bool gate_feedback=False) -> (Tensor grad_input, Tensor grad_weight_ih, "
+      "Tensor grad_weight_hh, Tensor grad_bias, Tensor grad_h0, Tensor grad_s0)");
   // Online learning: the paper's truncated gradient computed forward in time. The traces hold,
   // for each batch row, the derivative of the cell state with respect to the weights of the rows
   // it depends on through the carousel, the input-gate and cell-input rows of each cell (2H, a
   // block's shared input gate counted once per cell):
-  // trace_ih (B, 2H, I), trace_hh (B, 2H, H), trace_bias (B, 2H). Both ops take a chunk of steps
-  // run by _lstm_forward (input, h0, output, squashed_state, gates as there; dense only).
+  // trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H), R the recurrent input's width
+  // (H, or K + H + K with gate_feedback). Both ops take a chunk of steps run by _lstm_forward
+  // (input, h0, output, squashed_state, gates as there, with the same options; dense only).
   // The traces after the chunk.
   m.def(
       "lstm_online_traces(Tensor input, Tensor? h0, Tensor output, Tensor gates, "
-      "Tensor trace_ih, Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\") -> "
-      "(Tensor trace_ih, Tensor trace_hh, Tensor trace_bias)");
+      "Tensor trace_ih, Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\", "
+      "int cells_per_block=1, bool gate_feedback=False) -> (Tensor trace_ih, Tensor trace_hh, "
+      "Tensor trace_bias)");
   // The weight gradients of a loss on the chunk's outputs (grad_output), including the effect of
   // the weights through the cell state carried in from before the chunk (traces at its start):
   // over a sequence, the sum of these per chunk is the truncated backward's gradient.
   m.def(
       "lstm_online_grads(Tensor grad_output, Tensor input, Tensor weight_ih, Tensor weight_hh, "
       "Tensor? h0, Tensor output, Tensor squashed_state, Tensor gates, Tensor trace_ih, "
-      "Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\", int cells_per_block=1) -> "
-      "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
+      "Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\", int cells_per_block=1, "
+      "bool gate_feedback=False) -> (Tensor grad_weight_ih, Tensor grad_weight_hh, "
+      "Tensor grad_bias)");
 }

@@ -13,34 +13,44 @@ SQUASHERS = {
 
 
 def reference_lstm(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, s0=None,
-                   truncate=True, activation="tanh"):
-    """The cell as a Python loop. With ``truncate``, h_{t-1} is detached where it enters the
-    recurrent product: autograd through this loop is then the paper's truncated gradient.
-    Memory cell blocks follow from the weights' shape: K + H + K rows are K input gates, H cell
-    inputs and K output gates, each gate shared by H / K consecutive cells (K = H: plain cells)."""
+                   truncate=True, activation="tanh", gate_feedback=False, cells_per_block=None):
+    """The cell as a Python loop. With ``truncate``, the whole recurrent input is detached where it
+    enters the recurrent product: autograd through this loop is then the paper's truncated
+    gradient. Memory cell blocks follow from the weights' shape without gate feedback: K + H + K
+    rows are K input gates, H cell inputs and K output gates, each gate shared by H / K
+    consecutive cells (K = H: plain cells). With ``gate_feedback`` (the paper's network) the
+    recurrent input is every hidden unit's output of t-1, r = [input gates | h | output gates],
+    ``weight_hh`` is square and ``cells_per_block`` must be given; h0 and the returned h_n are r.
+    """
     g, h = SQUASHERS[activation]
     T, B, _ = input.shape
-    H = weight_hh.shape[1]
-    K = (weight_hh.shape[0] - H) // 2
-    cells_per_block = H // K
-    hidden = h0 if h0 is not None else input.new_zeros(B, H)
+    G = weight_hh.shape[0]
+    if gate_feedback:
+        S = cells_per_block or 1
+        K = G // (S + 2)
+        H = K * S
+    else:
+        H = weight_hh.shape[1]
+        K = (G - H) // 2
+        S = H // K
+    recurrent = h0 if h0 is not None else input.new_zeros(B, weight_hh.shape[1])
     state = s0 if s0 is not None else input.new_zeros(B, H)
     outputs = []
     for t in range(T):
-        recurrent = hidden.detach() if truncate else hidden
-        net = input[t] @ weight_ih.T + recurrent @ weight_hh.T
+        previous = recurrent.detach() if truncate else recurrent
+        net = input[t] @ weight_ih.T + previous @ weight_hh.T
         if bias_ih is not None:
             net = net + bias_ih
         if bias_hh is not None:
             net = net + bias_hh
         a, z, c = net.split([K, H, K], dim=1)
-        input_gate = torch.sigmoid(a).repeat_interleave(cells_per_block, dim=1)
-        output_gate = torch.sigmoid(c).repeat_interleave(cells_per_block, dim=1)
-        state = state + input_gate * g(z)
-        hidden = output_gate * h(state)
+        input_gate, output_gate = torch.sigmoid(a), torch.sigmoid(c)
+        state = state + input_gate.repeat_interleave(S, dim=1) * g(z)
+        hidden = output_gate.repeat_interleave(S, dim=1) * h(state)
         outputs.append(hidden)
+        recurrent = torch.cat([input_gate, hidden, output_gate], 1) if gate_feedback else hidden
     output = torch.stack(outputs) if outputs else input.new_zeros(0, B, H)
-    return output, hidden, state
+    return output, recurrent, state
 
 
 def pinned_torch_lstm(weight_ih, weight_hh, bias_ih=None, bias_hh=None):

@@ -15,12 +15,12 @@ namespace lstm1997 {
 namespace cpu {
 namespace {
 
-// h_{t-1} for every row of steps t >= 1, in row order: the forward output of the previous step,
-// restricted to the rows still active.
-at::Tensor previous_hidden(const StepRows& steps, const at::Tensor& output_2d) {
-  const int64_t later_rows = output_2d.size(0) - (steps.steps() > 0 ? steps.count[0] : 0);
+// r_{t-1} for every row of steps t >= 1, in row order, from the recurrent state of every row
+// (N, R): the previous step's, restricted to the rows still active.
+at::Tensor previous_recurrent(const StepRows& steps, const at::Tensor& recurrent_2d) {
+  const int64_t later_rows = recurrent_2d.size(0) - (steps.steps() > 0 ? steps.count[0] : 0);
   if (steps.dense) {
-    return output_2d.narrow(0, 0, later_rows);
+    return recurrent_2d.narrow(0, 0, later_rows);
   }
   std::vector<int64_t> rows;
   rows.reserve(later_rows);
@@ -29,7 +29,7 @@ at::Tensor previous_hidden(const StepRows& steps, const at::Tensor& output_2d) {
       rows.push_back(steps.offset[t - 1] + b);
     }
   }
-  return output_2d.index_select(0, at::tensor(rows, at::kLong));
+  return recurrent_2d.index_select(0, at::tensor(rows, at::kLong));
 }
 
 }  // namespace
@@ -39,7 +39,8 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
   const LayerSizes& sizes = layer.sizes;
   const StepRows steps = step_rows(layer);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
-                I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int();
+                I = sizes.input_size.expect_int(), H = sizes.hidden_size.expect_int(),
+                R = sizes.recurrent_size.expect_int();
   const int64_t cells_per_block = layer.options.cells_per_block;
   const at::Tensor& input = layer.input;
   const auto options = input.options();
@@ -50,7 +51,7 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
                               args.grad_h_n.contiguous(),
                               args.saved.squashed_state.contiguous(),
                               args.saved.gates.contiguous(),
-                              layer.options.activation};
+                              layer.options};
 
   at::Tensor dnet = at::empty({N, kNumGates * H}, options);
   at::Tensor ds_carry = args.grad_s_n.to(opmath_options, /*non_blocking=*/false,
@@ -60,7 +61,7 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
     truncated_net_errors(inputs, dnet, ds_carry);
     // h0 reaches the cell only through the truncated recurrent product, except for an empty
     // sequence, where h_n is h0 itself.
-    grad_h0 = T == 0 ? inputs.grad_h_n.clone() : at::zeros({B, H}, options);
+    grad_h0 = T == 0 ? inputs.grad_h_n.clone() : at::zeros({B, R}, options);
   } else {
     grad_h0 = inputs.grad_h_n.clone();
     exact_net_errors(inputs, layer, dnet, grad_h0, ds_carry);
@@ -83,12 +84,19 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
   if (wanted.weight_hh) {
     const int64_t first_rows = T > 0 ? steps.count[0] : 0;
     if (N > first_rows) {
-      grad_weight_hh =
-          transposed_product(dnet_rows.narrow(0, first_rows, N - first_rows),
-                             previous_hidden(steps, args.saved.output.reshape({N, H})))
-              .contiguous();
+      // With gate feedback dW_hh also takes the gate outputs of t-1: the recurrent state of every
+      // row, made from what the forward saved.
+      const at::Tensor output_2d = args.saved.output.reshape({N, H});
+      const at::Tensor recurrent_2d =
+          layer.options.gate_feedback
+              ? recurrent_state(args.saved.gates.reshape({N, kNumGates * H}), output_2d,
+                                cells_per_block)
+              : output_2d;
+      grad_weight_hh = transposed_product(dnet_rows.narrow(0, first_rows, N - first_rows),
+                                          previous_recurrent(steps, recurrent_2d))
+                           .contiguous();
     } else {
-      grad_weight_hh = at::zeros({G, H}, options);
+      grad_weight_hh = at::zeros({G, R}, options);
     }
     if (T > 0 && present(layer.h0)) {
       grad_weight_hh.add_(transposed_product(dnet_rows.narrow(0, 0, first_rows), *layer.h0));

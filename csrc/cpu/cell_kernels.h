@@ -2,6 +2,7 @@
 // part of every forward and backward path.
 #pragma once
 
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 
 #include "thread_split.h"
@@ -13,11 +14,13 @@ namespace cpu {
 // The cell step of up to L cells of one row (`lanes`), from their three net inputs in registers.
 // Stores s_t and h_t and, with `save`, the activated gates (the three gates' columns of `gates`,
 // H apart) and h(s_t) for the backward pass. The small-layer loop calls it on net inputs straight
-// from its product kernel.
+// from its product kernel. With gate feedback and no memory cell blocks, `recurrent` (else null)
+// receives the step's recurrent state r_t: its input gates, cell outputs and output gates, also H
+// apart (K = H).
 template <typename LanesT, typename V, typename scalar_t, typename opmath_t>
 inline void apply_cell_step(const LanesT& lanes, const V* net, scalar_t* gates, opmath_t* state,
-                            scalar_t* squashed_state, scalar_t* hidden, int64_t H, bool save,
-                            Squash<opmath_t> g, Squash<opmath_t> h) {
+                            scalar_t* squashed_state, scalar_t* hidden, scalar_t* recurrent,
+                            int64_t H, bool save, Squash<opmath_t> g, Squash<opmath_t> h) {
   const CellStep<V> step =
       cell_forward(net[kInputGate], net[kCellInput], net[kOutputGate], lanes.load(state), g, h);
   if (save) {
@@ -28,6 +31,11 @@ inline void apply_cell_step(const LanesT& lanes, const V* net, scalar_t* gates, 
   }
   lanes.store(step.cell_state, state);
   lanes.store(step.hidden, hidden);
+  if (recurrent != nullptr) {
+    lanes.store(step.input_gate, recurrent);
+    lanes.store(step.hidden, recurrent + H);
+    lanes.store(step.output_gate, recurrent + 2 * H);
+  }
 }
 
 // One time step of cells [j_begin, j_end) of batch row b, from net inputs in memory (`net`).
@@ -48,7 +56,7 @@ inline void cell_steps_of_row(const scalar_t* net, scalar_t* gates, opmath_t* st
                                    lanes.load(row_net + kCellInput * H + j),
                                    lanes.load(row_net + kOutputGate * H + j)};
     apply_cell_step(lanes, cell_net, row_gates + j, state + row + j, squashed_state + row + j,
-                    hidden + row + j, H, /*save=*/true, g, h);
+                    hidden + row + j, static_cast<scalar_t*>(nullptr), H, /*save=*/true, g, h);
   });
 }
 
@@ -87,6 +95,28 @@ inline void net_errors_of_row(const scalar_t* dh_external, const scalar_t* dh_ex
     lanes.store(errors.cell_input, dnet + kCellInput * H + j);
     lanes.store(errors.output_gate, dnet + kOutputGate * H + j);
   });
+}
+
+// With gate feedback a row's gate outputs at step t are part of its recurrent state r_t (read by
+// step t + 1, and h_n at the last step), whose error `d_recurrent` (width K + H + K) reaches the
+// gates' net inputs through f' = y (1 - y). Added to the per-cell errors of the cells among
+// [j_begin, j_end) that begin a block, so that summing a block's cells (sum_block_gates) counts
+// it once.
+template <typename scalar_t>
+inline void add_gate_output_errors(const scalar_t* d_recurrent, const scalar_t* gates,
+                                   scalar_t* dnet, int64_t j_begin, int64_t j_end, int64_t H,
+                                   int64_t cells_per_block) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const int64_t S = cells_per_block, K = H / S;
+  for (int64_t j = (j_begin + S - 1) / S * S; j < j_end; j += S) {
+    const int64_t k = j / S;
+    const opmath_t input_gate = gates[kInputGate * H + j];
+    const opmath_t output_gate = gates[kOutputGate * H + j];
+    dnet[kInputGate * H + j] = opmath_t(dnet[kInputGate * H + j]) +
+                               opmath_t(d_recurrent[k]) * input_gate * (1 - input_gate);
+    dnet[kOutputGate * H + j] = opmath_t(dnet[kOutputGate * H + j]) +
+                                opmath_t(d_recurrent[K + H + k]) * output_gate * (1 - output_gate);
+  }
 }
 
 }  // namespace cpu

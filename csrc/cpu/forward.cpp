@@ -38,7 +38,7 @@ ForwardPath choose_path(const LayerArgs& args) {
   }
   // A library call per step costs about as much as a small step's arithmetic (matmul.h); bigger
   // steps, and dtypes other than float and double, go to the library.
-  if (!use_small_layer_loop(args.input, B, kNumGates * H, H)) {
+  if (!use_small_layer_loop(args.input, B, kNumGates * H, args.sizes.recurrent_size.expect_int())) {
     return ForwardPath::kPerStep;
   }
   // Folding the input product into the steps saves writing the projections and reading them back;
@@ -60,6 +60,7 @@ struct ForwardPass {
   const LayerArgs& args;
   StepRows steps;
   int64_t T, B, N, I, H, G;
+  int64_t R;  // the width of the recurrent input: H, or K + H + K with gate feedback
   // Whether the gates and h(s_t) of every step are kept for the backward pass. Without (inference)
   // the buffers are scratch for one chunk of steps at a time: the input projection then runs chunk
   // by chunk, and the pass needs no T*B*3H buffer.
@@ -68,7 +69,11 @@ struct ForwardPass {
   int64_t buffer_rows;        // rows of the gate and squashed_state buffers: N, or a chunk's
   at::Tensor input_2d;        // (N, I)
   at::Tensor bias;            // bias_ih + bias_hh, or the one given, or undefined
-  at::Tensor initial_hidden;  // (B, H)
+  at::Tensor initial_hidden;  // (B, R): r_0
+  // With gate feedback, (2, B, R): step t writes its recurrent state r_t (gate and cell outputs)
+  // to slot t % 2, where step t + 1 reads it; slot 1 starts as r_0. Rows of sequences that have
+  // ended keep their last r (h_n).
+  at::Tensor fed_back;
   at::Tensor state;           // (B, H) opmath: the carousel's running sum; ended rows keep s_n
   at::Tensor output;          // (N, H)
   at::Tensor squashed_state;  // (buffer_rows, H); undefined when nothing reads it
@@ -90,6 +95,7 @@ ForwardPass::ForwardPass(const LayerArgs& layer, ForwardPath path, bool save_for
   I = args.sizes.input_size.expect_int();
   H = args.sizes.hidden_size.expect_int();
   G = args.sizes.gate_rows.expect_int();
+  R = args.sizes.recurrent_size.expect_int();
   const auto options = args.input.options();
   const auto opmath_options = options.dtype(at::toOpMathType(args.input.scalar_type()));
   chunk_steps = save ? std::max<int64_t>(T, 1)
@@ -102,7 +108,11 @@ ForwardPass::ForwardPass(const LayerArgs& layer, ForwardPath path, bool save_for
   } else if (present(args.bias_ih) || present(args.bias_hh)) {
     bias = present(args.bias_ih) ? *args.bias_ih : *args.bias_hh;
   }
-  initial_hidden = present(args.h0) ? args.h0->contiguous() : at::zeros({B, H}, options);
+  initial_hidden = present(args.h0) ? args.h0->contiguous() : at::zeros({B, R}, options);
+  if (args.options.gate_feedback) {
+    fed_back = at::empty({2, B, R}, options);
+    fed_back[1].copy_(initial_hidden);
+  }
   state = present(args.s0) ? args.s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
                                          at::MemoryFormat::Contiguous)
                            : at::zeros({B, H}, opmath_options);
@@ -141,6 +151,12 @@ void for_each_projected_chunk(ForwardPass& pass, const Fn& fn) {
 }
 
 template <typename scalar_t>
+RecurrentInput<scalar_t> recurrent_input(ForwardPass& pass) {
+  return {pass.initial_hidden.const_data_ptr<scalar_t>(),
+          pass.fed_back.defined() ? pass.fed_back.data_ptr<scalar_t>() : nullptr, pass.R};
+}
+
+template <typename scalar_t>
 void forward_small_layer_with_input(ForwardPass& pass) {
   const at::Tensor input_rows = pass.input_2d.contiguous();
   const at::Tensor input_panels =
@@ -159,8 +175,7 @@ void forward_small_layer_with_input(ForwardPass& pass) {
   const Activation activation = pass.args.options.activation;
   small_layer_forward_steps<scalar_t, scalar_t>(
       pass.steps, 0, pass.T, 0, step_input, recurrent_panels.const_data_ptr<scalar_t>(),
-      pass.initial_hidden.const_data_ptr<scalar_t>(),
-      pass.save ? pass.gates.data_ptr<scalar_t>() : nullptr, pass.state.data_ptr<scalar_t>(),
+      recurrent_input<scalar_t>(pass), pass.save ? pass.gates.data_ptr<scalar_t>() : nullptr, pass.state.data_ptr<scalar_t>(),
       pass.save ? pass.squashed_state.data_ptr<scalar_t>() : nullptr,
       pass.output.data_ptr<scalar_t>(), pass.H, pass.save,
       cell_input_squash<scalar_t>(activation), cell_output_squash<scalar_t>(activation));
@@ -175,8 +190,8 @@ void forward_small_layer(ForwardPass& pass) {
                                      at::Tensor& net) {
     small_layer_forward_steps<scalar_t, scalar_t>(
         pass.steps, t_begin, t_end, first, StepInput<scalar_t>{},
-        recurrent_panels.const_data_ptr<scalar_t>(),
-        pass.initial_hidden.const_data_ptr<scalar_t>(), net.data_ptr<scalar_t>(),
+        recurrent_panels.const_data_ptr<scalar_t>(), recurrent_input<scalar_t>(pass),
+        net.data_ptr<scalar_t>(),
         pass.state.data_ptr<scalar_t>(), pass.squashed_state_at<scalar_t>(first, base),
         pass.output.data_ptr<scalar_t>(), pass.H, pass.save,
         cell_input_squash<scalar_t>(activation), cell_output_squash<scalar_t>(activation));
@@ -189,6 +204,7 @@ void forward_per_step(ForwardPass& pass) {
   const LayerArgs& args = pass.args;
   const int64_t H = pass.H;
   const bool blocked = args.options.cells_per_block > 1;
+  const bool feedback = args.options.gate_feedback;
   const RepeatedProduct recurrent(args.weight_hh, pass.B, pass.N);
   const at::Tensor expansion =
       blocked ? block_expansion_index(H, args.options.cells_per_block, args.input.options())
@@ -202,8 +218,10 @@ void forward_per_step(ForwardPass& pass) {
       const int64_t first = steps.offset[t], rows = steps.count[t];
       at::Tensor net = chunk_net.narrow(0, first - chunk_first, rows);
       // The rows active now are a prefix of those active at the previous step.
-      const at::Tensor previous = t == 0 ? pass.initial_hidden.narrow(0, 0, rows)
-                                         : pass.output.narrow(0, steps.offset[t - 1], rows);
+      const at::Tensor previous =
+          feedback ? pass.fed_back[(t + 1) % 2].narrow(0, 0, rows)
+          : t == 0 ? pass.initial_hidden.narrow(0, 0, rows)
+                   : pass.output.narrow(0, steps.offset[t - 1], rows);
       at::Tensor summed = recurrent.add(net, previous);
       at::Tensor cell_gates = pass.gates.narrow(0, first - base, rows);
       if (blocked) {
@@ -214,16 +232,21 @@ void forward_per_step(ForwardPass& pass) {
           summed.const_data_ptr<scalar_t>(), cell_gates.data_ptr<scalar_t>(),
           pass.state.data_ptr<opmath_t>(), pass.squashed_state_at<scalar_t>(first, base),
           pass.output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
+      if (feedback) {
+        store_recurrent_state(pass.fed_back[t % 2].narrow(0, 0, rows), cell_gates,
+                              pass.output.narrow(0, first, rows), args.options.cells_per_block);
+      }
     }
   });
 }
 
-// Row of each sequence's last step, where h_n and s_n are read.
-at::Tensor last_rows(const StepRows& steps) {
+// Row of each sequence's last step, where h_n is read; with gate feedback, its row in the
+// (2 B, R) view of pass.fed_back.
+at::Tensor last_rows(const StepRows& steps, bool fed_back) {
   std::vector<int64_t> rows(steps.batch);
   for (int64_t t = 0; t < steps.steps(); ++t) {
     for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
-      rows[b] = steps.offset[t] + b;
+      rows[b] = fed_back ? (t % 2) * steps.batch + b : steps.offset[t] + b;
     }
   }
   return at::tensor(rows, at::kLong);
@@ -245,8 +268,11 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
     forward_per_step<scalar_t>(pass);
   });
   // Fresh tensors, not views: an op's outputs must not alias each other.
+  const bool feedback = args.options.gate_feedback;
+  const at::Tensor last_outputs =
+      feedback ? pass.fed_back.view({2 * pass.B, pass.R}) : pass.output;
   at::Tensor h_n = pass.T == 0 ? pass.initial_hidden.clone()
-                                : pass.output.index_select(0, last_rows(pass.steps));
+                                : last_outputs.index_select(0, last_rows(pass.steps, feedback));
   at::Tensor s_n = pass.state.to(args.input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
   const auto per_step = [&](const at::Tensor& tensor) {
     return args.sizes.packed ? tensor : tensor.view({pass.T, pass.B, tensor.size(1)});

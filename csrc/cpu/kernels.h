@@ -22,18 +22,28 @@ LayerGradients lstm_backward(const BackwardArgs& args);
 struct NetErrorInputs {
   const StepRows& steps;
   at::Tensor grad_output;     // (rows, H): the error reaching h_t from outside
-  at::Tensor grad_h_n;        // (B, H)
+  at::Tensor grad_h_n;        // (B, R): the error of the recurrent state at each last step
   at::Tensor squashed_state;  // (rows, H)
   at::Tensor gates;           // (rows, 3H)
-  Activation activation;
+  LayerOptions options;
+
+  // R, and where the cell outputs begin in a row of the recurrent state (lstm1997.h).
+  int64_t recurrent_width() const {
+    return lstm1997::recurrent_width(grad_output.size(-1), options.cells_per_block,
+                                     options.gate_feedback);
+  }
+  int64_t hidden_offset() const {
+    return lstm1997::hidden_offset(grad_output.size(-1), options.cells_per_block,
+                                   options.gate_feedback);
+  }
 };
 
 // The error of every net input, into dnet (rows, 3H, per cell). `ds_carry` (B, H, in opmath
 // precision) enters as grad_s_n and leaves as the error on s0.
 // truncated_backward.cpp: the paper's truncation, a reverse scan with no matrix product.
 void truncated_net_errors(const NetErrorInputs& inputs, at::Tensor& dnet, at::Tensor& ds_carry);
-// exact_backward.cpp: exact BPTT, a product with W_hh per step. `dh_carry` enters as grad_h_n and
-// leaves as the error on h0.
+// exact_backward.cpp: exact BPTT, a product with W_hh per step. `dh_carry` (B, R), the error of
+// the recurrent state, enters as grad_h_n and leaves as the error on h0.
 void exact_net_errors(const NetErrorInputs& inputs, const LayerArgs& layer, at::Tensor& dnet,
                       at::Tensor& dh_carry, at::Tensor& ds_carry);
 

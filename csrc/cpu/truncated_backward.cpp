@@ -19,9 +19,12 @@ void truncated_net_errors_typed(const NetErrorInputs& inputs, at::Tensor& dnet,
                                 at::Tensor& ds_carry) {
   using opmath_t = at::opmath_type<scalar_t>;
   const StepRows& steps = inputs.steps;
-  const int64_t T = steps.steps(), B = steps.batch, H = inputs.grad_h_n.size(1);
-  const auto g = cell_input_squash<opmath_t>(inputs.activation);
-  const auto h = cell_output_squash<opmath_t>(inputs.activation);
+  const int64_t T = steps.steps(), B = steps.batch, H = inputs.grad_output.size(-1);
+  const int64_t R = inputs.recurrent_width(), hidden_offset = inputs.hidden_offset();
+  const bool feedback = inputs.options.gate_feedback;
+  const int64_t cells_per_block = inputs.options.cells_per_block;
+  const auto g = cell_input_squash<opmath_t>(inputs.options.activation);
+  const auto h = cell_output_squash<opmath_t>(inputs.options.activation);
   opmath_t* ds = ds_carry.data_ptr<opmath_t>();
   const scalar_t* dh_ext = inputs.grad_output.const_data_ptr<scalar_t>();
   const scalar_t* dh_last = inputs.grad_h_n.const_data_ptr<scalar_t>();
@@ -38,10 +41,17 @@ void truncated_net_errors_typed(const NetErrorInputs& inputs, at::Tensor& dnet,
           return;  // this sequence has ended before step t
         }
         const int64_t row = steps.offset[t] + b;
-        // h_n of a sequence is its output at its last step: that error joins there.
-        const scalar_t* dh_extra = b >= ending ? dh_last + b * H : nullptr;
+        // h_n of a sequence is its state at its last step: that error joins there (with gate
+        // feedback, also on the gates; the truncation cuts only the recurrent connections).
+        const bool last = b >= ending;
+        const scalar_t* dh_extra = last ? dh_last + b * R + hidden_offset : nullptr;
+        scalar_t* row_dnet = dnet_ptr + row * kNumGates * H;
         net_errors_of_row(dh_ext + row * H, dh_extra, ds + b * H, gate + row * kNumGates * H,
-                          hs + row * H, dnet_ptr + row * kNumGates * H, j_begin, j_end, H, g, h);
+                          hs + row * H, row_dnet, j_begin, j_end, H, g, h);
+        if (last && feedback) {
+          add_gate_output_errors(dh_last + b * R, gate + row * kNumGates * H, row_dnet, j_begin,
+                                 j_end, H, cells_per_block);
+        }
       });
     }
   });
