@@ -49,16 +49,17 @@ at::Tensor local_state_derivatives(const at::Tensor& gates, Activation activatio
 // r_{t-1} for every step of the chunk: h0 (zeros when absent), then the recurrent state of the
 // chunk's own steps but the last.
 at::Tensor previous_recurrent(const at::Tensor& output, const at::Tensor& gates,
-                              const std::optional<at::Tensor>& h0, int64_t recurrent_width,
-                              int64_t cells_per_block, bool gate_feedback) {
+                              const std::optional<at::Tensor>& h0,
+                              const c10::SymInt& recurrent_width, int64_t cells_per_block,
+                              bool gate_feedback) {
   const at::Tensor first =
       present(h0) ? h0->unsqueeze(0)
-                  : at::zeros({1, output.size(1), recurrent_width}, output.options());
-  const int64_t earlier = output.size(0) - 1;
+                  : at::zeros_symint({1, output.sym_size(1), recurrent_width}, output.options());
+  const c10::SymInt earlier = output.sym_size(0) - 1;
   const at::Tensor later =
-      gate_feedback ? recurrent_state(gates.narrow(0, 0, earlier), output.narrow(0, 0, earlier),
-                                      cells_per_block)
-                    : output.narrow(0, 0, earlier);
+      gate_feedback ? recurrent_state(gates.narrow_symint(0, 0, earlier),
+                                      output.narrow_symint(0, 0, earlier), cells_per_block)
+                    : output.narrow_symint(0, 0, earlier);
   return at::cat({first, later}, 0);
 }
 
@@ -67,9 +68,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_traces(
     const at::Tensor& gates, const at::Tensor& trace_ih, const at::Tensor& trace_hh,
     const at::Tensor& trace_bias, c10::string_view activation, int64_t cells_per_block,
     bool gate_feedback) {
-  const int64_t R = check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias,
-                                      cells_per_block, gate_feedback)
-                        .expect_int();
+  const c10::SymInt R = check_online_args(input, h0, output, gates, trace_ih, trace_hh,
+                                          trace_bias, cells_per_block, gate_feedback);
   const Activation kind = parse_activation(activation);
   if (input.size(0) == 0) {
     return {trace_ih.clone(), trace_hh.clone(), trace_bias.clone()};
@@ -95,15 +95,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
     const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
     const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation,
     int64_t cells_per_block, bool gate_feedback) {
-  const int64_t R = check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias,
-                                      cells_per_block, gate_feedback)
-                        .expect_int();
-  const int64_t B = output.size(1), H = output.size(2);
+  const c10::SymInt R = check_online_args(input, h0, output, gates, trace_ih, trace_hh,
+                                          trace_bias, cells_per_block, gate_feedback);
+  const int64_t H = output.size(2);
   // The chunk's own steps: the truncated backward, which also gives ds on the state carried in.
   BackwardArgs chunk;
   chunk.grad_output = grad_output;
-  chunk.grad_h_n = at::zeros({B, R}, output.options());
-  chunk.grad_s_n = at::zeros({B, H}, output.options());
+  chunk.grad_h_n = at::zeros_symint({output.sym_size(1), R}, output.options());
+  chunk.grad_s_n = at::zeros_symint({output.sym_size(1), output.sym_size(2)}, output.options());
   chunk.layer.input = input;
   chunk.layer.weight_ih = weight_ih;
   chunk.layer.weight_hh = weight_hh;

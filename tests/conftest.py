@@ -12,10 +12,12 @@ CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 
 def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state=True,
-              requires_grad=True, seed=0, scale=0.5, cells_per_block=1):
+              requires_grad=True, seed=0, scale=0.5, cells_per_block=1, gate_feedback=False):
     """Random op arguments: (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0); with
-    cells_per_block S the weights have H + 2H/S gate rows (memory cell blocks)."""
+    cells_per_block S the weights have H + 2H/S gate rows (memory cell blocks); with gate_feedback
+    weight_hh and h0 have as many columns (the recurrent state of the paper's network)."""
     G = H + 2 * (H // cells_per_block)
+    R = G if gate_feedback else H
     gen = torch.Generator().manual_seed(seed)
 
     def rand(*shape):
@@ -25,10 +27,10 @@ def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state
     return (
         rand(T, B, I),
         rand(G, I),
-        rand(G, H),
+        rand(G, R),
         rand(G) if bias else None,
         rand(G) if bias else None,
-        rand(B, H) if state else None,
+        rand(B, R) if state else None,
         rand(B, H) if state else None,
     )
 
@@ -49,7 +51,9 @@ def check_packed_module(module, sequences):
     params = {name: p.detach().clone().requires_grad_() for name, p in module.named_parameters()}
     outputs, ref_h, ref_s = reference_stack(sequences, params, module.num_layers,
                                             module.bidirectional, truncate=module.truncate,
-                                            activation=module.activation)
+                                            activation=module.activation,
+                                            gate_feedback=module.gate_feedback,
+                                            cells_per_block=module.cells_per_block)
     ref_loss = sum(o.square().sum() for o in outputs) + ref_h.sum() + ref_s.sum()
     ref_grads = torch.autograd.grad(ref_loss, list(params.values()))
     for b, n in enumerate(lengths):

@@ -80,7 +80,7 @@ def drop_forget_rows(tensor):
 
 
 def reference_stack(sequences, params, num_layers, bidirectional, h0=None, s0=None,
-                    truncate=True, activation="tanh"):
+                    truncate=True, activation="tanh", gate_feedback=False, cells_per_block=None):
     """A stacked (and optionally bidirectional) 1997 LSTM run on each sequence separately.
 
     sequences: list of (length_b, I) tensors; params: dict of lstm1997.LSTM parameter names to
@@ -104,7 +104,8 @@ def reference_stack(sequences, params, num_layers, bidirectional, h0=None, s0=No
                     params.get("bias_ih" + suffix), params.get("bias_hh" + suffix),
                     None if h0 is None else h0[k, b : b + 1],
                     None if s0 is None else s0[k, b : b + 1],
-                    truncate=truncate, activation=activation,
+                    truncate=truncate, activation=activation, gate_feedback=gate_feedback,
+                    cells_per_block=cells_per_block,
                 )
                 out = out[:, 0]
                 direction_outputs.append(out.flip(0) if direction else out)

@@ -5,9 +5,9 @@ Importing the package loads the compiled op library, which registers ``torch.ops
 import torch  # noqa: F401  (the op library links against torch: load it first)
 
 from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
-from .functional import lstm
+from .functional import lstm, recurrent_split
 from .modules import LSTM, LSTMCell
 from .online import OnlineLSTM
 
-__all__ = ["LSTM", "LSTMCell", "OnlineLSTM", "lstm"]
+__all__ = ["LSTM", "LSTMCell", "OnlineLSTM", "lstm", "recurrent_split"]
 __version__ = "0.1.0"

@@ -87,10 +87,18 @@ def forget_gates_pinned(state_dict):
     return all(bool((torch.sigmoid(b.double()).to(b.dtype) == 1).all()) for b in forget_bias.values())
 
 
-def _require_torch_equivalent(module, what):
+def _require_torch_layout(module, what):
+    """The parameters of ``module`` have torch.nn's layout (with the forget rows removed)."""
     if module.cells_per_block != 1:
         raise ValueError(f"{what}: cells_per_block: expected 1 (torch.nn has no memory cell "
                          f"blocks), got {module.cells_per_block}")
+    if module.gate_feedback:
+        raise ValueError(f"{what}: gate_feedback: expected False (in torch.nn the gates see only "
+                         f"the cell outputs of t-1), got True")
+
+
+def _require_torch_equivalent(module, what):
+    _require_torch_layout(module, what)
     if module.activation != "tanh":
         raise ValueError(
             f"{what}: activation: expected \"tanh\" (torch.nn has no other squashing functions), "
@@ -148,6 +156,7 @@ def from_torch_lstm(cls, torch_lstm, **options):
         batch_first=torch_lstm.batch_first, dropout=torch_lstm.dropout,
         bidirectional=torch_lstm.bidirectional, **_factory(torch_lstm), **options,
     )
+    _require_torch_layout(result, "from_torch_lstm")
     result.load_state_dict(state_dict_from_torch(torch_lstm.state_dict()))
     return result
 
@@ -161,5 +170,6 @@ def from_torch_lstm_cell(cls, torch_cell, **options):
     _warn_unless_pinned(torch_cell, "from_torch_lstm_cell")
     result = cls(torch_cell.input_size, torch_cell.hidden_size, bias=torch_cell.bias,
                  **_factory(torch_cell), **options)
+    _require_torch_layout(result, "from_torch_lstm_cell")
     result.load_state_dict(state_dict_from_torch(torch_cell.state_dict()))
     return result

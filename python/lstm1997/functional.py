@@ -20,6 +20,7 @@ def lstm(
     activation: str = "tanh",
     batch_sizes: Optional[Tensor] = None,
     cells_per_block: int = 1,
+    gate_feedback: bool = False,
 ) -> Tuple[Tensor, Tensor, Tensor]:
     r"""Runs one layer of the 1997 LSTM over a whole sequence.
 
@@ -44,11 +45,35 @@ def lstm(
             ``[kS, (k+1)S)`` share block k's input gate and output gate. The weights then have
             ``K + H + K`` rows (``K = H / S`` input gates, ``H`` cell inputs, ``K`` output gates)
             instead of ``3H``.
+        gate_feedback: the paper's network (its section 4): every cell and gate also sees the
+            gate outputs of t-1. The recurrent input is then ``r_{t-1} = [input gates (K) |
+            h_{t-1} (H) | output gates (K)]``, ``weight_hh`` is ``(K + H + K, H + 2K)``, and h0
+            and h_n are that whole recurrent state, ``(B, K + H + K)``, so that a sequence split
+            into calls continues exactly (pass h_n back as h0). The cell outputs of h_n are
+            ``h_n[:, K:K + H]``; the truncated gradient cuts every recurrent connection, the gate
+            outputs' included (the paper's appendix A.1).
 
     Returns:
-        ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; h_n, s_n ``(B, H)``.
+        ``(output, h_n, s_n)``: output ``(T, B, H)`` holds h_t for every step; s_n ``(B, H)``;
+        h_n ``(B, H)``, or ``(B, K + H + K)`` with gate_feedback.
     """
     return torch.ops.lstm1997.lstm(
         input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate=truncate,
         activation=activation, batch_sizes=batch_sizes, cells_per_block=cells_per_block,
+        gate_feedback=gate_feedback,
     )
+
+
+def recurrent_split(state: Tensor, cells_per_block: int = 1) -> Tuple[Tensor, Tensor, Tensor]:
+    """Splits a recurrent state of gate feedback, ``(..., K + H + K)`` (an h0 or h_n of a layer
+    with ``gate_feedback=True``), into its input gates ``(..., K)``, cell outputs ``(..., H)`` and
+    output gates ``(..., K)``, as views."""
+    width = state.shape[-1]
+    if cells_per_block < 1 or width % (cells_per_block + 2):
+        raise ValueError(f"recurrent_split: state: expected a last dimension K + H + K = "
+                         f"K * (cells_per_block + 2) with cells_per_block = {cells_per_block}, "
+                         f"got {width}")
+    blocks = width // (cells_per_block + 2)
+    input_gates, hidden, output_gates = state.split(
+        [blocks, blocks * cells_per_block, blocks], dim=-1)
+    return input_gates, hidden, output_gates

@@ -46,20 +46,30 @@ def _gate_rows(hidden_size: int, cells_per_block, owner: str) -> int:
 class _LayerModule(nn.Module):
     """What LSTM, LSTMCell and OnlineLSTM share: the options of the layer op and their checks, the
     four parameters of a layer (per layer and direction, named with a suffix), their
-    initialisation, and the options' part of the repr."""
+    initialisation, and the options' part of the repr.
+
+    ``recurrent_size`` is the width of the recurrent state h (the columns of ``weight_hh``):
+    ``hidden_size``, or ``K + H + K`` with gate feedback, where h holds the outputs of the input
+    gates, the cells and the output gates (``lstm1997.recurrent_split`` takes it apart)."""
 
     def _set_options(self, owner: str, input_size: int, hidden_size: int, bias: bool,
-                     truncate: bool, activation: str, cells_per_block: int) -> None:
+                     truncate: bool, activation: str, cells_per_block: int,
+                     gate_feedback: bool) -> None:
         _check_positive_int(input_size, "input_size", owner)
         _check_positive_int(hidden_size, "hidden_size", owner)
-        _gate_rows(hidden_size, cells_per_block, owner)
+        rows = _gate_rows(hidden_size, cells_per_block, owner)
         _check_activation(activation, owner)
+        if not isinstance(gate_feedback, bool):
+            raise TypeError(f"{owner}: gate_feedback: expected a bool, got "
+                            f"{type(gate_feedback).__name__} {gate_feedback!r}")
         self.input_size = input_size
         self.hidden_size = hidden_size
         self.bias = bool(bias)
         self.truncate = bool(truncate)
         self.activation = activation
         self.cells_per_block = cells_per_block
+        self.gate_feedback = gate_feedback
+        self.recurrent_size = rows if gate_feedback else hidden_size
 
     def _add_layer_parameters(self, suffix: str, layer_input_size: int, factory) -> List[str]:
         """Registers weight_ih, weight_hh, bias_ih and bias_hh (None without bias) + suffix;
@@ -67,7 +77,7 @@ class _LayerModule(nn.Module):
         rows = _gate_rows(self.hidden_size, self.cells_per_block, type(self).__name__)
         shapes = {
             "weight_ih" + suffix: (rows, layer_input_size),
-            "weight_hh" + suffix: (rows, self.hidden_size),
+            "weight_hh" + suffix: (rows, self.recurrent_size),
             "bias_ih" + suffix: (rows,),
             "bias_hh" + suffix: (rows,),
         }
@@ -85,6 +95,8 @@ class _LayerModule(nn.Module):
         text = f", truncate={self.truncate}, activation={self.activation!r}"
         if self.cells_per_block != 1:
             text += f", cells_per_block={self.cells_per_block}"
+        if self.gate_feedback:
+            text += ", gate_feedback=True"
         return text
 
 
@@ -123,10 +135,18 @@ class LSTM(_LayerModule):
         cells_per_block: memory cell blocks (the paper's section 4): S cells share one input gate
             and one output gate; the gate rows of every weight and bias are then H + 2H/S (K input
             gates, H cell inputs, K output gates, K = H/S). Default 1: 3H rows.
+        gate_feedback: the paper's network (its section 4): every cell and gate also sees the
+            outputs of all gates at t-1, not only the cells'. Each layer's recurrent state h is
+            then its whole recurrent input ``[input gates (K) | cell outputs (H) | output gates
+            (K)]``: ``weight_hh_l{k}`` is ``(K + H + K, K + H + K)`` and h0, h_n have
+            ``recurrent_size = K + H + K`` features, so that ``hx = (h_n, s_n)`` passed back
+            continues a sequence exactly. ``output`` holds the cell outputs only; the cells' part
+            of h_n is ``lstm1997.recurrent_split(h_n, cells_per_block)[1]``. Default False.
     """
 
     __constants__ = ["input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout",
-                     "bidirectional", "truncate", "activation", "cells_per_block"]
+                     "bidirectional", "truncate", "activation", "cells_per_block",
+                     "gate_feedback", "recurrent_size"]
     _flat_weights: List[Optional[Tensor]]
     _flat_weights_names: List[str]
     __jit_unused_properties__ = ["all_weights"]
@@ -145,12 +165,13 @@ class LSTM(_LayerModule):
         truncate: bool = True,
         activation: str = "tanh",
         cells_per_block: int = 1,
+        gate_feedback: bool = False,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         self._set_options("LSTM", input_size, hidden_size, bias, truncate, activation,
-                          cells_per_block)
+                          cells_per_block, gate_feedback)
         _check_positive_int(num_layers, "num_layers", "LSTM")
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
             raise ValueError(f"LSTM: dropout: expected a probability in [0, 1], got {dropout!r}")
@@ -252,6 +273,7 @@ class LSTM(_LayerModule):
                     activation=self.activation,
                     batch_sizes=batch_sizes,
                     cells_per_block=self.cells_per_block,
+                    gate_feedback=self.gate_feedback,
                 )
                 outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
                 final_hidden.append(h_n)
@@ -261,12 +283,18 @@ class LSTM(_LayerModule):
                 layer_input = F.dropout(layer_input, self.dropout, True)
         return layer_input, torch.stack(final_hidden), torch.stack(final_state)
 
-    def _check_hx(self, hx: Tuple[Tensor, Tensor], expected: List[int], layout: str) -> None:
-        for name, state in (("h0", hx[0]), ("s0", hx[1])):
+    def _check_hx(self, hx: Tuple[Tensor, Tensor], leading: List[int], layout: str) -> None:
+        """h0 and s0 must be ``leading + [width]``; ``layout`` names the leading dimensions."""
+        for name, state, width, meaning in (
+            ("h0", hx[0], self.recurrent_size,
+             "recurrent_size (K + H + K with gate_feedback)" if self.gate_feedback
+             else "hidden_size"),
+            ("s0", hx[1], self.hidden_size, "hidden_size"),
+        ):
+            expected = leading + [width]
             if list(state.shape) != expected:
-                raise RuntimeError(
-                    f"LSTM: hx ({name}): expected shape {expected} {layout}, got {list(state.shape)}"
-                )
+                raise RuntimeError(f"LSTM: hx ({name}): expected shape {expected} "
+                                   f"({layout}, {meaning}), got {list(state.shape)}")
 
     # Annotated for tensors, so that TorchScript compiles this (and a scripted caller sees exact
     # types); eager calls may also pass a PackedSequence. Scripted code passes packed input to
@@ -287,11 +315,10 @@ class LSTM(_LayerModule):
         stacked = self.num_layers * (2 if self.bidirectional else 1)
         batch = int(batch_sizes[0])
         if hx is None:
-            zeros = data.new_zeros(stacked, batch, self.hidden_size)
-            h0, s0 = zeros, zeros
+            h0 = data.new_zeros(stacked, batch, self.recurrent_size)
+            s0 = data.new_zeros(stacked, batch, self.hidden_size)
         else:
-            self._check_hx(hx, [stacked, batch, self.hidden_size],
-                           "(num_layers * num_directions, batch, hidden_size)")
+            self._check_hx(hx, [stacked, batch], "num_layers * num_directions, batch")
             h0, s0 = hx
             if sorted_indices is not None:
                 h0 = h0.index_select(1, sorted_indices)
@@ -323,12 +350,10 @@ class LSTM(_LayerModule):
         s0: Optional[Tensor] = None
         if hx is not None:
             if batched:
-                self._check_hx(hx, [stacked, input.size(1), self.hidden_size],
-                               "(num_layers * num_directions, batch, hidden_size)")
+                self._check_hx(hx, [stacked, input.size(1)], "num_layers * num_directions, batch")
                 h0, s0 = hx
             else:
-                self._check_hx(hx, [stacked, self.hidden_size],
-                               "(num_layers * num_directions, hidden_size) for unbatched input")
+                self._check_hx(hx, [stacked], "num_layers * num_directions for unbatched input")
                 h0, s0 = hx[0].unsqueeze(1), hx[1].unsqueeze(1)
         output, h_n, s_n = self._run(input, None, None, h0, s0)
         if not batched:
@@ -367,12 +392,16 @@ class LSTMCell(_LayerModule):
     r"""One time step of the 1997 LSTM, like ``torch.nn.LSTMCell``: ``forward(input, hx=None)``
     returns ``(h, s)``. Input ``(B, I)`` or ``(I,)``; ``hx = (h, s)`` each ``(B, H)`` or ``(H,)``.
     Parameters ``weight_ih`` (3H, I), ``weight_hh`` (3H, H), ``bias_ih``, ``bias_hh`` (3H).
+    Options ``truncate``, ``activation``, ``cells_per_block`` and ``gate_feedback`` as in
+    ``LSTM``; with ``gate_feedback`` h is the recurrent state ``(B, K + H + K)`` (input gates, cell
+    outputs, output gates: ``lstm1997.recurrent_split``).
 
     With ``truncate=True`` (the paper's rule) no error flows from the step's net inputs back into
     the previous h; the previous cell state s still receives its error in full.
     """
 
-    __constants__ = ["input_size", "hidden_size", "bias", "truncate", "activation", "cells_per_block"]
+    __constants__ = ["input_size", "hidden_size", "bias", "truncate", "activation", "cells_per_block",
+                     "gate_feedback", "recurrent_size"]
 
     def __init__(
         self,
@@ -383,12 +412,13 @@ class LSTMCell(_LayerModule):
         truncate: bool = True,
         activation: str = "tanh",
         cells_per_block: int = 1,
+        gate_feedback: bool = False,
         device=None,
         dtype=None,
     ) -> None:
         super().__init__()
         self._set_options("LSTMCell", input_size, hidden_size, bias, truncate, activation,
-                          cells_per_block)
+                          cells_per_block, gate_feedback)
         self._add_layer_parameters("", input_size, {"device": device, "dtype": dtype})
         self.reset_parameters()
 
@@ -404,8 +434,12 @@ class LSTMCell(_LayerModule):
         h0: Optional[Tensor] = None
         s0: Optional[Tensor] = None
         if hx is not None:
-            expected = [input.size(0), self.hidden_size] if batched else [self.hidden_size]
-            for name, state in (("h", hx[0]), ("s", hx[1])):
+            leading: List[int] = []
+            if batched:
+                leading = [input.size(0)]
+            for name, state, width in (("h", hx[0], self.recurrent_size),
+                                       ("s", hx[1], self.hidden_size)):
+                expected = leading + [width]
                 if list(state.shape) != expected:
                     raise RuntimeError(
                         f"LSTMCell: hx ({name}): expected shape {expected}, got {list(state.shape)}"
@@ -416,7 +450,7 @@ class LSTMCell(_LayerModule):
         _, h, s = torch.ops.lstm1997.lstm(
             input.unsqueeze(0), self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh, h0, s0,
             truncate=self.truncate, activation=self.activation,
-            cells_per_block=self.cells_per_block,
+            cells_per_block=self.cells_per_block, gate_feedback=self.gate_feedback,
         )
         if not batched:
             return h.squeeze(0), s.squeeze(0)

@@ -29,22 +29,28 @@ class OnlineLSTM(_LayerModule):
     sequence make this the paper's online approximation, as in its experiments.
 
     State (h, s) and traces persist across calls until ``reset()`` (call it between sequences).
-    Memory: the traces, ``B * 2H * (I + H + 1)`` values, plus one chunk; nothing grows with the
-    stream. Parameters are named as in ``lstm1997.LSTM(num_layers=1)`` (``weight_ih_l0``, ...), so
+    Memory: the traces, ``B * 2H * (I + R + 1)`` values (R = ``recurrent_size``: H, or K + H + K
+    with ``gate_feedback``), plus one chunk; nothing grows with the stream. Options
+    ``activation``, ``cells_per_block`` and ``gate_feedback`` as in ``lstm1997.LSTM``. Parameters are named as in ``lstm1997.LSTM(num_layers=1)`` (``weight_ih_l0``, ...), so
     state dicts move between the two.
     """
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
                  batch_first: bool = False, *, activation: str = "tanh",
-                 cells_per_block: int = 1, device=None, dtype=None) -> None:
+                 cells_per_block: int = 1, gate_feedback: bool = False, device=None,
+                 dtype=None) -> None:
         super().__init__()
         # Always the paper's truncated gradient: the traces compute it forward in time.
         self._set_options("OnlineLSTM", input_size, hidden_size, bias, True, activation,
-                          cells_per_block)
+                          cells_per_block, gate_feedback)
         self.batch_first = batch_first
         self._add_layer_parameters("_l0", input_size, {"device": device, "dtype": dtype})
         self.reset_parameters()
         self.reset()
+
+    def _layer_options(self):
+        return {"activation": self.activation, "cells_per_block": self.cells_per_block,
+                "gate_feedback": self.gate_feedback}
 
     def reset(self) -> None:
         """Forgets the state and the traces: the next call starts a new sequence from zeros."""
@@ -54,10 +60,10 @@ class OnlineLSTM(_LayerModule):
         self._chunk = None
 
     def _start(self, batch: int, like: Tensor) -> None:
-        H, I = self.hidden_size, self.input_size
-        self.hidden = like.new_zeros(batch, H)
+        H, I, R = self.hidden_size, self.input_size, self.recurrent_size
+        self.hidden = like.new_zeros(batch, R)
         self.cell_state = like.new_zeros(batch, H)
-        self.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, H),
+        self.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
                        like.new_zeros(batch, 2 * H))
 
     def forward(self, input: Tensor) -> Tensor:
@@ -77,11 +83,10 @@ class OnlineLSTM(_LayerModule):
         with torch.no_grad():
             output, h_n, s_n, squashed_state, gates = ops._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
-                self.hidden, self.cell_state, activation=self.activation,
-                cells_per_block=self.cells_per_block)
+                self.hidden, self.cell_state, **self._layer_options())
             traces_before = self.traces
             self.traces = ops.lstm_online_traces(chunk, self.hidden, output, gates,
-                                                 *traces_before, activation=self.activation)
+                                                 *traces_before, **self._layer_options())
         # What backward() needs of this chunk; the next forward replaces it (a chunk without a
         # loss contributes nothing to the gradient, but its traces were kept up to date above).
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
@@ -107,8 +112,7 @@ class OnlineLSTM(_LayerModule):
         with torch.no_grad():
             return torch.ops.lstm1997.lstm_online_grads(
                 grad.to(output.dtype), chunk, self.weight_ih_l0, self.weight_hh_l0, h0, output,
-                squashed_state, gates, *traces, activation=self.activation,
-                cells_per_block=self.cells_per_block)
+                squashed_state, gates, *traces, **self._layer_options())
 
     def _parameters_and_gradients(self, grad_output: Tensor):
         """(parameter, gradient) for every parameter that requires grad (a frozen one, e.g. a
@@ -141,4 +145,6 @@ class OnlineLSTM(_LayerModule):
         s += f", activation={self.activation!r}"
         if self.cells_per_block != 1:
             s += f", cells_per_block={self.cells_per_block}"
+        if self.gate_feedback:
+            s += ", gate_feedback=True"
         return s
