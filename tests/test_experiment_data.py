@@ -153,7 +153,7 @@ def test_noise_signal_sequences(variant):
     bias = net.cells.bias_ih_l0.detach()
     assert torch.equal(bias[:K], torch.tensor([-1.0, -3.0, -5.0]))
     assert torch.equal(bias[K + H:], torch.tensor([-2.0, -4.0, -6.0]))
-    assert net.readout.bias is not None
+    assert net.readout.bias is None  # the paper's output unit has no bias (102 weights)
 
 
 def test_noise_signal_c_has_noisy_training_targets():
@@ -207,7 +207,8 @@ def test_adding_sequences(T):
     expected = 1 / min(10, T // 2 - 1) + 1 / (T // 2 - 1)
     assert 0.7 * expected < first_marked / DRAWS < 1.3 * expected
     net = PaperNet(**experiment.net_options())
-    assert net.cells.weight_hh_l0.shape == (8, 4)  # 2 blocks x 2 cells: 2 + 4 + 2 gate rows
+    # 2 blocks x 2 cells: 2 + 4 + 2 gate rows, which the gates' outputs feed back into too
+    assert net.cells.weight_hh_l0.shape == (8, 8)
     assert torch.equal(net.cells.bias_ih_l0.detach()[:2], torch.tensor([-3.0, -6.0]))
 
 
@@ -251,3 +252,28 @@ def test_temporal_order_sequences(variant, windows):
         classes.append(label)
     counts = [classes.count(c) for c in range(2 ** len(windows))]
     assert min(counts) > 0.7 * DRAWS / len(counts)
+
+
+@pytest.mark.parametrize("name,options,weights", [
+    ("reber", {"cells_per_block": 1}, 264),
+    ("reber", {"cells_per_block": 2}, 276),
+    ("long-lag", {"q": 10, "p": 50}, 6 * 50 + 64),
+    ("long-lag", {"q": 100, "p": 100}, 6 * 100 + 64),
+    ("noise-signal", {}, 102),
+    ("adding", {}, 93),
+    ("multiplication", {}, 93),
+    ("temporal-order", {"variant": "a"}, 156),
+    ("temporal-order", {"variant": "b"}, 308),
+    ("two-sequence", {"p": 100}, 10504),
+])
+def test_nets_have_the_papers_weight_counts(name, options, weights):
+    """The paper's nets (with gate feedback: cells and gates see the gate outputs of t-1) have
+    exactly the weights the paper counts; the record of a run carries the count."""
+    from lstm1997.experiments.__main__ import EXPERIMENTS, make_net, parse_args
+
+    experiment = EXPERIMENTS[name](0, **options)
+    net = make_net(experiment, parse_args([name]), seed=0)
+    assert net.weight_count() == weights
+    if name != "two-sequence":
+        without = make_net(experiment, parse_args([name, "--gate-feedback", "off"]), seed=0)
+        assert not without.gate_feedback and without.weight_count() < weights

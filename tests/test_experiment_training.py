@@ -89,7 +89,9 @@ def test_online_recipe_equals_sequence_recipe_for_one_target():
 @pytest.mark.parametrize("argv", [
     ["reber", "--budget", "120"],
     ["reber", "--budget", "120", "--recipe", "sequence"],
+    ["reber", "--budget", "120", "--gate-feedback", "off"],
     ["two-sequence", "--p", "8", "--budget", "50"],
+    ["two-sequence", "--p", "8", "--budget", "50", "--recipe", "sequence"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "lstm"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "rnn"],
 ])
@@ -263,3 +265,18 @@ def test_noise_signal_stops_when_its_256_test_sequences_are_right():
     experiment = NoiseSignal(seed=0, variant="a", T=20, N=3)
     assert not any(experiment.solved(roughly, outputs) for _ in range(1000))
     assert experiment.milestones == {"ST1": 1000}
+
+
+def test_two_sequence_net_online_step_is_the_gradient_step():
+    """Exp 2a's net updates by hand, with forward traces: with one target in the sequence its
+    online step must be the plain gradient step that autograd gives."""
+    experiment = TwoSequence(seed=0, p=6)
+    nets = [experiment.make_net(3) for _ in range(2)]
+    inputs, targets, mask = experiment.training_sequence()
+    single = torch.zeros_like(mask)
+    single[-2] = True
+    nets[0].train_online(inputs, targets, single, 1.0)
+    train_sequence(nets[1], inputs, targets, single, 1.0)
+    assert any((p != q).any() for p, q in zip(nets[0].parameters(), experiment.make_net(3).parameters()))
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

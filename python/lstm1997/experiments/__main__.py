@@ -73,6 +73,9 @@ def parse_args(argv=None):
                         help="multiplication: stop when fewer of the last 2,000 are wrong")
     parser.add_argument("--cells-per-block", dest="cells_per_block", type=int, default=None,
                         help="reber: 1 (4 blocks of 1 cell) or 2 (3 blocks of 2 cells)")
+    parser.add_argument("--gate-feedback", dest="gate_feedback", choices=("on", "off"),
+                        default="on", help="on (the paper's network): cells and gates also see "
+                        "the gate outputs of t-1; off: the cell outputs only")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
     parser.add_argument("--results", default="results.jsonl", help="JSON lines file to append to")
     parser.add_argument("--plot", default=None, help="learning curve PNG")
@@ -113,12 +116,26 @@ def run_trial(args, trial):
         torch.set_num_threads(threads)
 
 
+def make_net(experiment, args, seed):
+    """The experiment's own net where the paper's differs from PaperNet (exp 2a), else PaperNet."""
+    if hasattr(experiment, "make_net") and args.model == "lstm1997":
+        return experiment.make_net(seed)
+    return PaperNet(**experiment.net_options(), model=args.model, seed=seed,
+                    gate_feedback=args.gate_feedback == "on")
+
+
+def trainer(net, recipe):
+    """A net that is not a PaperNet brings its own training step per recipe (a method, called as
+    train(net, inputs, targets, mask, alpha) like the functions of TRAINERS)."""
+    return getattr(type(net), "train_" + recipe, None) or TRAINERS[recipe]
+
+
 def train_and_test(args, trial):
     seed = args.seed + trial
     torch.manual_seed(seed)
     experiment = make_experiment(args, seed)
-    net = PaperNet(**experiment.net_options(), model=args.model, seed=seed)
-    train = TRAINERS[args.recipe]
+    net = make_net(experiment, args, seed)
+    train = trainer(net, args.recipe)
     bar = progress(args.budget, args.quiet)
     curve, window, start = [], [], time.perf_counter()
     until_success = None
@@ -141,6 +158,7 @@ def train_and_test(args, trial):
     record = {
         "experiment": args.experiment, "setting": experiment.paper_key, "model": args.model,
         "recipe": args.recipe, "alpha": experiment.alpha, "trial": trial, "seed": seed,
+        "weights": net.weight_count(), "gate_feedback": getattr(net, "gate_feedback", False),
         "budget": args.budget, "success": until_success is not None,
         "sequences_until_success": until_success, "fraction_wrong_test": experiment.test(net),
         "paper": experiment.paper.get(experiment.paper_key),

@@ -1,13 +1,16 @@
 """The paper's network and its training recipes (Hochreiter & Schmidhuber 1997, section 5).
 
-The network: one fully recurrent layer of memory cells (every cell and gate sees the current inputs
-and all cell outputs of t-1), logistic output units fed by the cells only, squashers g and h of the
-paper (activation="paper"), the paper's truncated gradient, weights uniform in [-r, r] and the
-per-experiment gate biases. Activations reset to zero for every sequence.
+The network: one fully recurrent layer of memory cells in which every cell and gate sees the
+current inputs and the outputs at t-1 of all cells *and all gate units* (the op's gate_feedback:
+the paper says so in section 4, in Figure 2's caption and in every experiment's set-up, and its
+weight counts fit only this: 264 weights for exp 1's 4x1 net), logistic output units fed by the
+cells only, squashers g and h of the paper (activation="paper"), the paper's truncated gradient
+(which cuts every recurrent connection, the gates' included), weights uniform in [-r, r] and the
+per-experiment gate biases. Activations reset to zero for every sequence. `weight_count()` counts
+the paper's weights (the trainable parameters, less the bias rows the paper's net does not have);
+gate_feedback=False gives the net without the gate connections, for comparison.
 
 Readings (stated in RESULTS.md too):
-- The paper's cells and gates also see the *gate* outputs of t-1 (its weight counts include those
-  connections: 264 weights for exp 1's 4x1 net); the op's recurrent input is the cell outputs only.
 - Loss per target: 1/2 sum (target - output)^2, plain gradient steps of size alpha.
 - Memory cell blocks: `blocks` x `cells_per_block` cells; the S cells of a block share its input
   and output gate (the op's cells_per_block), and the per-block gate biases apply to those gates.
@@ -31,29 +34,33 @@ RECIPES = ("online", "sequence")
 
 class PaperNet(nn.Module):
     def __init__(self, input_size: int, output_size: int, blocks: int, cells_per_block: int = 1, *,
-                 init_range: float, input_gate_bias: Optional[Sequence[float]] = None,
-                 output_gate_bias: Optional[Sequence[float]] = None, all_biases: bool = False,
-                 model: str = "lstm1997", seed: int = 0) -> None:
+                 init_range: float, input_gate_bias: Optional[Sequence[Optional[float]]] = None,
+                 output_gate_bias: Optional[Sequence[Optional[float]]] = None,
+                 all_biases: bool = False, output_bias: Optional[bool] = None,
+                 gate_feedback: bool = True, model: str = "lstm1997", seed: int = 0) -> None:
         """`blocks` x `cells_per_block` memory cells; weights uniform in [-init_range,
-        init_range]. Biases: the given per-block input- and output-gate biases (the other bias
-        rows held at 0), or with `all_biases` a learned bias on every cell, gate and output unit
-        ("biases on all non-input units"), those not given drawn like the weights."""
+        init_range]. Biases: the given per-block input- and output-gate biases (None: drawn like
+        the weights; the other bias rows held at 0), or with `all_biases` a learned bias on every
+        cell and gate, those not given drawn like the weights. The output units have a bias with
+        `output_bias` (default: `all_biases`, "biases on all non-input units")."""
         super().__init__()
         if model not in MODELS:
             raise ValueError(f"PaperNet: model: expected one of {MODELS}, got {model!r}")
         self.model, self.hidden_size = model, blocks * cells_per_block
         self.cells_per_block = cells_per_block
+        self.gate_feedback = gate_feedback and model == "lstm1997"
+        output_bias = all_biases if output_bias is None else output_bias
         H, K = self.hidden_size, blocks
         generator = torch.Generator().manual_seed(seed)
         has_bias = input_gate_bias is not None or output_gate_bias is not None or all_biases
         if model == "lstm1997":
             self.cells = LSTM(input_size, H, bias=has_bias, activation="paper",
-                              cells_per_block=cells_per_block)
+                              cells_per_block=cells_per_block, gate_feedback=self.gate_feedback)
         elif model == "lstm":
             self.cells = nn.LSTM(input_size, H)
         else:
             self.cells = nn.RNN(input_size, H)
-        self.readout = nn.Linear(H, output_size, bias=all_biases and model == "lstm1997")
+        self.readout = nn.Linear(H, output_size, bias=output_bias and model == "lstm1997")
         with torch.no_grad():
             for parameter in self.parameters():
                 parameter.copy_((torch.rand(parameter.shape, generator=generator) * 2 - 1) * init_range)
@@ -61,22 +68,31 @@ class PaperNet(nn.Module):
         if model == "lstm1997" and has_bias:
             # One learned bias per row (bias_hh held at zero) and only the rows the paper has.
             # Rows: K input gates, H cell inputs, K output gates (one gate per block).
-            biases = (self.cells.bias_ih_l0.detach().clone() if all_biases
-                      else torch.zeros(H + 2 * K))
+            biases = self.cells.bias_ih_l0.detach().clone()  # drawn like the weights
             mask = torch.full((H + 2 * K,), 1.0 if all_biases else 0.0)
             for start, rows in ((0, input_gate_bias), (K + H, output_gate_bias)):
                 if rows is not None:
                     if len(rows) != K:
                         raise ValueError(f"PaperNet: gate biases: expected one per block ({K}), "
                                          f"got {list(rows)}")
-                    biases[start:start + K] = torch.tensor(list(rows), dtype=torch.float32)
+                    for k, value in enumerate(rows):
+                        if value is not None:
+                            biases[start + k] = value
                     mask[start:start + K] = 1
+            biases.mul_(mask)
             self.bias_mask = mask
             with torch.no_grad():
                 self.cells.bias_ih_l0.copy_(biases)
                 self.cells.bias_hh_l0.zero_()
             self.cells.bias_hh_l0.requires_grad_(False)
         self.online: Optional[OnlineLSTM] = None
+
+    def weight_count(self) -> int:
+        """The paper's weights: the trainable parameters, less the bias rows held at zero."""
+        count = sum(p.numel() for p in self.trainable())
+        if self.bias_mask is not None:
+            count -= int((self.bias_mask == 0).sum())
+        return count
 
     def enforce_structure(self) -> None:
         """Bias rows the paper's net does not have stay zero after every update."""
@@ -95,7 +111,8 @@ class PaperNet(nn.Module):
             raise ValueError(f"PaperNet: the online recipe needs model 'lstm1997', got {self.model!r}")
         if self.online is None:
             online = OnlineLSTM(self.cells.input_size, self.hidden_size, bias=self.cells.bias,
-                                activation="paper", cells_per_block=self.cells_per_block)
+                                activation="paper", cells_per_block=self.cells_per_block,
+                                gate_feedback=self.gate_feedback)
             for name, parameter in self.cells.named_parameters():
                 setattr(online, name, parameter)
             self.online = online

@@ -83,10 +83,12 @@ class Reber:
         self.paper_key = f"{self.blocks}x{cells_per_block} alpha={alpha}"
 
     def net_options(self):
-        # Gate biases only; output-gate biases -1, -2, -3 (-4) (the paper's remedy for abuse).
+        # Gate biases only: input-gate biases random like the weights (the paper: all weights in
+        # [-0.2, 0.2] but the output-gate biases), output-gate biases -1, -2, -3 (-4) (the
+        # paper's remedy for abuse).
         return dict(input_size=7, output_size=7, blocks=self.blocks,
                     cells_per_block=self.cells_per_block, init_range=0.2,
-                    input_gate_bias=[0.0] * self.blocks,
+                    input_gate_bias=[None] * self.blocks,
                     output_gate_bias=[-(b + 1.0) for b in range(self.blocks)])
 
     def training_sequence(self):
