@@ -17,6 +17,11 @@ A second table times online learning (lstm1997.OnlineLSTM: forward, then the gra
 the new outputs, with the traces that make it exact under the paper's truncation) per step, one
 step per call and ten steps per call, against the truncated train step's time per step over the
 whole sequence, and compares the memory each keeps: the traces against what backward saves.
+
+A third table times the paper's gate feedback (gate_feedback=True: every cell and gate also sees
+the gate outputs of t-1) against the same layer without it: forward, and the train step in both
+backward modes, for the layers of the paper's experiments and two larger ones. ``--gate-feedback``
+runs that table alone.
 """
 import argparse
 import json
@@ -39,6 +44,13 @@ SHAPES = [  # (T, B, I, H)
 ]
 QUICK_SHAPES = [(100, 64, 128, 256), (100, 1, 128, 256), (1000, 16, 128, 128)]
 ONLINE_SHAPES = [(100, 1, 32, 64), (100, 16, 32, 64), (100, 16, 128, 256)]
+GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
+    (1000, 1, 7, 4, 1),    # exp 1's 4 x 1 net
+    (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
+    (1000, 1, 1, 3, 1),    # exp 3's 3 x 1 net
+    (100, 16, 128, 128, 1),
+    (100, 64, 128, 256, 1),
+]
 
 
 def saved_bytes(module, x):
@@ -208,6 +220,55 @@ def bench_online(T, B, I, H, repeats, min_time):
     }
 
 
+def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    modules = {(feedback, truncate): lstm1997.LSTM(I, H, cells_per_block=S, truncate=truncate,
+                                                   gate_feedback=feedback)
+               for feedback in (False, True) for truncate in (True, False)}
+
+    def forward(module):
+        def run():
+            with torch.no_grad():
+                module(x)
+        return run
+
+    def train_step(module):
+        def run():
+            module.zero_grad(set_to_none=True)
+            module(x)[0].sum().backward()
+        return run
+
+    tasks = {}
+    for feedback in (False, True):
+        name = "with" if feedback else "without"
+        tasks[f"forward {name}"] = forward(modules[feedback, True])
+        tasks[f"train truncated {name}"] = train_step(modules[feedback, True])
+        tasks[f"train exact {name}"] = train_step(modules[feedback, False])
+    medians = interleaved_medians(tasks, repeats, min_time)
+    return {
+        "shape": [T, B, I, H, S],
+        "seconds": medians,
+        **{f"{pass_} with / without": medians[f"{pass_} with"] / medians[f"{pass_} without"]
+           for pass_ in ("forward", "train truncated", "train exact")},
+    }
+
+
+def print_gate_feedback(results):
+    print()
+    print("gate feedback: the same layer with gate_feedback=True against without (time with / "
+          "time without; above 1 it costs)")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {'us/step train trunc with':>24}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H, S = r["shape"]
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['forward with / without']:>7.2f}x "
+              f"{r['train truncated with / without']:>10.2f}x {r['train exact with / without']:>10.2f}x"
+              f" | {1e6 * r['seconds']['train truncated with'] / T:>24.2f}", flush=True)
+
+
 def print_online(results):
     print()
     print("online learning (OnlineLSTM: forward + gradient every call) against the truncated train step")
@@ -231,9 +292,22 @@ def main(argv=None):
                         help="time this shape instead (repeatable)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--json", help="write the figures to this file")
+    parser.add_argument("--gate-feedback", action="store_true",
+                        help="only the table of gate feedback against none")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.gate_feedback:
+        repeats, min_time = (7, 0.05)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
+        feedback = [bench_gate_feedback(*shape, repeats, min_time)
+                    for shape in GATE_FEEDBACK_SHAPES]
+        print_gate_feedback(feedback)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "gate_feedback": feedback}, f, indent=2)
+        return feedback
     shapes = args.shape or (QUICK_SHAPES if args.quick else SHAPES)
     # Many short samples, the tasks in turn: a busy phase of a shared host then falls on every task
     # alike instead of on a few long samples of one task.
@@ -259,10 +333,15 @@ def main(argv=None):
         )
     online = [bench_online(*shape, repeats, min_time) for shape in args.shape or ONLINE_SHAPES]
     print_online(online)
+    feedback = [bench_gate_feedback(*shape, repeats, min_time)
+                for shape in ([(*shape, 1) for shape in args.shape] if args.shape
+                              else GATE_FEEDBACK_SHAPES)]
+    print_gate_feedback(feedback)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                       "results": results, "online": online}, f, indent=2)
+                       "results": results, "online": online, "gate_feedback": feedback}, f,
+                      indent=2)
     return results
 
 

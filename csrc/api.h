@@ -15,7 +15,8 @@ namespace lstm1997 {
 // cells_per_block = S > 1 (memory cell blocks) the 3H gate rows become H + 2H/S = K + H + K.
 // With gate_feedback (the paper's network) every cell and gate also sees the gate outputs of t-1:
 // weight_hh is (K + H + K, H + 2K), and h0, h_n are the recurrent state [input gates | cell
-// outputs | output gates], (B, K + H + K). Returns (output, h_n, s_n). Bad arguments throw c10::Error naming the argument.
+// outputs | output gates], (B, K + H + K). Returns (output, h_n, s_n). Bad arguments throw
+// c10::Error naming the argument.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     const at::Tensor& input,
     const at::Tensor& weight_ih,

@@ -7,10 +7,10 @@
 //     input gate row j:  trace += g(z_t[j]) f'(a_t[j]) u_t[k]
 //     cell input row j:  trace += f(a_t[j]) g'(z_t[j]) u_t[k]
 // with u_t = [x_t | r_{t-1} | 1] split into the three trace tensors, r_{t-1} the recurrent input
-// (h_{t-1}, or with gate feedback [input gates | h_{t-1} | output gates] of t-1). The output gate needs no
-// trace: its weights act on h_t at step t only. The gradient of a loss on the outputs of a chunk of
-// steps is then the truncated backward over the chunk (_lstm_backward) plus what the error reaching
-// the chunk's first cell state, ds, does through the traces carried in:
+// (h_{t-1}, or with gate feedback [input gates | h_{t-1} | output gates] of t-1). The output gate
+// needs no trace: its weights act on h_t at step t only. The gradient of a loss on the outputs of a
+// chunk of steps is then the truncated backward over the chunk (_lstm_backward) plus what the
+// error reaching the chunk's first cell state, ds, does through the traces carried in:
 // dW[r, k] += sum_b ds[b, j(r)] trace[b, r, k]. Memory: the traces, B * 2H * (I + R + 1) values,
 // whatever the stream's length.
 //

@@ -25,3 +25,8 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
     assert online["online 1 / truncated"] > 0 and online["online 10 / truncated"] > 0
     B, I, H = 2, 3, 4
     assert online["trace bytes"] == 4 * B * 2 * H * (I + H + 1)
+    (feedback,) = json.loads(out_file.read_text())["gate_feedback"]
+    assert "gate feedback: the same layer" in printed
+    for key in ("forward with / without", "train truncated with / without",
+                "train exact with / without"):
+        assert feedback[key] > 0

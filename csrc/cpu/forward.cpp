@@ -175,7 +175,8 @@ void forward_small_layer_with_input(ForwardPass& pass) {
   const Activation activation = pass.args.options.activation;
   small_layer_forward_steps<scalar_t, scalar_t>(
       pass.steps, 0, pass.T, 0, step_input, recurrent_panels.const_data_ptr<scalar_t>(),
-      recurrent_input<scalar_t>(pass), pass.save ? pass.gates.data_ptr<scalar_t>() : nullptr, pass.state.data_ptr<scalar_t>(),
+      recurrent_input<scalar_t>(pass), pass.save ? pass.gates.data_ptr<scalar_t>() : nullptr,
+      pass.state.data_ptr<scalar_t>(),
       pass.save ? pass.squashed_state.data_ptr<scalar_t>() : nullptr,
       pass.output.data_ptr<scalar_t>(), pass.H, pass.save,
       cell_input_squash<scalar_t>(activation), cell_output_squash<scalar_t>(activation));

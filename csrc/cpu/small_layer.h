@@ -55,15 +55,17 @@ struct RecurrentInput {
 // Forward steps [t_begin, t_end) of a small layer (no memory cell blocks). For each tile of its
 // share (small_gemm_grouped: a few rows by L cells), a thread computes the three gates' net inputs
 // and runs the cell step on them in registers: the net inputs never go back to memory.
-// `recurrent_panels` is pack_grouped_panels(W_hh^T, 3), W_hh^T (width, 3H). `gates` (rows of the steps, 3H), indexed
-// from row `base`, receives with `save` the activated gates (and `squashed_state` h(s_t)); unless
-// the input product is folded in, it first holds the steps' input projections.
+// `recurrent_panels` is pack_grouped_panels(W_hh^T, 3), W_hh^T (width, 3H). `gates` (rows of the
+// steps, 3H), indexed from row `base`, receives with `save` the activated gates (and
+// `squashed_state` h(s_t)); unless the input product is folded in, it first holds the steps'
+// input projections.
 template <typename scalar_t, typename opmath_t>
-void small_layer_forward_steps(const StepRows& steps, int64_t t_begin, int64_t t_end, int64_t base,
-                       const StepInput<scalar_t>& step_input, const scalar_t* recurrent_panels,
-                       const RecurrentInput<scalar_t>& recurrent_input, scalar_t* gates, opmath_t* state,
-                       scalar_t* squashed_state, scalar_t* output, int64_t H, bool save,
-                       Squash<opmath_t> g, Squash<opmath_t> h) {
+void small_layer_forward_steps(const StepRows& steps, int64_t t_begin, int64_t t_end,
+                               int64_t base, const StepInput<scalar_t>& step_input,
+                               const scalar_t* recurrent_panels,
+                               const RecurrentInput<scalar_t>& recurrent_input, scalar_t* gates,
+                               opmath_t* state, scalar_t* squashed_state, scalar_t* output,
+                               int64_t H, bool save, Squash<opmath_t> g, Squash<opmath_t> h) {
   static_assert(std::is_same_v<scalar_t, opmath_t>, "the small-layer loop is for float and double");
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t L = Vec::size();

@@ -54,8 +54,9 @@ void load_model(const std::string& dir) {
 
 // backward() in C++ through the op's C++ autograd: the truncated gradients are the exact ones
 // minus the error that flowed through h_{t-1}, both equal to the Python reference loop's; for
-// plain cells (op.pt) and for memory cell blocks of 2 cells (op_blocks.pt).
-void op_gradients_of(const std::string& path, int64_t cells_per_block) {
+// plain cells (op.pt), for memory cell blocks of 2 cells (op_blocks.pt), and for those with the
+// paper's gate feedback (op_feedback.pt).
+void op_gradients_of(const std::string& path, int64_t cells_per_block, bool gate_feedback) {
   const Fixture f(path);
   const std::vector<std::string> names = {"input", "weight_ih", "weight_hh", "bias_ih",
                                           "bias_hh", "h0",        "s0"};
@@ -68,7 +69,7 @@ void op_gradients_of(const std::string& path, int64_t cells_per_block) {
     auto [output, h_n, s_n] =
         lstm1997::lstm(leaves["input"], leaves["weight_ih"], leaves["weight_hh"],
                        leaves["bias_ih"], leaves["bias_hh"], leaves["h0"], leaves["s0"], truncate,
-                       "tanh", std::nullopt, cells_per_block);
+                       "tanh", std::nullopt, cells_per_block, gate_feedback);
     expect_close(output, f["output"], 1e-12, "output");
     const at::Tensor loss = (output * f["grad_output"]).sum() + (h_n * f["grad_h_n"]).sum() +
                             (s_n * f["grad_s_n"]).sum();
@@ -88,8 +89,9 @@ void op_gradients_of(const std::string& path, int64_t cells_per_block) {
 }
 
 void op_gradients(const std::string& dir) {
-  op_gradients_of(dir + "/op.pt", 1);
-  op_gradients_of(dir + "/op_blocks.pt", 2);
+  op_gradients_of(dir + "/op.pt", 1, false);
+  op_gradients_of(dir + "/op_blocks.pt", 2, false);
+  op_gradients_of(dir + "/op_feedback.pt", 2, true);
 }
 
 // A scripted model trains from C++: plain SGD steps lower its loss.
@@ -184,6 +186,13 @@ void bad_arguments(const std::string&) {
        "cells_per_block: expected a divisor of hidden_size"},
       {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "tanh", {}, 2); },
        "weight_hh: expected shape (hidden_size + 2*hidden_size/cells_per_block"},
+      {[&] { lstm1997::lstm(x, w_ih, w_hh, {}, {}, {}, {}, true, "tanh", {}, 1, true); },
+       "weight_hh: expected shape (K + H + K, H + 2K) with gate_feedback"},
+      {[&] {
+         lstm1997::lstm(x, w_ih, torch::zeros({12, 12}), {}, {}, state, {}, true, "tanh", {}, 1,
+                        true);
+       },
+       "h0: expected shape [2, 12] (batch, K + H + K)"},
   };
   for (const auto& [call, message] : cases) {
     expect_error(call, message);

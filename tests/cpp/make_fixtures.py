@@ -51,20 +51,24 @@ def make_model_fixtures(directory):
     torch.save(x, os.path.join(directory, "input.pt"))
 
 
-def make_op_fixtures(directory, filename, cells_per_block):
+def make_op_fixtures(directory, filename, cells_per_block, gate_feedback=False):
     """Op inputs and the reference's results; with cells_per_block 2 the weights have the
-    memory cell blocks' H + 2H/2 gate rows."""
+    memory cell blocks' H + 2H/2 gate rows; with gate_feedback weight_hh, h0 and h_n have as many
+    columns (the recurrent state of the paper's network)."""
     gen = torch.Generator().manual_seed(1)
     T, B, I, H = 5, 2, 3, 4
     G = H + 2 * (H // cells_per_block)
+    R = G if gate_feedback else H
     rand = lambda *shape: torch.rand(*shape, generator=gen, dtype=torch.float64) - 0.5
-    inputs = {"input": rand(T, B, I), "weight_ih": rand(G, I), "weight_hh": rand(G, H),
-              "bias_ih": rand(G), "bias_hh": rand(G), "h0": rand(B, H), "s0": rand(B, H)}
-    upstream = {"grad_output": rand(T, B, H), "grad_h_n": rand(B, H), "grad_s_n": rand(B, H)}
+    inputs = {"input": rand(T, B, I), "weight_ih": rand(G, I), "weight_hh": rand(G, R),
+              "bias_ih": rand(G), "bias_hh": rand(G), "h0": rand(B, R), "s0": rand(B, H)}
+    upstream = {"grad_output": rand(T, B, H), "grad_h_n": rand(B, R), "grad_s_n": rand(B, H)}
     tensors = {**inputs, **upstream}
     for mode, truncate in (("truncated", True), ("exact", False)):
         leaves = {name: t.clone().requires_grad_() for name, t in inputs.items()}
-        output, h_n, s_n = reference_lstm(*leaves.values(), truncate=truncate)
+        output, h_n, s_n = reference_lstm(*leaves.values(), truncate=truncate,
+                                          gate_feedback=gate_feedback,
+                                          cells_per_block=cells_per_block)
         loss = ((output * upstream["grad_output"]).sum() + (h_n * upstream["grad_h_n"]).sum()
                 + (s_n * upstream["grad_s_n"]).sum())
         loss.backward()
@@ -100,6 +104,7 @@ def main():
         make_model_fixtures(directory)
         make_op_fixtures(directory, "op.pt", cells_per_block=1)
         make_op_fixtures(directory, "op_blocks.pt", cells_per_block=2)
+        make_op_fixtures(directory, "op_feedback.pt", cells_per_block=2, gate_feedback=True)
         make_train_fixtures(directory)
         print(f"fixtures written to {directory}")
     elif command == "check-cli":
