@@ -66,12 +66,4 @@ at::Tensor recurrent_state(const at::Tensor& cell_gates, const at::Tensor& hidde
                  -1);
 }
 
-void store_recurrent_state(const at::Tensor& recurrent, const at::Tensor& cell_gates,
-                           const at::Tensor& hidden, int64_t cells_per_block) {
-  const int64_t H = hidden.size(-1), K = H / cells_per_block;
-  recurrent.narrow(-1, 0, K).copy_(block_gate(cell_gates, H, cells_per_block, kInputGate));
-  recurrent.narrow(-1, K, H).copy_(hidden);
-  recurrent.narrow(-1, K + H, K).copy_(block_gate(cell_gates, H, cells_per_block, kOutputGate));
-}
-
 }  // namespace lstm1997

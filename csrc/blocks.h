@@ -23,11 +23,8 @@ at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size, int6
 
 // Gate feedback (lstm1997.h): the recurrent state r = [input gates (K) | cell outputs (H) |
 // output gates (K)] of some rows from their per-cell activated gates (..., 3H) and cell outputs
-// (..., H), a block's gate read at its first cell. recurrent_state returns a new tensor;
-// store_recurrent_state writes into `recurrent` (..., K + H + K).
+// (..., H), a block's gate read at its first cell: a new (..., K + H + K) tensor.
 at::Tensor recurrent_state(const at::Tensor& cell_gates, const at::Tensor& hidden,
                            int64_t cells_per_block);
-void store_recurrent_state(const at::Tensor& recurrent, const at::Tensor& cell_gates,
-                           const at::Tensor& hidden, int64_t cells_per_block);
 
 }  // namespace lstm1997

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <ATen/OpMathType.h>
+
+#include <algorithm>
 #include <ATen/Parallel.h>
 
 #include "thread_split.h"
@@ -95,6 +97,25 @@ inline void net_errors_of_row(const scalar_t* dh_external, const scalar_t* dh_ex
     lanes.store(errors.cell_input, dnet + kCellInput * H + j);
     lanes.store(errors.output_gate, dnet + kOutputGate * H + j);
   });
+}
+
+// With gate feedback, the recurrent state r_t = [input gates (K) | h_t (H) | output gates (K)] of
+// `rows` rows from their per-cell gates (rows, 3H) and outputs (rows, H), a block's gates read at
+// its first cell, into `recurrent` (rows, K + H + K). A plain loop: on the per-step path of small
+// layers, ATen copies would cost more than the step's arithmetic.
+template <typename scalar_t>
+void store_recurrent_rows(const scalar_t* gates, const scalar_t* hidden, scalar_t* recurrent,
+                          int64_t rows, int64_t H, int64_t cells_per_block) {
+  const int64_t S = cells_per_block, K = H / S, R = H + 2 * K;
+  for (int64_t b = 0; b < rows; ++b) {
+    const scalar_t* row_gates = gates + b * kNumGates * H;
+    scalar_t* row = recurrent + b * R;
+    for (int64_t k = 0; k < K; ++k) {
+      row[k] = row_gates[kInputGate * H + k * S];
+      row[K + H + k] = row_gates[kOutputGate * H + k * S];
+    }
+    std::copy(hidden + b * H, hidden + (b + 1) * H, row + K);
+  }
 }
 
 // With gate feedback a row's gate outputs at step t are part of its recurrent state r_t (read by

@@ -206,6 +206,8 @@ void forward_per_step(ForwardPass& pass) {
   const int64_t H = pass.H;
   const bool blocked = args.options.cells_per_block > 1;
   const bool feedback = args.options.gate_feedback;
+  const at::Tensor fed_back_slots[2] = {feedback ? pass.fed_back[0] : at::Tensor(),
+                                        feedback ? pass.fed_back[1] : at::Tensor()};
   const RepeatedProduct recurrent(args.weight_hh, pass.B, pass.N);
   const at::Tensor expansion =
       blocked ? block_expansion_index(H, args.options.cells_per_block, args.input.options())
@@ -220,7 +222,7 @@ void forward_per_step(ForwardPass& pass) {
       at::Tensor net = chunk_net.narrow(0, first - chunk_first, rows);
       // The rows active now are a prefix of those active at the previous step.
       const at::Tensor previous =
-          feedback ? pass.fed_back[(t + 1) % 2].narrow(0, 0, rows)
+          feedback ? fed_back_slots[(t + 1) % 2].narrow(0, 0, rows)
           : t == 0 ? pass.initial_hidden.narrow(0, 0, rows)
                    : pass.output.narrow(0, steps.offset[t - 1], rows);
       at::Tensor summed = recurrent.add(net, previous);
@@ -234,8 +236,10 @@ void forward_per_step(ForwardPass& pass) {
           pass.state.data_ptr<opmath_t>(), pass.squashed_state_at<scalar_t>(first, base),
           pass.output.data_ptr<scalar_t>() + first * H, rows, H, g, h);
       if (feedback) {
-        store_recurrent_state(pass.fed_back[t % 2].narrow(0, 0, rows), cell_gates,
-                              pass.output.narrow(0, first, rows), args.options.cells_per_block);
+        store_recurrent_rows(cell_gates.const_data_ptr<scalar_t>(),
+                             pass.output.const_data_ptr<scalar_t>() + first * H,
+                             pass.fed_back.data_ptr<scalar_t>() + (t % 2) * pass.B * pass.R, rows,
+                             H, args.options.cells_per_block);
       }
     }
   });
