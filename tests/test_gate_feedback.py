@@ -295,9 +295,14 @@ def test_modules_reject_bad_state_and_options():
         module(x, (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)))
     with pytest.raises(RuntimeError, match=r"hx \(s0\): expected shape \[1, 2, 4\]"):
         module(x, (torch.zeros(1, 2, 8), torch.zeros(1, 2, 8)))
+    with pytest.raises(ValueError, match=r"hx: expected a tuple of 2 tensors \(h0, s0\), got 3: "
+                                         r"with gate_feedback the gate outputs are part of h"):
+        module(x, (torch.zeros(1, 2, 4), torch.zeros(1, 2, 4), torch.zeros(1, 2, 4)))
     cell = lstm1997.LSTMCell(3, 4, gate_feedback=True)
     with pytest.raises(RuntimeError, match=r"hx \(h\): expected shape \[2, 12\]"):
         cell(x[0], (torch.zeros(2, 4), torch.zeros(2, 4)))
+    with pytest.raises(ValueError, match=r"hx: expected a tuple of 2 tensors \(h, s\), got 1"):
+        cell(x[0], (torch.zeros(2, 12),))
     for make in (lstm1997.LSTM, lstm1997.LSTMCell, lstm1997.OnlineLSTM):
         with pytest.raises(TypeError, match="gate_feedback: expected a bool"):
             make(3, 4, gate_feedback="False")

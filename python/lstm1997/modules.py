@@ -27,6 +27,15 @@ def _check_activation(activation, owner):
         raise ValueError(f"{owner}: activation: expected one of {ACTIVATIONS}, got {activation!r}")
 
 
+def _check_state_tuple(hx: Tuple[Tensor, Tensor], owner: str, names: str,
+                       gate_feedback: bool) -> None:
+    if len(hx) != 2:
+        where = (": with gate_feedback the gate outputs are part of h (recurrent_size features)"
+                 if gate_feedback else "")
+        raise ValueError(f"{owner}: hx: expected a tuple of 2 tensors {names}, got {len(hx)}"
+                         f"{where}")
+
+
 def _reset_uniform(module: nn.Module, hidden_size: int) -> None:
     """torch.nn.LSTM's initialisation: every parameter uniform in ±1/sqrt(hidden_size)."""
     bound = 1.0 / math.sqrt(hidden_size)
@@ -285,6 +294,7 @@ class LSTM(_LayerModule):
 
     def _check_hx(self, hx: Tuple[Tensor, Tensor], leading: List[int], layout: str) -> None:
         """h0 and s0 must be ``leading + [width]``; ``layout`` names the leading dimensions."""
+        _check_state_tuple(hx, "LSTM", "(h0, s0)", self.gate_feedback)
         for name, state, width, meaning in (
             ("h0", hx[0], self.recurrent_size,
              "recurrent_size (K + H + K with gate_feedback)" if self.gate_feedback
@@ -434,6 +444,7 @@ class LSTMCell(_LayerModule):
         h0: Optional[Tensor] = None
         s0: Optional[Tensor] = None
         if hx is not None:
+            _check_state_tuple(hx, "LSTMCell", "(h, s)", self.gate_feedback)
             leading: List[int] = []
             if batched:
                 leading = [input.size(0)]
