@@ -105,8 +105,15 @@ def test_runner_smoke_and_report(tmp_path, argv):
     for r in saved:
         assert r["experiment"] == argv[0] and 0 <= r["fraction_wrong_test"] <= 1
         assert r["sequences_until_success"] is None or r["sequences_until_success"] <= r["budget"]
+        # (exp 2a's own net has no recurrent connections at all)
+        assert r["weights"] > 0 and r["gate_feedback"] == (
+            "lstm" not in argv and "rnn" not in argv and "off" not in argv
+            and argv[0] != "two-sequence")
     table = report.render(saved)
     assert table.count("\n| " + argv[0]) == 1
+    if saved[0]["model"] == "lstm1997":
+        feedback = "gate feedback" if saved[0]["gate_feedback"] else "no gate feedback"
+        assert f"| {feedback}, {saved[0]['weights']} weights |" in table
 
 
 def test_online_recipe_learns_the_grammar():

@@ -2,7 +2,8 @@
 
     python -m lstm1997.experiments.report results.jsonl [more.jsonl ...] [--notes notes.md] > RESULTS.md
 
-One row per (experiment, setting, model, recipe, budget): trials, success rate, mean sequences
+One row per (experiment, setting, model, net, recipe, budget), the net being the paper's (gate
+feedback) or the one without the gates' recurrent connections, with its number of weights: trials, success rate, mean sequences
 until success (over the successful trials), the fraction of test sequences wrong (mean, and per
 trial), the test's mean squared error where the experiment reports it, the training error of the
 last 100 sequences, the paper's numbers, the mean time per trial and the machine. --notes appends
@@ -34,15 +35,27 @@ def milestones(group) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+def net(record) -> str:
+    """The lstm1997 net of a record: with or without gate feedback, and its weights. Records made
+    before the option existed (no "gate_feedback" field) ran without it."""
+    if record["model"] != "lstm1997":
+        return "-"
+    if "gate_feedback" not in record:
+        return "no gate feedback (earlier net)"
+    text = "gate feedback" if record["gate_feedback"] else "no gate feedback"
+    return text + (f", {record['weights']} weights" if record.get("weights") else "")
+
+
 def rows(records):
     groups = OrderedDict()
     for r in records:
-        key = (r["experiment"], r["setting"], r["model"], r["recipe"], r["budget"])
+        key = (r["experiment"], r["setting"], r["model"], net(r), r["recipe"], r["budget"])
         groups.setdefault(key, []).append(r)
-    for (experiment, setting, model, recipe, budget), group in groups.items():
+    for (experiment, setting, model, net_text, recipe, budget), group in groups.items():
         successes = [r["sequences_until_success"] for r in group if r["success"]]
         yield {
-            "experiment": experiment, "setting": setting, "model": model, "recipe": recipe,
+            "experiment": experiment, "setting": setting, "model": model, "net": net_text,
+            "recipe": recipe,
             "trials": len(group), "budget": budget,
             "success": f"{100 * len(successes) / len(group):.0f}%",
             "sequences": (f"{statistics.mean(successes):,.0f}" if successes else "-")
@@ -60,13 +73,13 @@ def rows(records):
 
 
 def render(records) -> str:
-    lines = [HEADER, "| experiment | setting | model | recipe | trials | budget | success | sequences "
-             "| test fraction wrong: mean (per trial) | test MSE | final train error | paper "
-             "| s / trial | machine, date |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [HEADER, "| experiment | setting | model | net | recipe | trials | budget | success "
+             "| sequences | test fraction wrong: mean (per trial) | test MSE | final train error "
+             "| paper | s / trial | machine, date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows(records):
         lines.append("| " + " | ".join(str(r[k]) for k in (
-            "experiment", "setting", "model", "recipe", "trials", "budget", "success", "sequences",
+            "experiment", "setting", "model", "net", "recipe", "trials", "budget", "success", "sequences",
             "wrong", "mse", "final", "paper", "seconds", "machine")) + " |")
     return "\n".join(lines) + "\n"
 
