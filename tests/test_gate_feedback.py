@@ -322,3 +322,26 @@ def test_online_ops_reject_traces_of_the_wrong_width():
               torch.zeros(B, 2 * H, dtype=f64))
     with pytest.raises(RuntimeError, match=r"trace_hh: expected shape \[2, 8, 12\]"):
         OPS.lstm_online_traces(args[0], args[5], output, gates, *traces, gate_feedback=True)
+
+
+@pytest.mark.parametrize("dtype,tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 0.1),
+                                             (torch.float16, 0.02)])
+@pytest.mark.parametrize("S", [1, 2])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_low_precision_matches_float64_reference(dtype, tolerance, S, truncate):
+    """Half types compute in float32 (the cell state carried in float32): their results and
+    gradients stay within their rounding of the float64 reference run on the same rounded
+    arguments."""
+    args = make_args(6, 3, 4, 4, cells_per_block=S, gate_feedback=True, requires_grad=False)
+    ours = [a.to(dtype).requires_grad_() for a in args]
+    theirs = [a.to(dtype).double().requires_grad_() for a in args]
+    out = OPS.lstm(*ours, cells_per_block=S, gate_feedback=True, truncate=truncate)
+    expected = reference_lstm(*theirs, cells_per_block=S, gate_feedback=True, truncate=truncate)
+    sum(o.double().sum() for o in out).backward()
+    sum(o.sum() for o in expected).backward()
+    for a, b in zip(out, expected):
+        torch.testing.assert_close(a.double(), b.detach(), rtol=tolerance, atol=tolerance)
+    for a, b in zip(ours, theirs):
+        reference_grad = b.grad if b.grad is not None else torch.zeros_like(b)
+        torch.testing.assert_close(a.grad.double(), reference_grad, rtol=tolerance,
+                                   atol=tolerance)
