@@ -190,8 +190,9 @@ def test_report_with_notes(tmp_path):
     text = report.main([str(results), "--notes", str(notes)])
     row = next(line for line in text.splitlines() if line.startswith("| adding"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[:6] == ["adding", "T=20", "lstm1997", "sequence", "2", "150"]
-    assert cells[7] == "-" and cells[9] != "-"  # no success; the test MSE is reported
+    assert cells[:7] == ["adding", "T=20", "lstm1997", "gate feedback, 93 weights", "sequence",
+                         "2", "150"]
+    assert cells[8] == "-" and cells[10] != "-"  # no success; the test MSE is reported
     assert text.endswith("## Analysis\nhand-written\n")
 
 
