@@ -81,8 +81,11 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
                 "lstm1997: input: expected a 2-D tensor (packed rows, input_size) with "
                 "batch_sizes, got ",
                 input.dim(), "-D with shape ", input.sym_sizes());
+    // Kernels read batch_sizes on the host (step_rows.h). The meta kernels, which do not read it,
+    // get it on meta: fake-tensor tracing (torch.compile, torch.export) turns every tensor of a
+    // call into a meta tensor.
     TORCH_CHECK(batch_sizes.dim() == 1 && batch_sizes.scalar_type() == at::kLong &&
-                    batch_sizes.device().is_cpu(),
+                    (batch_sizes.device().is_cpu() || (batch_sizes.is_meta() && input.is_meta())),
                 "lstm1997: batch_sizes: expected a 1-D int64 CPU tensor (as in a "
                 "PackedSequence), got a ",
                 batch_sizes.dim(), "-D ", batch_sizes.scalar_type(), " tensor on ",

@@ -1,5 +1,6 @@
 import os
 import sys
+from typing import Optional, Tuple
 
 import pytest
 import torch
@@ -7,6 +8,21 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 import lstm1997  # noqa: E402,F401  (registers torch.ops.lstm1997)
+
+class Holder(torch.nn.Module):
+    """A model holding an LSTM, as TorchScript scripts it: lstm1997.LSTM declares two forward
+    overloads (tensor, PackedSequence), as torch.nn.LSTM does, and TorchScript compiles an
+    overloaded forward only where a caller picks one (a directly scripted torch.nn.LSTM has no
+    forward either)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor, hx: Optional[Tuple[torch.Tensor, torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        return self.rnn(x, hx)
+
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -116,18 +116,29 @@ def test_backward_op(args, exc, pattern, device):
         OPS._lstm_backward(*args)
 
 
+# torch.nn.LSTM's exception types: TypeError for a value of the wrong type, ValueError for a bad
+# value of the right type.
 MODULE_CASES = [
-    ({"input_size": 0, "hidden_size": 4}, r"input_size: expected a positive int, got 0"),
-    ({"input_size": 3, "hidden_size": -1}, r"hidden_size: expected a positive int, got -1"),
-    ({"input_size": 3, "hidden_size": 2.5}, r"hidden_size: expected a positive int, got 2.5"),
-    ({"input_size": True, "hidden_size": 4}, r"input_size: expected a positive int"),
-    ({"input_size": 3, "hidden_size": 4, "activation": "relu"}, r"activation: expected one of"),
+    ({"input_size": 0, "hidden_size": 4}, ValueError, r"input_size: expected a positive int, got 0"),
+    ({"input_size": 3, "hidden_size": -1}, ValueError,
+     r"hidden_size: expected a positive int, got -1"),
+    ({"input_size": 3, "hidden_size": 2.5}, TypeError,
+     r"hidden_size: expected a positive int, got float 2.5"),
+    ({"input_size": True, "hidden_size": 4}, TypeError, r"input_size: expected a positive int"),
+    ({"input_size": 3, "hidden_size": 4, "activation": "relu"}, ValueError,
+     r"activation: expected one of"),
+    ({"input_size": 3, "hidden_size": 4, "batch_first": "False"}, TypeError,
+     r"batch_first: expected a bool, got str 'False'"),
+    ({"input_size": 3, "hidden_size": 4, "bias": 1}, TypeError, r"bias: expected a bool"),
+    ({"input_size": 3, "hidden_size": 4, "bidirectional": "yes"}, TypeError,
+     r"bidirectional: expected a bool"),
+    ({"input_size": 3, "hidden_size": 4, "truncate": None}, TypeError, r"truncate: expected a bool"),
 ]
 
 
-@pytest.mark.parametrize("kwargs,pattern", MODULE_CASES)
-def test_module_constructor(kwargs, pattern):
-    with pytest.raises(ValueError, match=pattern):
+@pytest.mark.parametrize("kwargs,exc,pattern", MODULE_CASES)
+def test_module_constructor(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
         lstm1997.LSTM(**kwargs)
 
 
@@ -137,9 +148,11 @@ def test_module_forward():
         module(torch.zeros(T, B, I, 1))
     with pytest.raises(ValueError, match=r"input: expected a 3-D"):
         module(torch.zeros(I))
-    with pytest.raises(RuntimeError, match=r"weight_ih: expected shape \[18, 4\]"):
+    with pytest.raises(RuntimeError, match=r"input: input.size\(-1\) must be equal to "
+                                           r"input_size. Expected 5, got 4"):
         module(torch.zeros(T, B, I - 1))
-    with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
+    with pytest.raises(ValueError, match=r"input: expected dtype torch.float32 \(the dtype of "
+                                         r"the weights\), got torch.float64"):
         module(torch.zeros(T, B, I, dtype=f64))
     state = torch.zeros(1, B, H)
     with pytest.raises(RuntimeError, match=r"hx \(h0\): expected shape \[1, 3, 6\]"):
@@ -212,7 +225,6 @@ MODULE_OPTION_CASES = [
     (lstm1997.LSTM, {"dropout": 1.5}, r"LSTM: dropout: expected a probability in \[0, 1\], got 1.5"),
     (lstm1997.LSTM, {"dropout": "0.1"}, r"LSTM: dropout: expected a probability in \[0, 1\], got '0.1'"),
     (lstm1997.LSTM, {"num_layers": 0}, r"LSTM: num_layers: expected a positive int, got 0"),
-    (lstm1997.LSTM, {"num_layers": 2.0}, r"LSTM: num_layers: expected a positive int, got 2.0"),
     (lstm1997.LSTM, {"hidden_size": 0}, r"LSTM: hidden_size: expected a positive int, got 0"),
     (lstm1997.LSTMCell, {"input_size": 0}, r"LSTMCell: input_size: expected a positive int, got 0"),
     (lstm1997.LSTMCell, {"hidden_size": -2}, r"LSTMCell: hidden_size: expected a positive int, got -2"),
@@ -224,6 +236,9 @@ MODULE_OPTION_CASES = [
 def test_module_options(cls, kwargs, pattern):
     with pytest.raises(ValueError, match=pattern):
         cls(**{"input_size": 3, "hidden_size": 4, **kwargs})
+    # a value of the wrong type: TypeError, as torch.nn.LSTM raises
+    with pytest.raises(TypeError, match=r"LSTM: num_layers: expected a positive int, got float 2.0"):
+        lstm1997.LSTM(3, 4, num_layers=2.0)
 
 
 def test_modules_dtype_and_device_mix():
@@ -235,7 +250,9 @@ def test_modules_dtype_and_device_mix():
         module(torch.zeros(T, B, I), (state.to("meta"), state))
     with pytest.raises(TypeError, match=r"s0: expected dtype Float \(the dtype of input\), got Double"):
         module(torch.zeros(T, B, I), (state, state.double()))
-    with pytest.raises(TypeError, match=r"weight_ih: expected dtype Double"):
+    # torch.nn.LSTMCell raises RuntimeError for an input of another dtype than its weights
+    with pytest.raises(RuntimeError, match=r"LSTMCell: input: expected dtype torch.float32 \(the "
+                                           r"dtype of the weights\), got torch.float64"):
         cell(torch.zeros(B, I, dtype=f64))
     with pytest.raises(RuntimeError, match=r"weight_ih: expected device meta"):
         cell(torch.zeros(B, I, device="meta"))

@@ -7,7 +7,7 @@ whole r_{t-1} and, for the paper's truncated gradient, detaches all of it where 
 recurrent product (appendix A.1: no error through any recurrent connection)."""
 import pytest
 import torch
-from conftest import check_packed_module, make_args
+from conftest import Holder, check_packed_module, make_args
 from reference import reference_lstm
 
 import lstm1997
@@ -250,7 +250,7 @@ def test_torch_compile_and_export():
 def test_torchscript():
     torch.manual_seed(0)
     module = lstm1997.LSTM(3, 4, gate_feedback=True)
-    scripted = torch.jit.script(module)
+    scripted = torch.jit.script(Holder(module))
     x = torch.randn(6, 2, 3)
     output, hx = module(x)
     scripted_output, scripted_hx = scripted(x)

@@ -121,7 +121,7 @@ def to_torch_lstm(module):
         **_factory(module),
     )
     result.load_state_dict(state_dict_to_torch(module.state_dict()))
-    return result
+    return result.train(module.training)  # the same mode: dropout acts alike
 
 
 def to_torch_lstm_cell(module):
@@ -129,7 +129,7 @@ def to_torch_lstm_cell(module):
     _require_torch_equivalent(module, "to_torch_lstm_cell")
     result = nn.LSTMCell(module.input_size, module.hidden_size, bias=True, **_factory(module))
     result.load_state_dict(state_dict_to_torch(module.state_dict()))
-    return result
+    return result.train(module.training)
 
 
 def _warn_unless_pinned(torch_module, what):
@@ -158,7 +158,7 @@ def from_torch_lstm(cls, torch_lstm, **options):
     )
     _require_torch_layout(result, "from_torch_lstm")
     result.load_state_dict(state_dict_from_torch(torch_lstm.state_dict()))
-    return result
+    return result.train(torch_lstm.training)
 
 
 def from_torch_lstm_cell(cls, torch_cell, **options):
@@ -172,4 +172,4 @@ def from_torch_lstm_cell(cls, torch_cell, **options):
                  **_factory(torch_cell), **options)
     _require_torch_layout(result, "from_torch_lstm_cell")
     result.load_state_dict(state_dict_from_torch(torch_cell.state_dict()))
-    return result
+    return result.train(torch_cell.training)

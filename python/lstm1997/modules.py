@@ -6,7 +6,7 @@ one-direction op torch.ops.lstm1997.lstm, as PyTorch's own RNN code builds them 
 import math
 import numbers
 import warnings
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, overload
 
 import torch
 from torch import Tensor, nn
@@ -18,8 +18,18 @@ from .functional import ACTIVATIONS
 
 
 def _check_positive_int(value, name, owner):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    """TypeError for a value that is not an int, ValueError for one that is not positive (the
+    exception types of torch.nn.LSTM for the same mistakes)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name}: expected a positive int, got {type(value).__name__} "
+                        f"{value!r}")
+    if value <= 0:
         raise ValueError(f"{owner}: {name}: expected a positive int, got {value!r}")
+
+
+def _check_bool(value, name, owner):
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name}: expected a bool, got {type(value).__name__} {value!r}")
 
 
 def _check_activation(activation, owner):
@@ -68,13 +78,13 @@ class _LayerModule(nn.Module):
         _check_positive_int(hidden_size, "hidden_size", owner)
         rows = _gate_rows(hidden_size, cells_per_block, owner)
         _check_activation(activation, owner)
-        if not isinstance(gate_feedback, bool):
-            raise TypeError(f"{owner}: gate_feedback: expected a bool, got "
-                            f"{type(gate_feedback).__name__} {gate_feedback!r}")
+        for name, value in (("bias", bias), ("truncate", truncate),
+                            ("gate_feedback", gate_feedback)):
+            _check_bool(value, name, owner)
         self.input_size = input_size
         self.hidden_size = hidden_size
-        self.bias = bool(bias)
-        self.truncate = bool(truncate)
+        self.bias = bias
+        self.truncate = truncate
         self.activation = activation
         self.cells_per_block = cells_per_block
         self.gate_feedback = gate_feedback
@@ -182,6 +192,8 @@ class LSTM(_LayerModule):
         self._set_options("LSTM", input_size, hidden_size, bias, truncate, activation,
                           cells_per_block, gate_feedback)
         _check_positive_int(num_layers, "num_layers", "LSTM")
+        _check_bool(batch_first, "batch_first", "LSTM")
+        _check_bool(bidirectional, "bidirectional", "LSTM")
         if isinstance(dropout, bool) or not isinstance(dropout, numbers.Number) or not 0 <= dropout <= 1:
             raise ValueError(f"LSTM: dropout: expected a probability in [0, 1], got {dropout!r}")
         if proj_size != 0:
@@ -197,9 +209,9 @@ class LSTM(_LayerModule):
                 stacklevel=2,
             )
         self.num_layers = num_layers
-        self.batch_first = bool(batch_first)
+        self.batch_first = batch_first
         self.dropout = float(dropout)
-        self.bidirectional = bool(bidirectional)
+        self.bidirectional = bidirectional
         self.proj_size = 0
         factory = {"device": device, "dtype": dtype}
         directions = 2 if self.bidirectional else 1
@@ -215,7 +227,10 @@ class LSTM(_LayerModule):
         self.reset_parameters()
 
     def _init_flat_weights(self) -> None:
-        self._flat_weights = [getattr(self, name) for name in self._flat_weights_names]
+        # A weight may be missing for a while: the weight-drop pattern deletes the Parameter and
+        # sets a plain tensor before each forward (which _run reads through the module).
+        self._flat_weights = [getattr(self, name) if hasattr(self, name) else None
+                              for name in self._flat_weights_names]
 
     def __setattr__(self, name, value):
         super().__setattr__(name, value)
@@ -306,22 +321,55 @@ class LSTM(_LayerModule):
                 raise RuntimeError(f"LSTM: hx ({name}): expected shape {expected} "
                                    f"({layout}, {meaning}), got {list(state.shape)}")
 
-    # Annotated for tensors, so that TorchScript compiles this (and a scripted caller sees exact
-    # types); eager calls may also pass a PackedSequence. Scripted code passes packed input to
-    # forward_packed, since TorchScript cannot overload a module's top-level forward.
-    def forward(
+    # Two overloads, as torch.nn.LSTM declares them: TorchScript compiles forward once per input
+    # type, so scripted callers pass a tensor or a PackedSequence through the normal call.
+    @overload
+    @torch._jit_internal._overload_method
+    def forward(  # noqa: F811
         self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        pass
+
+    @overload
+    @torch._jit_internal._overload_method
+    def forward(  # noqa: F811
+        self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
+        pass
+
+    def forward(self, input, hx=None):  # noqa: F811
         if isinstance(input, PackedSequence):
-            return self.forward_packed(input, hx)
+            return self._forward_packed(input, hx)
         return self._forward_tensor(input, hx)
 
     @torch.jit.export
     def forward_packed(
         self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
-        """forward for a PackedSequence (what forward does with one), callable from TorchScript."""
+        """forward for a PackedSequence (an alias, kept for callers written before forward took
+        both in TorchScript)."""
+        return self._forward_packed(input, hx)
+
+    def _check_input(self, input: Tensor) -> None:
+        """The mistakes torch.nn.LSTM catches in its module, with its exception types: a dtype
+        other than the weights' (ValueError; autocast casts them itself) and a feature size other
+        than input_size (RuntimeError, blaming the input rather than weight_ih)."""
+        if not torch.jit.is_scripting():
+            weight = getattr(self, self._flat_weights_names[0], None)
+            if (weight is not None and not torch._C._is_any_autocast_enabled()
+                    and input.dtype != weight.dtype):
+                raise ValueError(f"LSTM: input: expected dtype {weight.dtype} (the dtype of the "
+                                 f"weights), got {input.dtype}: convert the input, or the module "
+                                 f"(.to(dtype))")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(f"LSTM: input: input.size(-1) must be equal to input_size. "
+                               f"Expected {self.input_size}, got {input.size(-1)}")
+
+    def _forward_packed(
+        self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
+    ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
         data, batch_sizes, sorted_indices, unsorted_indices = input
+        self._check_input(data)
         stacked = self.num_layers * (2 if self.bidirectional else 1)
         batch = int(batch_sizes[0])
         if hx is None:
@@ -350,6 +398,7 @@ class LSTM(_LayerModule):
                 "LSTM: input: expected a 3-D (seq_len, batch, input_size) or 2-D "
                 f"(seq_len, input_size) tensor, got {input.dim()}-D"
             )
+        self._check_input(input)
         stacked = self.num_layers * (2 if self.bidirectional else 1)
         batched = input.dim() == 3
         if not batched:
@@ -438,6 +487,14 @@ class LSTMCell(_LayerModule):
                 f"LSTMCell: input: expected a 2-D (batch, input_size) or 1-D (input_size) tensor, "
                 f"got {input.dim()}-D"
             )
+        # torch.nn.LSTMCell's exception types: RuntimeError for the feature size and the dtype
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(f"LSTMCell: input has inconsistent input_size: got "
+                               f"{input.size(-1)} expected {self.input_size}")
+        if not torch.jit.is_scripting():
+            if not torch._C._is_any_autocast_enabled() and input.dtype != self.weight_ih.dtype:
+                raise RuntimeError(f"LSTMCell: input: expected dtype {self.weight_ih.dtype} (the "
+                                   f"dtype of the weights), got {input.dtype}")
         batched = input.dim() == 2
         if not batched:
             input = input.unsqueeze(0)
@@ -445,6 +502,10 @@ class LSTMCell(_LayerModule):
         s0: Optional[Tensor] = None
         if hx is not None:
             _check_state_tuple(hx, "LSTMCell", "(h, s)", self.gate_feedback)
+            for name, state in (("h", hx[0]), ("s", hx[1])):
+                if state.dim() not in (1, 2):
+                    raise ValueError(f"LSTMCell: hx ({name}): expected a 1-D or 2-D tensor, got "
+                                     f"{state.dim()}-D")
             leading: List[int] = []
             if batched:
                 leading = [input.size(0)]

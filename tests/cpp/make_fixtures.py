@@ -40,13 +40,25 @@ class Regressor(torch.nn.Module):
         return self.head(output[-1]).squeeze(-1)
 
 
+class Model(torch.nn.Module):
+    """What C++ loads: a model holding the LSTM (TorchScript compiles the LSTM's overloaded
+    forward where a caller picks one, as for torch.nn.LSTM)."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x: torch.Tensor):
+        return self.rnn(x)
+
+
 def make_model_fixtures(directory):
     torch.manual_seed(0)
     model = lstm1997.LSTM(3, 5, num_layers=2, bidirectional=True).eval()
     x = torch.randn(6, 2, 3)
     with torch.no_grad():
         output, (h_n, s_n) = model(x)
-    torch.jit.script(model).save(os.path.join(directory, "model.pt"))
+    torch.jit.script(Model(model)).save(os.path.join(directory, "model.pt"))
     save_tensors(os.path.join(directory, "model_io.pt"), {"x": x, "output": output, "h_n": h_n, "s_n": s_n})
     torch.save(x, os.path.join(directory, "input.pt"))
 
