@@ -289,3 +289,72 @@ def test_autocast_cpu_bfloat16(impl):
     torch.testing.assert_close(output.float(), m(x)[0], rtol=0.05, atol=0.05)
     output.float().sum().backward()
     assert m.weight_ih_l0.grad.dtype == torch.float32
+
+
+def test_cell_autocast_cpu_bfloat16():
+    cell = lstm1997.LSTMCell(3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, s = cell(torch.randn(2, 3))
+    assert h.dtype == s.dtype == torch.bfloat16
+
+
+# lstm1997's own ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("training", [True, False])
+def test_conversions_keep_the_mode(training):
+    """An eval-mode module converts to an eval-mode module (with dropout, a training-mode copy
+    would compute something else), and a training-mode one to a training-mode one."""
+    lstm = lstm1997.LSTM(3, 4, 2, dropout=0.5).train(training)
+    torch_lstm = lstm.to_torch_lstm()
+    assert torch_lstm.training == training
+    assert lstm1997.LSTM.from_torch_lstm(torch_lstm).training == training
+    cell = lstm1997.LSTMCell(3, 4).train(training)
+    assert cell.to_torch_lstm_cell().training == training
+    assert lstm1997.LSTMCell.from_torch_lstm_cell(cell.to_torch_lstm_cell()).training == training
+    if not training:
+        x = torch.randn(5, 2, 3)
+        torch.testing.assert_close(torch_lstm(x)[0], lstm(x)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_forward_packed_is_an_alias_in_torchscript():
+    class Tagger(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn = lstm1997.LSTM(3, 4)
+
+        def forward(self, packed: torch.nn.utils.rnn.PackedSequence) -> torch.Tensor:
+            return self.rnn.forward_packed(packed)[1][0] - self.rnn(packed)[1][0]
+
+    packed = pack_sequence([torch.randn(n, 3) for n in (4, 2)])
+    assert torch.jit.script(Tagger())(packed).abs().max() == 0
+
+
+def test_set_gate_biases_sets_the_net_gate_biases():
+    lstm = lstm1997.LSTM(3, 6, 2, bidirectional=True, cells_per_block=2)
+    assert lstm1997.set_gate_biases(lstm, input_gate=-3.0, output_gate=[-1, -2, -3]) is lstm
+    K, H = 3, 6
+    for name, parameter in lstm.named_parameters():
+        if name.startswith("bias_ih"):
+            other = getattr(lstm, name.replace("bias_ih", "bias_hh"))
+            net = (parameter + other).detach()
+            assert torch.equal(net[:K], torch.full((K,), -3.0))
+            assert torch.equal(net[K + H:], torch.tensor([-1.0, -2.0, -3.0]))
+    x = torch.randn(50, 2, 3)
+    # with the input gates mostly shut the state grows more slowly than at the default init
+    lstm1997.set_gate_biases(lstm, input_gate=-6.0)
+    s_shut = lstm(x)[1][1].abs().max()
+    default = lstm1997.LSTM(3, 6, 2, bidirectional=True, cells_per_block=2)
+    default.load_state_dict({k: v for k, v in lstm.state_dict().items()})
+    with torch.no_grad():
+        for name, parameter in default.named_parameters():
+            if name.startswith("bias"):
+                parameter[:K].zero_()
+    assert s_shut < default(x)[1][1].abs().max()
+    with pytest.raises(ValueError, match="one per block"):
+        lstm1997.set_gate_biases(lstm, input_gate=[1.0, 2.0])
+    with pytest.raises(ValueError, match="with biases"):
+        lstm1997.set_gate_biases(lstm1997.LSTM(3, 4, bias=False), input_gate=-1.0)
+    with pytest.raises(TypeError, match="expected an lstm1997"):
+        lstm1997.set_gate_biases(nn.LSTM(3, 4), input_gate=-1.0)
+    online = lstm1997.set_gate_biases(lstm1997.OnlineLSTM(3, 4), input_gate=-2.0)
+    assert torch.equal((online.bias_ih_l0 + online.bias_hh_l0)[:4].detach(), torch.full((4,), -2.0))

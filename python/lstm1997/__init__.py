@@ -6,8 +6,8 @@ import torch  # noqa: F401  (the op library links against torch: load it first)
 
 from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
 from .functional import lstm, recurrent_split
-from .modules import LSTM, LSTMCell
+from .modules import LSTM, LSTMCell, set_gate_biases
 from .online import OnlineLSTM
 
-__all__ = ["LSTM", "LSTMCell", "OnlineLSTM", "lstm", "recurrent_split"]
+__all__ = ["LSTM", "LSTMCell", "OnlineLSTM", "lstm", "recurrent_split", "set_gate_biases"]
 __version__ = "0.1.0"

@@ -119,6 +119,43 @@ class _LayerModule(nn.Module):
         return text
 
 
+def set_gate_biases(module: nn.Module, input_gate=None, output_gate=None) -> nn.Module:
+    """The paper's remedies (its section 4), as an initialisation of any lstm1997 module (LSTM,
+    LSTMCell, OnlineLSTM) with biases: ``input_gate`` against internal state drift (a negative
+    bias keeps the input gates mostly shut, so that the cell state, which nothing resets, grows
+    slowly on continual input), ``output_gate`` against abuse (a negative bias keeps a cell from
+    acting as a constant early in training). Each is a number for every block, or a sequence of
+    one number per block (e.g. ``[-1, -2, -3]``, the paper's staggered biases), applied to every
+    layer and direction; None leaves those gates alone. The net bias of a gate is
+    ``bias_ih + bias_hh``: the value goes to ``bias_ih`` and the gate's ``bias_hh`` rows are set to
+    zero. Returns the module."""
+    if not isinstance(module, _LayerModule):
+        raise TypeError(f"set_gate_biases: module: expected an lstm1997 LSTM, LSTMCell or "
+                        f"OnlineLSTM, got {type(module).__name__}")
+    if not module.bias:
+        raise ValueError("set_gate_biases: module: expected a module with biases (bias=True)")
+    H = module.hidden_size
+    K = H // module.cells_per_block
+    values = {}
+    for name, value, first in (("input_gate", input_gate, 0), ("output_gate", output_gate, K + H)):
+        if value is None:
+            continue
+        per_block = torch.as_tensor(value, dtype=torch.float64).flatten()
+        if per_block.numel() == 1:
+            per_block = per_block.expand(K)
+        if per_block.numel() != K:
+            raise ValueError(f"set_gate_biases: {name}: expected a number or one per block "
+                             f"({K}), got {value!r}")
+        values[first] = per_block
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            if name.startswith("bias_"):
+                for first, per_block in values.items():
+                    rows = parameter[first:first + K]
+                    rows.copy_(per_block if name.startswith("bias_ih") else torch.zeros(K))
+    return module
+
+
 def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
     """The permutation of packed rows that reverses every sequence within its own length.
 
