@@ -87,6 +87,22 @@ def interleaved_medians(tasks, repeats, min_time):
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def forward_task(module, x):
+    """A task: the module's forward on x under no_grad."""
+    def run():
+        with torch.no_grad():
+            module(x)
+    return run
+
+
+def train_task(module, x):
+    """A task: forward and backward of output.sum()."""
+    def run():
+        module.zero_grad(set_to_none=True)
+        module(x)[0].sum().backward()
+    return run
+
+
 def bare_gemms(T, B, I, H):
     """The matrix products of our forward pass and of our truncated backward (x needs no grad),
     nothing else, through each library PyTorch has: torch.mm / addmm (BLAS) and, where PyTorch has
@@ -144,24 +160,13 @@ def bench_shape(T, B, I, H, repeats, min_time):
     theirs = torch.nn.LSTM(I, H)
     x = torch.randn(T, B, I)
 
-    def forward(module):
-        def run():
-            with torch.no_grad():
-                module(x)
-        return run
-
-    def train_step(module):
-        def run():
-            module.zero_grad(set_to_none=True)
-            module(x)[0].sum().backward()
-        return run
 
     tasks = {
-        "forward ours": forward(ours_truncated),
-        "forward nn.LSTM": forward(theirs),
-        "train truncated ours": train_step(ours_truncated),
-        "train exact ours": train_step(ours_exact),
-        "train nn.LSTM": train_step(theirs),
+        "forward ours": forward_task(ours_truncated, x),
+        "forward nn.LSTM": forward_task(theirs, x),
+        "train truncated ours": train_task(ours_truncated, x),
+        "train exact ours": train_task(ours_exact, x),
+        "train nn.LSTM": train_task(theirs, x),
     }
     libraries = bare_gemms(T, B, I, H)
     for library, (gemm_forward, gemm_train) in libraries.items():
@@ -227,24 +232,13 @@ def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
                                                    gate_feedback=feedback)
                for feedback in (False, True) for truncate in (True, False)}
 
-    def forward(module):
-        def run():
-            with torch.no_grad():
-                module(x)
-        return run
-
-    def train_step(module):
-        def run():
-            module.zero_grad(set_to_none=True)
-            module(x)[0].sum().backward()
-        return run
 
     tasks = {}
     for feedback in (False, True):
         name = "with" if feedback else "without"
-        tasks[f"forward {name}"] = forward(modules[feedback, True])
-        tasks[f"train truncated {name}"] = train_step(modules[feedback, True])
-        tasks[f"train exact {name}"] = train_step(modules[feedback, False])
+        tasks[f"forward {name}"] = forward_task(modules[feedback, True], x)
+        tasks[f"train truncated {name}"] = train_task(modules[feedback, True], x)
+        tasks[f"train exact {name}"] = train_task(modules[feedback, False], x)
     medians = interleaved_medians(tasks, repeats, min_time)
     return {
         "shape": [T, B, I, H, S],
