@@ -74,9 +74,11 @@ def test_bad_inputs_under_asan(libasan):
         # for leaks). Any other finding stops the process.
         "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1:abort_on_error=1",
     }
-    # The bad-input tables of every entry point, and the unusual-but-valid inputs.
+    # The bad-input tables of every entry point, the unusual-but-valid inputs, and every kernel
+    # path of gate feedback (its fed-back state buffer included).
     runs = [["tests/test_errors.py"], ["tests/test_reliability.py", "-k", "unusual"],
-            ["tests/test_online.py", "-k", "error"]]
+            ["tests/test_online.py", "-k", "error"],
+            ["tests/test_gate_feedback.py", "-k", "op_matches or inference or packed or chunked"]]
     for tests in runs:
         # --capture=sys: ASan writes its report to file descriptor 2, which pytest's default
         # capture would hold back and lose when the report ends the process.
