@@ -67,6 +67,9 @@ def test_embedded_reber_strings_follow_the_grammar():
 def test_reber_sets_and_success_rule():
     experiment = Reber(seed=1)
     assert len(experiment.train_strings) == 256 and len(experiment.test_strings) == 256
+    # the paper's test strings are not training strings
+    training = {s for s, _ in experiment.train_strings}
+    assert not any(s in training for s, _ in experiment.test_strings)
     symbols, legal_next = experiment.train_strings[0]
     inputs, targets, mask = encode(symbols)
     assert inputs.shape == (len(symbols), 1, 7) and mask.sum() == len(symbols) - 1
@@ -133,7 +136,7 @@ def test_noise_signal_sequences(variant):
         inputs, target = experiment.sample(rng)
         values = inputs[:, 0]
         assert inputs.shape[1] == 1 and T <= len(values) <= T + T // 10
-        high, low = (0.8, 0.2) if variant == "c" else (1.0, 0.0)
+        high, low = (0.2, 0.8) if variant == "c" else (1.0, 0.0)  # 3c: 0.2 for class 1
         label = 0 if abs(float(target) - high) < 1e-6 else 1
         assert float(target) == pytest.approx((high, low)[label])
         signal = 1.0 if label == 0 else -1.0

@@ -275,6 +275,39 @@ def test_noise_signal_stops_when_its_256_test_sequences_are_right():
     assert experiment.milestones == {"ST1": 1000}
 
 
+def noise_signal_rule(variant, wrong, mean_error):
+    """Whether NoiseSignal's stopping check fires when `wrong` of its 256 sequences are wrong and
+    the mean absolute error is `mean_error` (the test sequences' errors replaced)."""
+    experiment = NoiseSignal(seed=0, variant=variant, T=20, N=3)
+    tolerance = experiment.tolerance
+    errors = [(tolerance * 2, mean_error, 0.0)] * wrong + [(tolerance / 2, mean_error, 0.0)] * (
+        256 - wrong)
+    experiment.test_errors = lambda net, count=None, seed=None: errors
+    outputs = torch.zeros(1, 1, 1)
+    return any(experiment.solved(None, outputs) for _ in range(1000)), experiment.milestones
+
+
+def test_noise_signal_3b_and_3c_have_the_papers_own_rules():
+    # 3b: ST1 fewer than 6 of 256 wrong; ST2 also a mean absolute error below 0.04
+    assert noise_signal_rule("b", 5, 0.039) == (True, {"ST1": 1000, "ST2": 1000})
+    assert noise_signal_rule("b", 6, 0.01) == (False, {})
+    assert noise_signal_rule("b", 0, 0.041) == (False, {"ST1": 1000})
+    # 3a keeps its stricter rule
+    assert noise_signal_rule("a", 1, 0.001)[0] is False
+    assert noise_signal_rule("a", 0, 0.011)[0] is False
+    # 3c: none misclassified (error above 0.1) and a mean absolute difference below 0.015
+    assert noise_signal_rule("c", 0, 0.014)[0] is True
+    assert noise_signal_rule("c", 0, 0.016)[0] is False
+    assert noise_signal_rule("c", 1, 0.001)[0] is False
+    assert NoiseSignal(seed=0, variant="c").class_targets == (0.2, 0.8)
+
+
+def test_paper_columns_state_only_what_the_paper_reports():
+    assert all("%" not in text for text in LongLag.paper.values())  # 2c: no success rate
+    assert {"q=1000,p=500", "q=1000,p=200"} <= set(LongLag.paper)
+    assert {"3b T=100,N=1", "3b T=1000,N=1", "3c T=100,N=1"} <= set(NoiseSignal.paper)
+
+
 def test_two_sequence_net_online_step_is_the_gradient_step():
     """Exp 2a's net updates by hand, with forward traces: with one target in the sequence its
     online step must be the plain gradient step that autograd gives."""

@@ -37,10 +37,10 @@ def long_lag_sequence(rng: random.Random, q: int, p: int) -> Tuple[list, int]:
 
 class LongLag(FinalTargetExperiment):
     name = "long-lag"
-    paper = {"q=50,p=50": "100%, 30,000", "q=100,p=100": "100%, 31,000",
-             "q=200,p=200": "100%, 33,000", "q=500,p=500": "100%, 38,000",
-             "q=1000,p=1000": "100%, 49,000", "q=1000,p=100": "100%, 135,000",
-             "q=1000,p=50": "100%, 203,000"}
+    # Mean sequences over 20 trials; the paper gives no success rate.
+    paper = {"q=50,p=50": "30,000", "q=100,p=100": "31,000", "q=200,p=200": "33,000",
+             "q=500,p=500": "38,000", "q=1000,p=1000": "49,000", "q=1000,p=500": "49,000",
+             "q=1000,p=200": "75,000", "q=1000,p=100": "135,000", "q=1000,p=50": "203,000"}
     tolerance = 0.2
     window = 10_000
 

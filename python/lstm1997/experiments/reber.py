@@ -12,6 +12,8 @@ whole inner string. 7 one-hot inputs and outputs (B T P S X V E); the net predic
 Readings: the target at each step is the symbol that actually follows (one-hot); success as in the
 paper: at every step of every training and test string, the outputs of the legal next symbols are
 the k most active ones (k = the number of legal next symbols); checked every 100 training strings.
+As in the paper, the 256 test strings are not training strings (drawn from the grammar, any string
+already among the 256 training strings drawn again).
 """
 import random
 from typing import List, Set, Tuple
@@ -75,7 +77,12 @@ class Reber:
     def __init__(self, seed: int, alpha: float = 0.5, cells_per_block: int = 1) -> None:
         rng = random.Random(seed)
         self.train_strings = [embedded_reber_string(rng) for _ in range(256)]
-        self.test_strings = [embedded_reber_string(rng) for _ in range(256)]
+        training = {symbols for symbols, _ in self.train_strings}
+        self.test_strings = []
+        while len(self.test_strings) < 256:
+            candidate = embedded_reber_string(rng)
+            if candidate[0] not in training:
+                self.test_strings.append(candidate)
         self.rng = rng
         # The paper's two nets: 4 blocks of 1 cell (264 weights) or 3 blocks of 2 cells (276).
         self.alpha, self.cells_per_block = alpha, cells_per_block

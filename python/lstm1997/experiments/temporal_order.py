@@ -12,8 +12,8 @@ A final output is correct if every output's absolute error is below 0.3. Stop wh
 absolute final error (per output) of the last 2,000 training sequences is below 0.1 and all of
 them are correct; test on 2,560 fresh sequences. Nets: 6a 2 blocks of 2 cells, alpha 0.5,
 input-gate biases -2, -4; 6b 3 blocks of 2 cells, alpha 0.1, input-gate biases -2, -4, -6; both
-with biases on every unit (a reading: the notes give only the input-gate biases), weights in
-[-0.1, 0.1].
+with biases on all non-input units, as the paper states (the input-gate biases given, the others
+random like the weights), weights in [-0.1, 0.1].
 """
 import random
 from typing import List, Tuple
