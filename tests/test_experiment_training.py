@@ -321,3 +321,42 @@ def test_two_sequence_net_online_step_is_the_gradient_step():
     assert any((p != q).any() for p, q in zip(nets[0].parameters(), experiment.make_net(3).parameters()))
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_killed_run_resumes_and_writes_the_uninterrupted_record(tmp_path):
+    """A run checkpoints its trial every --checkpoint-every seconds; killed (SIGKILL) and started
+    again, the same command continues from the last checkpoint, skips the trials it already
+    recorded, and writes the records an uninterrupted run writes (but for the wall-clock time)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "lstm1997.experiments", "reber", "--budget", "200",
+               "--trials", "2", "--quiet", "--checkpoint-every", "0.5"]
+    whole, resumed = tmp_path / "whole.jsonl", tmp_path / "resumed.jsonl"
+    subprocess.run(command + ["--results", str(whole)], check=True, timeout=600)
+    checkpoint = tmp_path / "resumed.jsonl.trial0.checkpoint"
+    process = subprocess.Popen(command + ["--results", str(resumed)])
+    deadline = time.time() + 300
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # mid-trial, a checkpoint later
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert list(tmp_path.glob("resumed.jsonl.trial*.checkpoint"))
+    resumed_run = subprocess.run(command + ["--results", str(resumed)], check=True, timeout=600,
+                                 capture_output=True, text=True)
+    assert "resuming after" in resumed_run.stdout
+    assert not list(tmp_path.glob("resumed.jsonl.trial*.checkpoint*"))
+    # started once more, the finished command has nothing left to run
+    subprocess.run(command + ["--results", str(resumed)], check=True, timeout=600)
+
+    def records(path):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for record in lines:
+            del record["seconds"]
+        return lines
+
+    assert len(records(resumed)) == 2
+    assert records(resumed) == records(whole)

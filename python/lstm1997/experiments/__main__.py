@@ -78,6 +78,10 @@ def parse_args(argv=None):
                         "the gate outputs of t-1; off: the cell outputs only")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
     parser.add_argument("--results", default="results.jsonl", help="JSON lines file to append to")
+    parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=float, default=300.0,
+                        help="seconds between checkpoints of a trial, kept beside --results until "
+                             "its record is written: the same command started again after a kill "
+                             "resumes from the last one, and skips the trials already recorded")
     parser.add_argument("--plot", default=None, help="learning curve PNG")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -130,16 +134,77 @@ def trainer(net, recipe):
     return getattr(type(net), "train_" + recipe, None) or TRAINERS[recipe]
 
 
+def command_key(args):
+    """What identifies a run's trials: every argument that changes what a trial computes."""
+    ignored = {"trials", "results", "plot", "quiet", "checkpoint_every"}
+    return {name: value for name, value in sorted(vars(args).items()) if name not in ignored}
+
+
+def checkpoint_path(args, trial):
+    return f"{args.results}.trial{trial}.checkpoint"
+
+
+def save_checkpoint(path, state):
+    """Written beside the results and renamed into place: a kill leaves the old or the new one."""
+    partial = path + ".partial"
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def load_checkpoint(args, trial):
+    """The state a killed run of the same command left for this trial, or None."""
+    path = checkpoint_path(args, trial)
+    if not os.path.exists(path):
+        return None
+    state = torch.load(path, weights_only=False)
+    if state["command"] != command_key(args):
+        raise ValueError(f"{path}: a checkpoint of another command ({state['command']}); remove "
+                         f"it or pass another --results")
+    return state
+
+
+def recorded_trials(args):
+    """trial -> record, for the records of this command already in --results."""
+    if not os.path.exists(args.results):
+        return {}
+    key = json.loads(json.dumps(command_key(args)))  # as the records hold it
+    with open(args.results) as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    return {r["trial"]: r for r in records if r.get("command") == key}
+
+
 def train_and_test(args, trial):
+    """One trial. Every --checkpoint-every seconds the whole state of the trial (the net with its
+    traces, the experiment with its random generator, its place in the data and its records, the
+    torch generator, the learning curve) goes to a checkpoint beside --results; started again
+    after a kill, the same command continues from there, and the trial ends with the record an
+    uninterrupted run would have written (all but the wall-clock "seconds")."""
     seed = args.seed + trial
-    torch.manual_seed(seed)
-    experiment = make_experiment(args, seed)
-    net = make_net(experiment, args, seed)
+    state = load_checkpoint(args, trial)
+    if state is None:
+        torch.manual_seed(seed)
+        experiment = make_experiment(args, seed)
+        net = make_net(experiment, args, seed)
+        state = {"command": command_key(args), "experiment": experiment, "net": net,
+                 "sequence": 0, "curve": [], "window": [], "until_success": None, "seconds": 0.0}
+    else:
+        torch.set_rng_state(state["torch_rng"])
+        print(f"{args.experiment} trial {trial}: resuming after {state['sequence']} sequences",
+              flush=True)
+    experiment, net = state["experiment"], state["net"]
+    curve, window, until_success = state["curve"], state["window"], state["until_success"]
     train = trainer(net, args.recipe)
     bar = progress(args.budget, args.quiet)
-    curve, window, start = [], [], time.perf_counter()
-    until_success = None
-    for sequence in range(1, args.budget + 1):
+    start = last_checkpoint = time.perf_counter()
+    for sequence in range(state["sequence"] + 1, args.budget + 1):
+        if until_success is not None:
+            break
+        if time.perf_counter() - last_checkpoint >= args.checkpoint_every:
+            state.update(sequence=sequence - 1, curve=curve, window=window,
+                         seconds=state["seconds"] + time.perf_counter() - start,
+                         torch_rng=torch.get_rng_state())
+            start = last_checkpoint = time.perf_counter()
+            save_checkpoint(checkpoint_path(args, trial), state)
         inputs, targets, mask = experiment.training_sequence()
         outputs = train(net, inputs, targets, mask, experiment.alpha)
         window.append(squared_error(outputs, targets, mask).item() / max(1, int(mask.sum())))
@@ -158,13 +223,14 @@ def train_and_test(args, trial):
     record = {
         "experiment": args.experiment, "setting": experiment.paper_key, "model": args.model,
         "recipe": args.recipe, "alpha": experiment.alpha, "trial": trial, "seed": seed,
+        "command": command_key(args),
         "weights": net.weight_count(), "gate_feedback": getattr(net, "gate_feedback", False),
         "budget": args.budget, "success": until_success is not None,
         "sequences_until_success": until_success, "fraction_wrong_test": experiment.test(net),
         "paper": experiment.paper.get(experiment.paper_key),
         "mse_test": getattr(experiment, "test_mse", None),
         "milestones": getattr(experiment, "milestones", None),
-        "seconds": round(time.perf_counter() - start, 1), "curve": curve,
+        "seconds": round(state["seconds"] + time.perf_counter() - start, 1), "curve": curve,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}",
         "date": datetime.date.today().isoformat(),
     }
@@ -200,11 +266,17 @@ def main(argv=None):
     if args.experiment == "gradient-flow":
         return gradient_flow.run(args.T or 1000, args.plot, args.quiet)
     records = []
+    recorded = recorded_trials(args)
     for trial in range(args.trials):
+        if trial in recorded:  # a run of this command that was stopped after this trial
+            records.append(recorded[trial])
+            continue
         record = run_trial(args, trial)
         records.append(record)
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")
+        if os.path.exists(checkpoint_path(args, trial)):
+            os.remove(checkpoint_path(args, trial))
         found = (f"success after {record['sequences_until_success']} sequences"
                  if record["success"] else f"no success within {args.budget} sequences")
         print(f"{args.experiment} {record['setting']} {args.model}/{args.recipe} trial {trial}: "
