@@ -398,7 +398,8 @@ class LSTM(_LayerModule):
                 raise ValueError(f"LSTM: input: expected dtype {weight.dtype} (the dtype of the "
                                  f"weights), got {input.dtype}: convert the input, or the module "
                                  f"(.to(dtype))")
-        if input.size(-1) != self.input_size:
+        # (Not while tracing, where sizes are traced values: the op checks the shapes there too.)
+        if not torch.jit.is_tracing() and input.size(-1) != self.input_size:
             raise RuntimeError(f"LSTM: input: input.size(-1) must be equal to input_size. "
                                f"Expected {self.input_size}, got {input.size(-1)}")
 
@@ -525,7 +526,7 @@ class LSTMCell(_LayerModule):
                 f"got {input.dim()}-D"
             )
         # torch.nn.LSTMCell's exception types: RuntimeError for the feature size and the dtype
-        if input.size(-1) != self.input_size:
+        if not torch.jit.is_tracing() and input.size(-1) != self.input_size:
             raise RuntimeError(f"LSTMCell: input has inconsistent input_size: got "
                                f"{input.size(-1)} expected {self.input_size}")
         if not torch.jit.is_scripting():
