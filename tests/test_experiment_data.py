@@ -98,6 +98,17 @@ def test_two_sequence_definition():
     inputs, targets, mask = experiment.training_sequence()
     assert inputs.shape == (p + 1, 1, p + 1) and not mask[-1] and mask[:-1].all()
     assert torch.equal(targets[-2, 0], inputs[-1, 0])  # the hard prediction: the final symbol
+    # 2b: a random middle, and only the final prediction has a target
+    experiment = TwoSequence(seed=0, p=p, variant="b")
+    middles = set()
+    for _ in range(20):
+        inputs, targets, mask = experiment.training_sequence()
+        symbols = inputs[:, 0].argmax(1)
+        assert symbols[0] == symbols[-1] and symbols[0] in (p - 1, p)
+        assert (symbols[1:-1] < p - 1).all()
+        middles.add(tuple(symbols[1:-1].tolist()))
+        assert mask.tolist() == [False] * (p - 1) + [True, False]
+    assert len(middles) == 20 and tuple(range(p - 1)) not in middles
 
 
 @pytest.mark.parametrize("q,p", [(100, 100), (50, 10)])

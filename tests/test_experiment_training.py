@@ -92,6 +92,7 @@ def test_online_recipe_equals_sequence_recipe_for_one_target():
     ["reber", "--budget", "120", "--gate-feedback", "off"],
     ["two-sequence", "--p", "8", "--budget", "50"],
     ["two-sequence", "--p", "8", "--budget", "50", "--recipe", "sequence"],
+    ["two-sequence", "--variant", "b", "--p", "8", "--budget", "50"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "lstm"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "rnn"],
 ])
@@ -300,6 +301,22 @@ def test_noise_signal_3b_and_3c_have_the_papers_own_rules():
     assert noise_signal_rule("c", 0, 0.016)[0] is False
     assert noise_signal_rule("c", 1, 0.001)[0] is False
     assert NoiseSignal(seed=0, variant="c").class_targets == (0.2, 0.8)
+
+
+def test_two_sequence_success_is_10000_successive_sequences_within_025():
+    """Exp 2a/2b's rule: every output within 0.25 of its target during 10,000 successive
+    sequences; the sequences until success are those before the streak."""
+    experiment = TwoSequence(seed=0, p=6)
+
+    def present(error):
+        inputs, targets, mask = experiment.training_sequence()
+        return experiment.solved(None, targets + error)
+
+    assert not any(present(0.2) for _ in range(100))
+    assert not present(0.3)  # one output off by 0.25 or more: the streak starts again
+    assert not any(present(0.1) for _ in range(9_999))
+    assert present(0.1)
+    assert experiment.sequences_until_success(10_101) == 101
 
 
 def test_paper_columns_state_only_what_the_paper_reports():

@@ -1,7 +1,7 @@
 """Runs the paper's experiments with the paper's recipe.
 
     python -m lstm1997.experiments reber [--cells-per-block 1|2] [--trials N] [--recipe online|sequence] [--model lstm1997|lstm|rnn]
-    python -m lstm1997.experiments two-sequence [--p 100] ...       (exp 2a)
+    python -m lstm1997.experiments two-sequence [--variant a|b] [--p 100]   (exp 2a, 2b)
     python -m lstm1997.experiments long-lag [--q 100] [--p 100]      (exp 2c)
     python -m lstm1997.experiments noise-signal [--variant a|b|c] [--T 100] [--N 3]   (exp 3)
     python -m lstm1997.experiments adding [--T 100]                  (exp 4)
@@ -44,7 +44,7 @@ EXPERIMENTS = {"reber": Reber, "two-sequence": TwoSequence, "long-lag": LongLag,
                "noise-signal": NoiseSignal, "adding": Adding, "multiplication": Multiplication,
                "temporal-order": TemporalOrder}
 # Each experiment's own options, from the command line (None: the paper's value).
-OPTIONS = {"two-sequence": ["p"], "long-lag": ["q", "p"], "noise-signal": ["variant", "T", "N"],
+OPTIONS = {"two-sequence": ["p", "variant"], "long-lag": ["q", "p"], "noise-signal": ["variant", "T", "N"],
            "adding": ["T"], "multiplication": ["T", "n_seq"], "temporal-order": ["variant"],
            "reber": ["cells_per_block"]}
 
@@ -68,7 +68,8 @@ def parse_args(argv=None):
                         help="sequence length (noise-signal, adding, multiplication; "
                              "gradient-flow: 1000)")
     parser.add_argument("--N", type=int, default=None, help="noise-signal: informative values")
-    parser.add_argument("--variant", default=None, help="noise-signal: a|b|c; temporal-order: a|b")
+    parser.add_argument("--variant", default=None,
+                        help="two-sequence: a|b; noise-signal: a|b|c; temporal-order: a|b")
     parser.add_argument("--n-seq", dest="n_seq", type=int, default=None,
                         help="multiplication: stop when fewer of the last 2,000 are wrong")
     parser.add_argument("--cells-per-block", dest="cells_per_block", type=int, default=None,
@@ -197,8 +198,6 @@ def train_and_test(args, trial):
     bar = progress(args.budget, args.quiet)
     start = last_checkpoint = time.perf_counter()
     for sequence in range(state["sequence"] + 1, args.budget + 1):
-        if until_success is not None:
-            break
         if time.perf_counter() - last_checkpoint >= args.checkpoint_every:
             state.update(sequence=sequence - 1, curve=curve, window=window,
                          seconds=state["seconds"] + time.perf_counter() - start,
@@ -216,7 +215,8 @@ def train_and_test(args, trial):
         elif not args.quiet and sequence % 1000 == 0:
             print(f"  {sequence} sequences, mean error {curve[-1][1]:.4f}", flush=True)
         if sequence % experiment.check_every == 0 and experiment.solved(net, outputs):
-            until_success = sequence
+            counted = getattr(experiment, "sequences_until_success", None)
+            until_success = counted(sequence) if counted else sequence
             break
     if bar is not None:
         bar.close()
