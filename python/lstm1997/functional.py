@@ -33,7 +33,8 @@ def lstm(
     Args:
         input: ``(T, B, I)``.
         weight_ih: ``(3H, I)``; weight_hh: ``(3H, H)``; bias_ih, bias_hh: ``(3H,)`` or None.
-        h0, s0: initial hidden and cell state, ``(B, H)``; zero when None.
+        h0, s0: initial hidden and cell state, ``(B, H)`` (h0 ``(B, K + H + K)`` with
+            gate_feedback); zero when None.
         truncate: True (default) for the paper's truncated gradient (no error flows back through
             the recurrent weights into h_{t-1}; only the cell state carries error back in time);
             False for exact backpropagation through time.
