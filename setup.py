@@ -1,9 +1,10 @@
 """Builds the lstm1997._C op library with torch.utils.cpp_extension against the installed torch.
 
-The kernels are C++ for the CPU (there is no CUDA code yet). LSTM1997_DEBUG=1 builds without
-optimisation and with debug symbols. LSTM1997_SIMD (1, avx2 or 0) and LSTM1997_SANITIZE (address)
-choose the SIMD level and the sanitizer as tools/build_flags.py describes; CMakeLists.txt reads
-the same file. Under ASan, Python must load libasan first:
+The kernels are C++: the CPU's own (csrc/cpu), and a device-generic implementation of ATen ops
+(csrc/generic) that every other device runs, CUDA included; there is no CUDA code of its own yet.
+LSTM1997_DEBUG=1 builds without optimisation and with debug symbols. LSTM1997_SIMD (1, avx2 or 0)
+and LSTM1997_SANITIZE (address) choose the SIMD level and the sanitizer as tools/build_flags.py
+describes; CMakeLists.txt reads the same file. Under ASan, Python must load libasan first:
 LD_PRELOAD=$(gcc -print-file-name=libasan.so).
 """
 import glob
@@ -41,7 +42,7 @@ def extension():
     cxx_flags = (["-O0", "-g"] if debug else ["-O3"]) + ["-fopenmp", "-std=c++17"]
     return cpp_extension.CppExtension(
         "lstm1997._C",
-        sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp"),
+        sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp") + sources("csrc/generic/*.cpp"),
         extra_compile_args={"cxx": cxx_flags + simd + sanitize_compile},
         extra_link_args=["-fopenmp"] + sanitize_link,
     )

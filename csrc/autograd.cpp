@@ -102,13 +102,6 @@ LayerOutputs lstm_autograd(const LayerArgs& args) {
   return {outputs[0], outputs[1], outputs[2]};
 }
 
-// Below autograd, on backends without an lstm kernel of their own (and for the meta kernels that
-// tracing uses), lstm is _lstm_forward without the saved tensors.
-LayerOutputs lstm_from_forward(const LayerArgs& args) {
-  const ForwardResult result = dispatch_forward(args);
-  return {result.saved.output, result.h_n, result.s_n};
-}
-
 // _lstm_forward, _lstm_backward and the online ops are pieces of gradient computations and have
 // no derivatives of their own. Called with inputs that require grad, they say so rather than
 // return results that silently carry no gradient (this also rejects double backward through lstm).
@@ -135,10 +128,6 @@ TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
        {"_lstm_forward", "_lstm_backward", "lstm_online_traces", "lstm_online_grads"}) {
     m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
-}
-
-TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
-  m.impl("lstm", lstm_passing_kernel<&lstm_from_forward>);
 }
 
 }  // namespace lstm1997

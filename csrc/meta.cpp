@@ -19,6 +19,11 @@ ForwardResult lstm_forward_meta(const LayerArgs& args) {
            input.new_empty_symint(per_step_shape(sizes, H * kNumGates))}};
 }
 
+LayerOutputs lstm_meta(const LayerArgs& args) {
+  const ForwardResult result = lstm_forward_meta(args);
+  return {result.saved.output, result.h_n, result.s_n};
+}
+
 LayerGradients lstm_backward_meta(const BackwardArgs& args) {
   const LayerArgs& layer = args.layer;
   const LayerSizes& sizes = layer.sizes;
@@ -37,6 +42,7 @@ LayerGradients lstm_backward_meta(const BackwardArgs& args) {
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Meta, m) {
+  m.impl("lstm", lstm_kernel<&lstm_meta>);
   m.impl("_lstm_forward", forward_kernel<&lstm_forward_meta>);
   m.impl("_lstm_backward", backward_kernel<&lstm_backward_meta>);
 }

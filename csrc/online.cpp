@@ -17,7 +17,7 @@
 // Both ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
 // (CompositeExplicitAutograd) and the meta tensors of torch.compile.
 #include "blocks.h"
-#include "cell_math.h"
+#include "generic/cell_tensors.h"
 #include "checks.h"
 #include "layer_ops.h"
 
@@ -40,10 +40,11 @@ at::Tensor local_state_derivatives(const at::Tensor& gates, Activation activatio
   const int64_t H = gates.size(2) / kNumGates;
   const at::Tensor input_gate = gates.narrow(2, kInputGate * H, H);
   const at::Tensor cell_input = gates.narrow(2, kCellInput * H, H);  // g(z_t)
-  const Squash<double> g = cell_input_squash<double>(activation);
-  // g'(z) from g(z): slope * (scale - g^2 / scale), as the backward kernels compute it.
-  const at::Tensor g_prime = (g.scale - cell_input * cell_input / g.scale) * g.slope;
-  return at::cat({cell_input * input_gate * (1 - input_gate), input_gate * g_prime}, 2);
+  const at::Tensor g_prime =
+      generic::squash_grad_from_value(cell_input, cell_input_squash<double>(activation));
+  return at::cat({cell_input * generic::sigmoid_grad_from_value(input_gate),
+                  input_gate * g_prime},
+                 2);
 }
 
 // r_{t-1} for every step of the chunk: h0 (zeros when absent), then the recurrent state of the

@@ -40,4 +40,34 @@ StepRows step_rows(const LayerArgs& args) {
   return steps;
 }
 
+std::vector<int64_t> last_step_rows(const StepRows& steps) {
+  std::vector<int64_t> rows(steps.batch);
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
+      rows[b] = steps.offset[t] + b;
+    }
+  }
+  return rows;
+}
+
+std::vector<int64_t> previous_step_rows(const StepRows& steps) {
+  std::vector<int64_t> rows;
+  for (int64_t t = 1; t < steps.steps(); ++t) {
+    for (int64_t b = 0; b < steps.count[t]; ++b) {
+      rows.push_back(steps.offset[t - 1] + b);
+    }
+  }
+  return rows;
+}
+
+std::vector<int64_t> padded_rows(const StepRows& steps) {
+  std::vector<int64_t> rows;
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = 0; b < steps.count[t]; ++b) {
+      rows.push_back(t * steps.batch + b);
+    }
+  }
+  return rows;
+}
+
 }  // namespace lstm1997

@@ -1,15 +1,32 @@
-// The CPU kernels of the layer ops (the online ops are composite: online.cpp).
+// The CPU kernels of the layer ops (the online ops are composite: online.cpp). Under
+// LSTM1997_GENERIC=1 each hands the call to the device-generic implementation (generic/), so that
+// the test suite checks that implementation on a machine without a GPU.
+#include "../generic/kernels.h"
 #include "../layer_ops.h"
 #include "kernels.h"
 
 #include <torch/library.h>
 
 namespace lstm1997 {
+namespace {
+
+template <typename Result, typename Args, Result (*cpu_kernel)(const Args&),
+          Result (*generic_kernel)(const Args&)>
+Result cpu_or_generic(const Args& args) {
+  return generic::forced_on_cpu() ? generic_kernel(args) : cpu_kernel(args);
+}
+
+}  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
-  m.impl("lstm", lstm_kernel<&cpu::lstm_inference>);
-  m.impl("_lstm_forward", forward_kernel<&cpu::lstm_forward>);
-  m.impl("_lstm_backward", backward_kernel<&cpu::lstm_backward>);
+  m.impl("lstm", lstm_kernel<&cpu_or_generic<LayerOutputs, LayerArgs, &cpu::lstm_inference,
+                                             &generic::lstm_inference>>);
+  m.impl("_lstm_forward",
+         forward_kernel<&cpu_or_generic<ForwardResult, LayerArgs, &cpu::lstm_forward,
+                                        &generic::lstm_forward>>);
+  m.impl("_lstm_backward",
+         backward_kernel<&cpu_or_generic<LayerGradients, BackwardArgs, &cpu::lstm_backward,
+                                         &generic::lstm_backward>>);
 }
 
 }  // namespace lstm1997

@@ -1,0 +1,28 @@
+// What _lstm_backward computes once it has the net-input errors of every row: the gradients of the
+// input, the weights and the bias, as large matrix products over all rows at once (each only if
+// asked for: the input of a first layer rarely needs its gradient). Every backend finds the
+// net-input errors its own way (the backward modes) and passes its own matrix products.
+#pragma once
+
+#include "layer_args.h"
+#include "step_rows.h"
+
+#include <ATen/core/Tensor.h>
+
+namespace lstm1997 {
+
+struct MatrixProducts {
+  // rows @ weight^T: a new (rows, out_features) tensor.
+  at::Tensor (*linear)(const at::Tensor& rows, const at::Tensor& weight);
+  // a^T @ b for a (N, M) and b (N, K), summed over the N rows; may be a transposed view.
+  at::Tensor (*transposed)(const at::Tensor& a, const at::Tensor& b);
+};
+
+// `net_errors` (N, G): the error of every row's net inputs in the weights' block layout, in the
+// input's dtype. Sets gradients.grad_input, grad_weight_ih, grad_weight_hh and grad_bias as
+// args.wanted asks (the others stay undefined).
+void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
+                         const at::Tensor& net_errors, const MatrixProducts& products,
+                         LayerGradients& gradients);
+
+}  // namespace lstm1997
