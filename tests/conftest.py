@@ -27,6 +27,16 @@ class Holder(torch.nn.Module):
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+@pytest.fixture(params=["cpu-kernels", "generic"])
+def implementation(request, monkeypatch):
+    """Runs a test on the CPU's own kernels and again on the device-generic implementation
+    (csrc/generic, which CUDA and every other device run), which LSTM1997_GENERIC=1 makes the CPU
+    run: the core test files use it for all their tests (`pytestmark`), so that the generic code is
+    checked against the same references on a machine without a GPU."""
+    monkeypatch.setenv("LSTM1997_GENERIC", "1" if request.param == "generic" else "0")
+    return request.param
+
+
 def make_args(T, B, I, H, *, dtype=torch.float64, device="cpu", bias=True, state=True,
               requires_grad=True, seed=0, scale=0.5, cells_per_block=1, gate_feedback=False):
     """Random op arguments: (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0); with

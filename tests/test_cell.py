@@ -5,6 +5,9 @@ from reference import drop_forget_rows, pinned_torch_like, reference_lstm
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 I, H, B = 3, 5, 4
 
 

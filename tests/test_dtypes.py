@@ -13,6 +13,9 @@ import torch
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 EPS = {torch.float16: 2.0**-10, torch.bfloat16: 2.0**-7}
 
 

@@ -12,6 +12,9 @@ from reference import reference_lstm
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 OPS = torch.ops.lstm1997
 f64 = torch.float64
 

@@ -18,6 +18,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 I, H, T, B = 3, 4, 6, 4
 LENGTHS = {"padded": [T] * B, "packed": [6, 5, 3, 1], "packed-unsorted": [3, 6, 1, 5]}
 CONFIGS = list(itertools.product([1, 3], [False, True], [False, True], [True, False],

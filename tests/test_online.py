@@ -9,6 +9,9 @@ from test_reliability import RESIDENT, run_python
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 OPS = torch.ops.lstm1997
 f64 = torch.float64
 

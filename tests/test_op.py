@@ -7,6 +7,9 @@ from reference import drop_forget_rows, pinned_torch_lstm, reference_lstm
 
 import lstm1997
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 SHAPES = [  # (T, B, I, H)
     (1, 1, 1, 1),
     (1, 3, 4, 5),

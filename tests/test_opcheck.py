@@ -4,6 +4,9 @@ import pytest
 import torch
 from conftest import make_args
 
+# Every test runs on the CPU kernels and on the device-generic implementation (conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 OPS = torch.ops.lstm1997
 
 
