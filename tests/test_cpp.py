@@ -16,7 +16,11 @@ def cpp_build():
     return cmake_build(build_dir("cpp"))
 
 
-def test_ctest(cpp_build):
+@pytest.mark.parametrize("generic", ["0", "1"])
+def test_ctest(cpp_build, monkeypatch, generic):
+    """The C++ tests (a LibTorch program that trains through TorchScript included), on the CPU
+    kernels and on the device-generic implementation that every other device runs."""
+    monkeypatch.setenv("LSTM1997_GENERIC", generic)
     result = run(["ctest", "--test-dir", cpp_build, "--output-on-failure"], timeout=600)
     assert "100% tests passed" in result.stdout, result.stdout
 
