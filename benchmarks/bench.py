@@ -22,9 +22,15 @@ A third table times the paper's gate feedback (gate_feedback=True: every cell an
 the gate outputs of t-1) against the same layer without it: forward, and the train step in both
 backward modes, for the layers of the paper's experiments and two larger ones. ``--gate-feedback``
 runs that table alone.
+
+A fourth table times the device-generic implementation (csrc/generic: ATen ops only, what CUDA and
+every other device without kernels of its own run) forced on the CPU with LSTM1997_GENERIC=1,
+against the CPU kernels: forward, and the train step in both backward modes. ``--generic`` runs
+that table alone.
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import time
@@ -50,6 +56,13 @@ GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 1, 3, 1),    # exp 3's 3 x 1 net
     (100, 16, 128, 128, 1),
     (100, 64, 128, 256, 1),
+]
+GENERIC_SHAPES = [  # (T, B, I, H, cells_per_block)
+    (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
+    (1000, 1, 7, 4, 1),    # exp 1's 4 x 1 net
+    (100, 16, 128, 128, 1),
+    (100, 64, 128, 256, 1),
+    (1000, 32, 64, 256, 1),
 ]
 
 
@@ -248,6 +261,57 @@ def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
     }
 
 
+def bench_generic(T, B, I, H, S, repeats, min_time):
+    """The same layer and input on the CPU kernels and on the generic implementation."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    modules = {truncate: lstm1997.LSTM(I, H, cells_per_block=S, truncate=truncate)
+               for truncate in (True, False)}
+
+    def on(generic, task):
+        def run():
+            os.environ["LSTM1997_GENERIC"] = "1" if generic else "0"
+            task()
+        return run
+
+    tasks = {}
+    for generic in (False, True):
+        name = "generic" if generic else "kernels"
+        tasks[f"forward {name}"] = on(generic, forward_task(modules[True], x))
+        tasks[f"train truncated {name}"] = on(generic, train_task(modules[True], x))
+        tasks[f"train exact {name}"] = on(generic, train_task(modules[False], x))
+    before = os.environ.get("LSTM1997_GENERIC")
+    try:
+        medians = interleaved_medians(tasks, repeats, min_time)
+    finally:
+        if before is None:
+            os.environ.pop("LSTM1997_GENERIC", None)
+        else:
+            os.environ["LSTM1997_GENERIC"] = before
+    return {
+        "shape": [T, B, I, H, S],
+        "seconds": medians,
+        **{f"{pass_} generic / kernels": medians[f"{pass_} generic"] / medians[f"{pass_} kernels"]
+           for pass_ in ("forward", "train truncated", "train exact")},
+    }
+
+
+def print_generic(results):
+    print()
+    print("the device-generic implementation (ATen ops; LSTM1997_GENERIC=1) against the CPU kernels "
+          "(time generic / time kernels; above 1 the kernels are faster)")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {'us/step train trunc generic':>27}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H, S = r["shape"]
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['forward generic / kernels']:>7.2f}x "
+              f"{r['train truncated generic / kernels']:>10.2f}x "
+              f"{r['train exact generic / kernels']:>10.2f}x"
+              f" | {1e6 * r['seconds']['train truncated generic'] / T:>27.2f}", flush=True)
+
+
 def print_gate_feedback(results):
     print()
     print("gate feedback: the same layer with gate_feedback=True against without (time with / "
@@ -288,9 +352,21 @@ def main(argv=None):
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--gate-feedback", action="store_true",
                         help="only the table of gate feedback against none")
+    parser.add_argument("--generic", action="store_true",
+                        help="only the table of the generic implementation against the CPU kernels")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.generic:
+        repeats, min_time = (7, 0.05)
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
+        generic = [bench_generic(*shape, repeats, min_time) for shape in GENERIC_SHAPES]
+        print_generic(generic)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "generic": generic}, f, indent=2)
+        return generic
     if args.gate_feedback:
         repeats, min_time = (7, 0.05)
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
@@ -331,11 +407,15 @@ def main(argv=None):
                 for shape in ([(*shape, 1) for shape in args.shape] if args.shape
                               else GATE_FEEDBACK_SHAPES)]
     print_gate_feedback(feedback)
+    generic = [bench_generic(*shape, repeats, min_time)
+               for shape in ([(*shape, 1) for shape in args.shape] if args.shape
+                             else GENERIC_SHAPES)]
+    print_generic(generic)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                       "results": results, "online": online, "gate_feedback": feedback}, f,
-                      indent=2)
+                       "results": results, "online": online, "gate_feedback": feedback,
+                       "generic": generic}, f, indent=2)
     return results
 
 

@@ -11,6 +11,7 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out_file = tmp_path / "bench.json"
+    switch = os.environ.get("LSTM1997_GENERIC")
     bench.main(["--shape", "5", "2", "3", "4", "--json", str(out_file)])
     printed = capsys.readouterr().out
     assert "nn.LSTM time / lstm1997 time" in printed and "     5    2    3     4 |" in printed
@@ -30,3 +31,9 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
     for key in ("forward with / without", "train truncated with / without",
                 "train exact with / without"):
         assert feedback[key] > 0
+    (generic,) = json.loads(out_file.read_text())["generic"]
+    assert "the device-generic implementation" in printed
+    for key in ("forward generic / kernels", "train truncated generic / kernels",
+                "train exact generic / kernels"):
+        assert generic[key] > 0
+    assert os.environ.get("LSTM1997_GENERIC") == switch  # the generic table restores the switch
