@@ -238,6 +238,32 @@ def bench_online(T, B, I, H, repeats, min_time):
     }
 
 
+PASSES = ("forward", "train truncated", "train exact")
+
+
+def pass_ratios(shape, medians, new, old):
+    """The figures of a table that times each pass of a layer in two variants, `new` and `old`
+    (medians keyed "<pass> <variant>"): seconds, and the time ratio new / old of each pass."""
+    return {"shape": shape, "seconds": medians,
+            **{f"{p} {new} / {old}": medians[f"{p} {new}"] / medians[f"{p} {old}"] for p in PASSES}}
+
+
+def print_pass_ratios(results, new, old, title):
+    print()
+    print(title)
+    per_step = f"us/step train trunc {new}"
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {per_step}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H, S = r["shape"]
+        forward, truncated, exact = (r[f"{p} {new} / {old}"] for p in PASSES)
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {forward:>7.2f}x {truncated:>10.2f}x "
+              f"{exact:>10.2f}x | {1e6 * r['seconds'][f'train truncated {new}'] / T:>{len(per_step)}.2f}",
+              flush=True)
+
+
 def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
     torch.manual_seed(0)
     x = torch.randn(T, B, I)
@@ -253,12 +279,7 @@ def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
         tasks[f"train truncated {name}"] = train_task(modules[feedback, True], x)
         tasks[f"train exact {name}"] = train_task(modules[feedback, False], x)
     medians = interleaved_medians(tasks, repeats, min_time)
-    return {
-        "shape": [T, B, I, H, S],
-        "seconds": medians,
-        **{f"{pass_} with / without": medians[f"{pass_} with"] / medians[f"{pass_} without"]
-           for pass_ in ("forward", "train truncated", "train exact")},
-    }
+    return pass_ratios([T, B, I, H, S], medians, "with", "without")
 
 
 def bench_generic(T, B, I, H, S, repeats, min_time):
@@ -288,43 +309,19 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
             os.environ.pop("LSTM1997_GENERIC", None)
         else:
             os.environ["LSTM1997_GENERIC"] = before
-    return {
-        "shape": [T, B, I, H, S],
-        "seconds": medians,
-        **{f"{pass_} generic / kernels": medians[f"{pass_} generic"] / medians[f"{pass_} kernels"]
-           for pass_ in ("forward", "train truncated", "train exact")},
-    }
+    return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
 def print_generic(results):
-    print()
-    print("the device-generic implementation (ATen ops; LSTM1997_GENERIC=1) against the CPU kernels "
-          "(time generic / time kernels; above 1 the kernels are faster)")
-    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
-              f"{'train exact':>11} | {'us/step train trunc generic':>27}")
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        T, B, I, H, S = r["shape"]
-        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['forward generic / kernels']:>7.2f}x "
-              f"{r['train truncated generic / kernels']:>10.2f}x "
-              f"{r['train exact generic / kernels']:>10.2f}x"
-              f" | {1e6 * r['seconds']['train truncated generic'] / T:>27.2f}", flush=True)
+    print_pass_ratios(results, "generic", "kernels",
+                      "the device-generic implementation (ATen ops; LSTM1997_GENERIC=1) against the "
+                      "CPU kernels (time generic / time kernels; above 1 the kernels are faster)")
 
 
 def print_gate_feedback(results):
-    print()
-    print("gate feedback: the same layer with gate_feedback=True against without (time with / "
-          "time without; above 1 it costs)")
-    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
-              f"{'train exact':>11} | {'us/step train trunc with':>24}")
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        T, B, I, H, S = r["shape"]
-        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['forward with / without']:>7.2f}x "
-              f"{r['train truncated with / without']:>10.2f}x {r['train exact with / without']:>10.2f}x"
-              f" | {1e6 * r['seconds']['train truncated with'] / T:>24.2f}", flush=True)
+    print_pass_ratios(results, "with", "without",
+                      "gate feedback: the same layer with gate_feedback=True against without "
+                      "(time with / time without; above 1 it costs)")
 
 
 def print_online(results):
@@ -357,27 +354,19 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.generic:
-        repeats, min_time = (7, 0.05)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
-        generic = [bench_generic(*shape, repeats, min_time) for shape in GENERIC_SHAPES]
-        print_generic(generic)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                           "generic": generic}, f, indent=2)
-        return generic
-    if args.gate_feedback:
-        repeats, min_time = (7, 0.05)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
-        feedback = [bench_gate_feedback(*shape, repeats, min_time)
-                    for shape in GATE_FEEDBACK_SHAPES]
-        print_gate_feedback(feedback)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
-                           "gate_feedback": feedback}, f, indent=2)
-        return feedback
+    # A table alone (its option's name is its key in the JSON): its bench, shapes and printer.
+    alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
+             "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback)}
+    for name, (bench, table_shapes, print_table) in alone.items():
+        if getattr(args, name):
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
+            results = [bench(*shape, 7, 0.05) for shape in table_shapes]
+            print_table(results)
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                               name: results}, f, indent=2)
+            return results
     shapes = args.shape or (QUICK_SHAPES if args.quick else SHAPES)
     # Many short samples, the tasks in turn: a busy phase of a shared host then falls on every task
     # alike instead of on a few long samples of one task.
