@@ -256,6 +256,19 @@ BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor
   return args;
 }
 
+BackwardArgs check_net_error_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                  const at::Tensor& grad_s_n, const at::Tensor& input,
+                                  const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                                  const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                                  const at::Tensor& squashed_state, const at::Tensor& gates,
+                                  bool truncate, c10::string_view activation,
+                                  const std::optional<at::Tensor>& batch_sizes,
+                                  int64_t cells_per_block, bool gate_feedback) {
+  return check_backward_args(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0,
+                             output, squashed_state, gates, truncate, activation, batch_sizes,
+                             {false, false, false, false}, cells_per_block, gate_feedback);
+}
+
 c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::Tensor>& h0,
                               const at::Tensor& output, const at::Tensor& gates,
                               const at::Tensor& trace_ih, const at::Tensor& trace_hh,

@@ -54,6 +54,16 @@ BackwardArgs check_backward_args(const at::Tensor& grad_output, const at::Tensor
                                  std::array<bool, 4> output_mask, int64_t cells_per_block,
                                  bool gate_feedback);
 
+// _lstm_net_errors: _lstm_backward's arguments but output_mask.
+BackwardArgs check_net_error_args(const at::Tensor& grad_output, const at::Tensor& grad_h_n,
+                                  const at::Tensor& grad_s_n, const at::Tensor& input,
+                                  const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                                  const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                                  const at::Tensor& squashed_state, const at::Tensor& gates,
+                                  bool truncate, c10::string_view activation,
+                                  const std::optional<at::Tensor>& batch_sizes,
+                                  int64_t cells_per_block, bool gate_feedback);
+
 // The online ops' chunk and traces (lstm_online_traces, lstm_online_grads); the other arguments
 // of lstm_online_grads are checked by _lstm_backward, which it calls. Returns R, the width of the
 // recurrent input (h0 and the traces of weight_hh).

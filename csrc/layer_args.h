@@ -102,6 +102,12 @@ struct LayerGradients {
   at::Tensor grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0;
 };
 
+// The results of the net-errors op: the first half of a backward call.
+struct NetErrorResult {
+  at::Tensor net_errors;  // (rows, G): the error of every row's net inputs, block layout
+  at::Tensor grad_h0, grad_s0;
+};
+
 // Whether an optional tensor argument (Tensor? in a schema) was given.
 inline bool present(const std::optional<at::Tensor>& tensor) {
   return tensor.has_value() && tensor->defined();

@@ -37,6 +37,10 @@ LayerGradientsTuple to_tuple(const LayerGradients& gradients) {
           gradients.grad_bias,  gradients.grad_h0,        gradients.grad_s0};
 }
 
+NetErrorsTuple to_tuple(const NetErrorResult& errors) {
+  return {errors.net_errors, errors.grad_h0, errors.grad_s0};
+}
+
 LayerOutputs dispatch_lstm(const LayerArgs& args) {
   static const auto op = find_op<LayerOutputsTuple, &describe_lstm_args>("lstm1997::lstm");
   const LayerOptions& options = args.options;

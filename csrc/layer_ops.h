@@ -1,9 +1,9 @@
 // Where the layer ops' schemas (ops.cpp) meet the description of a call (layer_args.h), in both
 // directions:
-//  - into a kernel: lstm_kernel<impl>, forward_kernel<impl> and backward_kernel<impl> are the
-//    functions a backend registers for an op. Each takes the op's arguments, runs the op's check
-//    (checks.h), which makes the description, and hands that to `impl`; `impl`'s named results
-//    become the op's tuple. The argument list of each op is written once, in its check function.
+//  - into a kernel: lstm_kernel<impl>, forward_kernel<impl>, backward_kernel<impl> and
+//    net_errors_kernel<impl> are the functions a backend registers for an op. Each takes the op's
+//    arguments, runs the op's check (checks.h), which makes the description, and hands that to
+//    `impl`; `impl`'s named results become the op's tuple. The argument list of each op is written once, in its check function.
 //  - out of C++: dispatch_lstm, dispatch_forward and dispatch_backward call an op through the
 //    dispatcher (on the backend of the tensors, and through autograd where it applies) from a
 //    description.
@@ -21,11 +21,13 @@ using LayerOutputsTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 using ForwardResultTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
 using LayerGradientsTuple =
     std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using NetErrorsTuple = std::tuple<at::Tensor, at::Tensor, at::Tensor>;
 
 // The results in schema order.
 LayerOutputsTuple to_tuple(const LayerOutputs& outputs);
 ForwardResultTuple to_tuple(const ForwardResult& result);
 LayerGradientsTuple to_tuple(const LayerGradients& gradients);
+NetErrorsTuple to_tuple(const NetErrorResult& errors);
 
 namespace detail {
 
@@ -60,6 +62,9 @@ constexpr auto forward_kernel = &detail::OpKernel<&check_forward_args, impl>::ca
 
 template <LayerGradients (*impl)(const BackwardArgs&)>
 constexpr auto backward_kernel = &detail::OpKernel<&check_backward_args, impl>::call;
+
+template <NetErrorResult (*impl)(const BackwardArgs&)>
+constexpr auto net_errors_kernel = &detail::OpKernel<&check_net_error_args, impl>::call;
 
 // lstm1997::lstm, differentiable (the public entry, as api.h's lstm).
 LayerOutputs dispatch_lstm(const LayerArgs& args);

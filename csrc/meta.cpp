@@ -39,12 +39,21 @@ LayerGradients lstm_backward_meta(const BackwardArgs& args) {
           layer.input.new_empty_symint({B, H})};
 }
 
+NetErrorResult lstm_net_errors_meta(const BackwardArgs& args) {
+  const LayerSizes& sizes = args.layer.sizes;
+  const at::Tensor& input = args.layer.input;
+  return {input.new_empty_symint({sizes.rows, sizes.gate_rows}),
+          input.new_empty_symint({sizes.batch, sizes.recurrent_size}),
+          input.new_empty_symint({sizes.batch, sizes.hidden_size})};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Meta, m) {
   m.impl("lstm", lstm_kernel<&lstm_meta>);
   m.impl("_lstm_forward", forward_kernel<&lstm_forward_meta>);
   m.impl("_lstm_backward", backward_kernel<&lstm_backward_meta>);
+  m.impl("_lstm_net_errors", net_errors_kernel<&lstm_net_errors_meta>);
 }
 
 }  // namespace lstm1997

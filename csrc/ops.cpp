@@ -36,6 +36,17 @@ TORCH_LIBRARY(lstm1997, m) {
       "bool[4] output_mask=[True, True, True, True], int cells_per_block=1, "
       "bool gate_feedback=False) -> (Tensor grad_input, Tensor grad_weight_ih, "
       "Tensor grad_weight_hh, Tensor grad_bias, Tensor grad_h0, Tensor grad_s0)");
+  // The first half of _lstm_backward (same arguments, no output_mask): the error of every row's
+  // net inputs, (rows, G) in the weights' block layout (rows as in the (rows, features) view of
+  // input: T * B, step by step, or the N packed rows), and the errors of h0 and s0. Every weight
+  // gradient is a product of net_errors with what the forward read, so a caller can form them
+  // per group of rows (torch.func's per-sample gradients: python/lstm1997/_transforms.py).
+  m.def(
+      "_lstm_net_errors(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, Tensor input, "
+      "Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, Tensor squashed_state, "
+      "Tensor gates, *, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
+      "int cells_per_block=1, bool gate_feedback=False) -> (Tensor net_errors, Tensor grad_h0, "
+      "Tensor grad_s0)");
   // Online learning: the paper's truncated gradient computed forward in time. The traces hold,
   // for each batch row, the derivative of the cell state with respect to the weights of the rows
   // it depends on through the carousel, the input-gate and cell-input rows of each cell (2H, a

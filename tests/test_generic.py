@@ -16,7 +16,7 @@ from conftest import CUDA, make_args
 
 import lstm1997
 
-OPS = ("lstm", "_lstm_forward", "_lstm_backward")
+OPS = ("lstm", "_lstm_forward", "_lstm_backward", "_lstm_net_errors")
 BATCH_SIZES = torch.tensor([3, 3, 2, 2, 1])  # packed: 5 steps, 3 sequences of lengths 5, 4, 2
 
 
@@ -108,7 +108,7 @@ def test_the_switch_runs_the_generic_kernels(monkeypatch, truncate):
     assert {"aten::sigmoid", "aten::tanh"} <= generic
     assert ("aten::cumsum" in generic) == truncate
     assert not {"aten::sigmoid", "aten::tanh", "aten::cumsum"} & kernels
-    for op in OPS[1:]:
+    for op in ("_lstm_forward", "_lstm_backward"):
         assert f"lstm1997::{op}" in generic and f"lstm1997::{op}" in kernels
 
 
@@ -150,6 +150,11 @@ def test_generic_kernels_run_on_meta(key, cells_per_block, gate_feedback, packed
     meta_grads = on_backend_key("_lstm_backward", key, *[g.to("meta") for g in grads],
                                 *[a.to("meta") for a in backward_args], **backward_options)
     for r, m in zip(real_grads, meta_grads):
+        assert (m.device.type, m.shape, m.dtype) == ("meta", r.shape, r.dtype)
+    real_errors = torch.ops.lstm1997._lstm_net_errors(*grads, *backward_args, **backward_options)
+    meta_errors = on_backend_key("_lstm_net_errors", key, *[g.to("meta") for g in grads],
+                                 *[a.to("meta") for a in backward_args], **backward_options)
+    for r, m in zip(real_errors, meta_errors):
         assert (m.device.type, m.shape, m.dtype) == ("meta", r.shape, r.dtype)
 
 

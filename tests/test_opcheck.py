@@ -47,6 +47,11 @@ def test_internal_ops_refuse_to_be_differentiated():
     # Double backward would need derivatives of lstm_backward: a clear error, not a wrong answer.
     with pytest.raises(RuntimeError, match="lstm_backward is not differentiable"):
         torch.autograd.grad(output.sum(), args[0], create_graph=True)
+    forward = OPS._lstm_forward(*(a.detach() for a in args))
+    grads = [torch.ones_like(t) for t in forward[:3]]
+    with pytest.raises(RuntimeError, match="_lstm_net_errors is not differentiable"):
+        OPS._lstm_net_errors(*grads, args[0], args[1], args[2], args[5], forward[0], forward[3],
+                             forward[4])
 
 
 @pytest.mark.parametrize("output_mask", [[False, True, True, True], [True, False, False, False],
@@ -69,8 +74,8 @@ def test_options_are_keyword_only_and_the_internal_ops_say_so():
     args = make_args(3, 2, 3, 4, requires_grad=False)
     with pytest.raises(RuntimeError, match=r"takes 7 positional argument\(s\) but 8"):
         OPS.lstm(*args, False)  # truncate given by position
-    for name in ("lstm", "_lstm_forward", "_lstm_backward", "lstm_online_traces",
-                 "lstm_online_grads"):
+    for name in ("lstm", "_lstm_forward", "_lstm_backward", "_lstm_net_errors",
+                 "lstm_online_traces", "lstm_online_grads"):
         schema = getattr(OPS, name).default._schema
         options = [a.name for a in schema.arguments if a.kwarg_only]
         assert "activation" in options, (name, options)

@@ -11,13 +11,17 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 
+#include <utility>
+
 namespace lstm1997 {
 namespace cpu {
 
-LayerGradients lstm_backward(const BackwardArgs& args) {
+namespace {
+
+// The net-input errors as (rows, G), and the errors of h0 and s0.
+NetErrorResult net_errors_of_rows(const BackwardArgs& args, const StepRows& steps) {
   const LayerArgs& layer = args.layer;
   const LayerSizes& sizes = layer.sizes;
-  const StepRows steps = step_rows(layer);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
                 H = sizes.hidden_size.expect_int(), R = sizes.recurrent_size.expect_int();
   const at::Tensor& input = layer.input;
@@ -34,23 +38,37 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
   at::Tensor dnet = at::empty({N, kNumGates * H}, options);
   at::Tensor ds_carry = args.grad_s_n.to(opmath_options, /*non_blocking=*/false,
                                          /*copy=*/true, at::MemoryFormat::Contiguous);
-  LayerGradients gradients;
+  at::Tensor grad_h0;
   if (layer.options.truncate) {
     truncated_net_errors(inputs, dnet, ds_carry);
     // h0 reaches the cell only through the truncated recurrent product, except for an empty
     // sequence, where h_n is h0 itself.
-    gradients.grad_h0 = T == 0 ? inputs.grad_h_n.clone() : at::zeros({B, R}, options);
+    grad_h0 = T == 0 ? inputs.grad_h_n.clone() : at::zeros({B, R}, options);
   } else {
-    gradients.grad_h0 = inputs.grad_h_n.clone();
-    exact_net_errors(inputs, layer, dnet, gradients.grad_h0, ds_carry);
+    grad_h0 = inputs.grad_h_n.clone();
+    exact_net_errors(inputs, layer, dnet, grad_h0, ds_carry);
   }
-  gradients.grad_s0 = ds_carry.to(input.scalar_type());
+  // The errors of the weights' rows: a shared gate's error is the sum over its block's cells.
+  return {sum_block_gates(dnet, H, layer.options.cells_per_block, 1), grad_h0,
+          ds_carry.to(input.scalar_type())};
+}
+
+}  // namespace
+
+NetErrorResult lstm_net_errors(const BackwardArgs& args) {
+  return net_errors_of_rows(args, step_rows(args.layer));
+}
+
+LayerGradients lstm_backward(const BackwardArgs& args) {
+  const StepRows steps = step_rows(args.layer);
+  NetErrorResult errors = net_errors_of_rows(args, steps);
+  LayerGradients gradients;
+  gradients.grad_h0 = std::move(errors.grad_h0);
+  gradients.grad_s0 = std::move(errors.grad_s0);
   static constexpr MatrixProducts products{
       [](const at::Tensor& rows, const at::Tensor& weight) { return linear_product(rows, weight); },
       &transposed_product};
-  // The errors of the weights' rows: a shared gate's error is the sum over its block's cells.
-  parameter_gradients(args, steps, sum_block_gates(dnet, H, layer.options.cells_per_block, 1),
-                      products, gradients);
+  parameter_gradients(args, steps, errors.net_errors, products, gradients);
   return gradients;
 }
 

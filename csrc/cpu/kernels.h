@@ -15,8 +15,9 @@ namespace cpu {
 LayerOutputs lstm_inference(const LayerArgs& args);
 ForwardResult lstm_forward(const LayerArgs& args);
 
-// backward.cpp: _lstm_backward.
+// backward.cpp: _lstm_backward, and its first half, _lstm_net_errors.
 LayerGradients lstm_backward(const BackwardArgs& args);
+NetErrorResult lstm_net_errors(const BackwardArgs& args);
 
 // What both backward modes read, contiguous, with the rows of each step in `steps`.
 struct NetErrorInputs {

@@ -27,6 +27,9 @@ TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
   m.impl("_lstm_backward",
          backward_kernel<&cpu_or_generic<LayerGradients, BackwardArgs, &cpu::lstm_backward,
                                          &generic::lstm_backward>>);
+  m.impl("_lstm_net_errors",
+         net_errors_kernel<&cpu_or_generic<NetErrorResult, BackwardArgs, &cpu::lstm_net_errors,
+                                           &generic::lstm_net_errors>>);
 }
 
 }  // namespace lstm1997

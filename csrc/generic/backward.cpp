@@ -102,12 +102,10 @@ at::Tensor reverse_state_errors(const at::Tensor& local, const at::Tensor& grad_
   return steps.dense ? per_step : per_step.index_select(0, padded_index);
 }
 
-}  // namespace
-
-LayerGradients lstm_backward(const BackwardArgs& args) {
+// The net-input errors as (rows, G), and the errors of h0 and s0.
+NetErrorResult net_errors_of_rows(const BackwardArgs& args, const StepRows& steps) {
   const LayerArgs& layer = args.layer;
   const LayerSizes& sizes = layer.sizes;
-  const StepRows steps = step_rows(layer);
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
                 H = sizes.hidden_size.expect_int(), R = sizes.recurrent_size.expect_int();
   const LayerOptions& options = layer.options;
@@ -120,8 +118,8 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
   const SavedRows saved(args.saved.gates.reshape({N, kNumGates * H}).to(opmath),
                         args.saved.squashed_state.reshape({N, H}).to(opmath), options.activation);
 
-  LayerGradients gradients;
-  at::Tensor net_errors;  // (N, G), block layout, the input's dtype
+  NetErrorResult result;
+  at::Tensor& net_errors = result.net_errors;  // (N, G), block layout, the input's dtype
   if (options.truncate) {
     // h_n of a sequence is its recurrent state at its last step: that error joins there.
     const at::Tensor last = row_index(last_step_rows(steps), grad_output);
@@ -141,8 +139,9 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
     net_errors = block_errors.to(dtype);
     // h0 reaches the cell only through the truncated recurrent product, except for an empty
     // sequence, where h_n is h0 itself.
-    gradients.grad_h0 = T == 0 ? args.grad_h_n.clone() : at::zeros({B, R}, args.grad_h_n.options());
-    gradients.grad_s0 = (T == 0 ? grad_s_n : ds.narrow(0, 0, B)).to(dtype);
+    result.grad_h0 = T == 0 ? args.grad_h_n.clone() : at::zeros({B, R}, args.grad_h_n.options());
+    result.grad_s0 = (T == 0 ? grad_s_n : ds.narrow(0, 0, B))
+                         .to(dtype, /*non_blocking=*/false, /*copy=*/true);
   } else {
     // The errors of the recurrent state and of the cell state of every sequence: rows of
     // sequences not yet started (in reverse time) keep grad_h_n and grad_s_n until their last
@@ -167,13 +166,28 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
       ds.copy_(ds_step);
       dr.copy_(at::mm(step_errors, layer.weight_hh));
     }
-    gradients.grad_h0 = d_recurrent;
-    gradients.grad_s0 = ds_carry.to(dtype);
+    result.grad_h0 = d_recurrent;
+    result.grad_s0 = ds_carry.to(dtype);
   }
+  return result;
+}
+
+}  // namespace
+
+NetErrorResult lstm_net_errors(const BackwardArgs& args) {
+  return net_errors_of_rows(args, step_rows(args.layer));
+}
+
+LayerGradients lstm_backward(const BackwardArgs& args) {
+  const StepRows steps = step_rows(args.layer);
+  NetErrorResult errors = net_errors_of_rows(args, steps);
+  LayerGradients gradients;
+  gradients.grad_h0 = std::move(errors.grad_h0);
+  gradients.grad_s0 = std::move(errors.grad_s0);
   static constexpr MatrixProducts products{
       [](const at::Tensor& rows, const at::Tensor& weight) { return at::mm(rows, weight.t()); },
       [](const at::Tensor& a, const at::Tensor& b) { return at::mm(a.t(), b); }};
-  parameter_gradients(args, steps, net_errors, products, gradients);
+  parameter_gradients(args, steps, errors.net_errors, products, gradients);
   return gradients;
 }
 

@@ -18,8 +18,9 @@ namespace generic {
 LayerOutputs lstm_inference(const LayerArgs& args);
 ForwardResult lstm_forward(const LayerArgs& args);
 
-// _lstm_backward.
+// _lstm_backward, and its first half, _lstm_net_errors.
 LayerGradients lstm_backward(const BackwardArgs& args);
+NetErrorResult lstm_net_errors(const BackwardArgs& args);
 
 // Whether the CPU runs this implementation too: LSTM1997_GENERIC=1 (read at every call, so that
 // tests can run each path side by side).

@@ -20,6 +20,7 @@ TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
   m.impl("lstm", lstm_kernel<&generic::lstm_inference>);
   m.impl("_lstm_forward", forward_kernel<&generic::lstm_forward>);
   m.impl("_lstm_backward", backward_kernel<&generic::lstm_backward>);
+  m.impl("_lstm_net_errors", net_errors_kernel<&generic::lstm_net_errors>);
 }
 
 }  // namespace lstm1997

@@ -5,6 +5,7 @@ Importing the package loads the compiled op library, which registers ``torch.ops
 import torch  # noqa: F401  (the op library links against torch: load it first)
 
 from . import _C  # noqa: F401  (runs the TORCH_LIBRARY registrations)
+from . import _transforms  # noqa: F401  (lstm1997::lstm under torch.func transforms)
 from .functional import lstm, recurrent_split
 from .modules import LSTM, LSTMCell, set_gate_biases
 from .online import OnlineLSTM

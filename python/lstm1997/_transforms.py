@@ -1,0 +1,278 @@
+"""lstm1997::lstm under torch.func transforms (grad, vjp, jacrev, vmap).
+
+The op's autograd is a C++ ``torch::autograd::Function`` (csrc/autograd.cpp), which TorchScript and
+LibTorch programs need, and which functorch refuses by design: ``Function::apply`` checks that no
+functorch layer is active ("cannot use C++ torch::autograd::Function with functorch transforms").
+PyTorch's own answer for custom ops, ``torch.library.register_autograd`` / ``register_vmap``, does
+not serve here: both refuse a schema with a keyword-only tensor (``batch_sizes``), and a Python
+kernel at the ``Autograd`` key would replace the C++ autograd for the whole process.
+
+So the op gets one more kernel, at ``FuncTorchDynamicLayerFrontMode``: the key that the dispatcher
+reaches only while a functorch transform is active (functorch includes it in the thread's dispatch
+keys when it pushes a layer), above Autograd and FuncTorchBatched. It hands the call to a Python
+``torch.autograd.Function`` with ``setup_context`` and a ``vmap`` rule, which functorch knows how to
+differentiate and batch, level by level. Outside transforms nothing changes: eager calls,
+TorchScript and LibTorch reach the C++ autograd as before.
+
+The vmap rule runs a batch of E members in one call of the layer when the weights are shared (the
+inputs, h0 and s0 batched: per-sample gradients, a batch of sequences): the members become more
+rows of the batch. Members with weights of their own (an ensemble) are run one call per member.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+_LIBRARY = torch.library.Library("lstm1997", "IMPL")  # kept alive: its kernels live with it
+
+# Positions in the argument list of _LayerFunction.apply.
+_TENSORS = ("input", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "s0")
+_WEIGHTS = (1, 2, 3, 4)
+_BATCH_SIZES = 9
+
+
+def _member(tensor: Optional[Tensor], dim: Optional[int], index: int) -> Optional[Tensor]:
+    return tensor if tensor is None or dim is None else tensor.select(dim, index)
+
+
+def _members_first(tensor: Optional[Tensor], dim: Optional[int], count: int) -> Optional[Tensor]:
+    """The member dimension of a batched argument at the front; an unbatched one repeated."""
+    if tensor is None:
+        return None
+    if dim is None:
+        return tensor.expand(count, *tensor.shape)
+    return tensor.movedim(dim, 0)
+
+
+class _LayerFunction(torch.autograd.Function):
+    """lstm1997::lstm for functorch: _lstm_forward, _lstm_backward and a batching rule. Returns
+    the op's three results and what the forward saves for backward (not differentiable)."""
+
+    @staticmethod
+    def forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
+                batch_sizes, cells_per_block, gate_feedback):
+        return torch.ops.lstm1997._lstm_forward(
+            input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
+            batch_sizes=batch_sizes, cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes,
+         cells_per_block, gate_feedback) = inputs
+        out, _, _, squashed_state, gates = output
+        ctx.mark_non_differentiable(squashed_state, gates)
+        ctx.save_for_backward(input, weight_ih, weight_hh, h0, out, squashed_state, gates)
+        ctx.batch_sizes = batch_sizes
+        ctx.options = (truncate, activation, cells_per_block, gate_feedback)
+        ctx.given = (bias_ih is not None, bias_hh is not None, h0 is not None, s0 is not None)
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_h_n, grad_s_n, _grad_squashed_state, _grad_gates):
+        input, weight_ih, weight_hh, h0, output, squashed_state, gates = ctx.saved_tensors
+        has_bias_ih, has_bias_hh, has_h0, has_s0 = ctx.given
+        needs = ctx.needs_input_grad
+        mask = [needs[0], needs[1], needs[2], needs[3] or needs[4]]
+        grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0 = (
+            _BackwardFunction.apply(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh,
+                                    h0, output, squashed_state, gates, ctx.batch_sizes, mask,
+                                    *ctx.options))
+        grad_bias_hh = None
+        if has_bias_hh and grad_bias is not None:
+            # Each bias its own tensor, as the C++ autograd gives (in-place users of .grad).
+            grad_bias_hh = grad_bias.clone() if has_bias_ih else grad_bias
+        return (grad_input, grad_weight_ih, grad_weight_hh,
+                grad_bias if has_bias_ih else None, grad_bias_hh,
+                grad_h0 if has_h0 else None, grad_s0 if has_s0 else None,
+                None, None, None, None, None)
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        if in_dims[_BATCH_SIZES] is not None:
+            raise ValueError("lstm1997: batch_sizes: expected one batch_sizes for every member of "
+                             "a vmap (as a PackedSequence's, on the CPU), got a batched tensor")
+        count = info.batch_size
+        if any(in_dims[i] is not None for i in _WEIGHTS):
+            # Members with weights of their own: one call each.
+            results = [_LayerFunction.apply(*(_member(a, d, e) if i < len(_TENSORS) else a
+                                              for i, (a, d) in enumerate(zip(args, in_dims))))
+                       for e in range(count)]
+            return tuple(torch.stack(r) for r in zip(*results)), (0,) * 5
+        return _fold_members(count, in_dims, *args)
+
+
+def _fold_members(count, in_dims, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                  truncate, activation, batch_sizes, cells_per_block, gate_feedback):
+    """Shared weights: the E members' sequences become E times the batch rows of one call, the
+    member index the fastest (row b * E + e), so that with packed input the rows active at a step
+    stay a prefix of the batch (batch_sizes times E)."""
+    x = _members_first(input, in_dims[0], count)
+
+    def fold_state(state, dim):  # (E, B, F) -> (B * E, F)
+        state = _members_first(state, dim, count)
+        return None if state is None else state.transpose(0, 1).reshape(-1, state.shape[-1])
+
+    if batch_sizes is None:  # (E, T, B, I) -> (T, B * E, I)
+        T, B = x.shape[1], x.shape[2]
+        x = x.permute(1, 2, 0, 3).reshape(T, B * count, x.shape[-1])
+    else:  # (E, N, I) -> (N * E, I)
+        x = x.transpose(0, 1).reshape(-1, x.shape[-1])
+        batch_sizes = batch_sizes * count
+    output, h_n, s_n, squashed_state, gates = _LayerFunction.apply(
+        x, weight_ih, weight_hh, bias_ih, bias_hh, fold_state(h0, in_dims[5]),
+        fold_state(s0, in_dims[6]), truncate, activation, batch_sizes, cells_per_block,
+        gate_feedback)
+    per_step_dim = 2 if batch_sizes is None else 1
+
+    def unfold(tensor):  # rows b * E + e -> (..., B, E, F)
+        return tensor.unflatten(tensor.dim() - 2, (-1, count))
+
+    return ((unfold(output), unfold(h_n), unfold(s_n), unfold(squashed_state), unfold(gates)),
+            (per_step_dim, 1, 1, per_step_dim, per_step_dim))
+
+
+class _BackwardFunction(torch.autograd.Function):
+    """_lstm_backward for functorch, with a batching rule."""
+
+    @staticmethod
+    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+                squashed_state, gates, batch_sizes, mask, truncate, activation, cells_per_block,
+                gate_feedback):
+        return torch.ops.lstm1997._lstm_backward(
+            grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+            squashed_state, gates, truncate=truncate, activation=activation,
+            batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
+            gate_feedback=gate_feedback)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        pass
+
+    @staticmethod
+    def backward(ctx, *grads):
+        raise RuntimeError("lstm1997: double backward through lstm1997::lstm under torch.func "
+                           "transforms is not supported yet")
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        if in_dims[_BACKWARD_BATCH_SIZES] is not None:
+            raise ValueError("lstm1997: batch_sizes: expected one batch_sizes for every member of "
+                             "a vmap, got a batched tensor")
+        if in_dims[4] is not None or in_dims[5] is not None:
+            # Members with weights of their own: one call each.
+            results = [
+                _BackwardFunction.apply(*(_member(a, d, e) if i < _BACKWARD_BATCH_SIZES else a
+                                          for i, (a, d) in enumerate(zip(args, in_dims))))
+                for e in range(info.batch_size)]
+            stacked = tuple(None if r[0] is None else torch.stack(r) for r in zip(*results))
+            return stacked, tuple(None if r is None else 0 for r in stacked)
+        return _member_gradients(info.batch_size, in_dims, *args)
+
+
+_BACKWARD_BATCH_SIZES = 10  # the position of batch_sizes in _BackwardFunction.apply
+
+
+def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, weight_ih,
+                      weight_hh, h0, output, squashed_state, gates, batch_sizes, mask, truncate,
+                      activation, cells_per_block, gate_feedback):
+    """Shared weights, E members (per-sample gradients): the net-input errors of all members in
+    one call, on their rows folded into the batch as the forward's rule folds them; then each
+    member's weight gradients as batched products over its own rows."""
+    packed = batch_sizes is not None
+
+    def fold_rows(tensor, dim):  # per step -> (rows * E, F), member fastest
+        x = _members_first(tensor, dim, count)
+        x = x.movedim(0, -2)  # (T, B, E, F) or (N, E, F)
+        return x.reshape(-1, x.shape[-1]) if packed else x.reshape(x.shape[0], -1, x.shape[-1])
+
+    def fold_state(state, dim):  # (E, B, F) -> (B * E, F)
+        state = _members_first(state, dim, count)
+        return None if state is None else state.transpose(0, 1).reshape(-1, state.shape[-1])
+
+    folded = [fold_rows(t, d) for t, d in zip(
+        (grad_output, input, output, squashed_state, gates), (in_dims[0], *in_dims[3:4],
+                                                               *in_dims[7:10]))]
+    f_grad_output, f_input, f_output, f_squashed, f_gates = folded
+    with torch.no_grad():  # a backward pass (no double backward: _BackwardFunction.backward)
+        net_errors, grad_h0, grad_s0 = torch.ops.lstm1997._lstm_net_errors(
+            f_grad_output, fold_state(grad_h_n, in_dims[1]), fold_state(grad_s_n, in_dims[2]),
+            f_input, weight_ih, weight_hh, fold_state(h0, in_dims[6]), f_output, f_squashed,
+            f_gates, truncate=truncate, activation=activation,
+            batch_sizes=batch_sizes * count if packed else None,
+            cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+    G = net_errors.shape[-1]
+    errors = net_errors.reshape(-1, count, G)  # (rows, E, G)
+    steps_shape = f_input.shape[:-1]
+
+    def per_member(tensor):  # folded per step -> (rows, E, F)
+        return tensor.reshape(-1, count, tensor.shape[-1])
+
+    def unfold_per_step(tensor):  # (rows * E, F) -> (T, B, E, F) or (N, E, F)
+        return tensor.reshape(*steps_shape[:-1], -1, count, tensor.shape[-1]) if not packed \
+            else tensor.reshape(-1, count, tensor.shape[-1])
+
+    grad_input = grad_weight_ih = grad_weight_hh = grad_bias = None
+    if mask[0]:
+        grad_input = unfold_per_step(net_errors @ weight_ih)
+    if mask[1]:
+        grad_weight_ih = torch.einsum("neg,nei->egi", errors, per_member(f_input))
+    if mask[2]:
+        batch = int(batch_sizes[0]) if packed else f_input.shape[1] // count
+        previous = _previous_recurrent(per_member(f_output), per_member(f_gates), h0, in_dims[6],
+                                       count, batch, batch_sizes, cells_per_block, gate_feedback)
+        grad_weight_hh = torch.einsum("neg,ner->egr", errors, previous)
+    if mask[3]:
+        grad_bias = errors.sum(0)
+    per_step_dim = 1 if packed else 2
+    results = (grad_input, grad_weight_ih, grad_weight_hh, grad_bias,
+               grad_h0.unflatten(0, (-1, count)), grad_s0.unflatten(0, (-1, count)))
+    dims = (per_step_dim, 0, 0, 0, 1, 1)
+    return results, tuple(None if r is None else d for r, d in zip(results, dims))
+
+
+def weight_width(hidden_size, cells_per_block, gate_feedback):
+    """R, the columns of weight_hh (lstm1997.h)."""
+    return hidden_size + 2 * (hidden_size // cells_per_block) if gate_feedback else hidden_size
+
+
+def _previous_recurrent(output, gates, h0, h0_dim, count, batch, batch_sizes, cells_per_block,
+                        gate_feedback):
+    """r_{t-1} of every row, (rows, E, R), from the per-member rows of output and gates: h0
+    (zeros when absent) for the rows of the first step, then the recurrent state of the same
+    sequence one step earlier (with gate feedback also the gate outputs of its blocks, read at
+    each block's first cell, as blocks.h says)."""
+    H = output.shape[-1]
+    recurrent = output
+    if output.shape[0] == 0:  # no steps: no rows
+        return output.new_zeros(0, count, weight_width(H, cells_per_block, gate_feedback))
+    if gate_feedback:
+        S = cells_per_block
+        recurrent = torch.cat([gates[..., 0:H:S], output, gates[..., 2 * H:3 * H:S]], -1)
+    if h0 is None:
+        first = recurrent.new_zeros(batch, count, recurrent.shape[-1])
+    else:
+        first = _members_first(h0, h0_dim, count).transpose(0, 1)
+    if batch_sizes is None:
+        later = recurrent[:recurrent.shape[0] - batch]
+    else:
+        counts = batch_sizes.tolist()
+        offsets = [0]
+        for n in counts[:-1]:
+            offsets.append(offsets[-1] + n)
+        rows = [offsets[t - 1] + b for t in range(1, len(counts)) for b in range(counts[t])]
+        later = recurrent.index_select(0, torch.tensor(rows, dtype=torch.long,
+                                                       device=recurrent.device))
+    return torch.cat([first, later], 0)
+
+
+def _lstm_under_transforms(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None,
+                           s0=None, *, truncate=True, activation="tanh", batch_sizes=None,
+                           cells_per_block=1, gate_feedback=False):
+    output, h_n, s_n, _, _ = _LayerFunction.apply(
+        input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation, batch_sizes,
+        cells_per_block, gate_feedback)
+    return output, h_n, s_n
+
+
+if not torch._C._dispatch_has_kernel_for_dispatch_key("lstm1997::lstm",
+                                                      "FuncTorchDynamicLayerFrontMode"):
+    _LIBRARY.impl("lstm", _lstm_under_transforms, "FuncTorchDynamicLayerFrontMode")

@@ -1,0 +1,261 @@
+"""torch.func transforms over lstm1997 (python/lstm1997/_transforms.py): grad, vjp and jacrev
+against the same transforms over the plain-PyTorch reference loop (which torch.func differentiates
+by itself: an independent reference, truncation included), and vmap against separate calls, one
+member at a time. vmap with shared weights (a batch of sequences, per-sample gradients) must run
+the layer once for all members, forward and backward, with no fallback warning. Every test runs on
+the CPU kernels and on the device-generic implementation."""
+import warnings
+
+import pytest
+import torch
+from torch.func import functional_call, grad, jacrev, stack_module_state, vjp, vmap
+
+from conftest import make_args
+from reference import reference_lstm
+
+import lstm1997
+
+pytestmark = pytest.mark.usefixtures("implementation")
+
+f64 = torch.float64
+BATCH_SIZES = torch.tensor([3, 3, 2, 2, 1])
+
+
+@pytest.fixture(autouse=True)
+def no_fallback_warnings():
+    """The vmap fallback ("There is a performance drop because we have not yet implemented the
+    batching rule") is a UserWarning: any warning fails these tests."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def layer_loss(fn, options):
+    """A loss over every output of a layer function (lstm1997.lstm or the reference)."""
+    def loss(args):
+        output, h_n, s_n = fn(*args, **options)
+        return output.square().sum() + (h_n * torch.arange(h_n.shape[-1], dtype=f64)).sum() \
+            + s_n.sum()
+    return loss
+
+
+def reference_options(options):
+    return {k: v for k, v in options.items() if k != "cells_per_block" or options.get("gate_feedback")}
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("cells_per_block, gate_feedback", [(1, False), (2, False), (2, True)])
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+def test_grad_equals_the_reference_under_grad(truncate, cells_per_block, gate_feedback, activation):
+    args = make_args(6, 3, 4, 4, requires_grad=False, cells_per_block=cells_per_block,
+                     gate_feedback=gate_feedback, scale=0.8)
+    options = dict(truncate=truncate, activation=activation, gate_feedback=gate_feedback,
+                   cells_per_block=cells_per_block)
+    ours = grad(layer_loss(lstm1997.lstm, options))(args)
+    expected = grad(layer_loss(reference_lstm, reference_options(options)))(args)
+    for a, b in zip(ours, expected):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_vjp_and_jacrev_equal_the_reference(truncate):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(4, 2, 3, 4, requires_grad=False, scale=0.8)
+
+    def ours(x, h0):
+        return lstm1997.lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0, truncate=truncate)[0]
+
+    def reference(x, h0):
+        return reference_lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0, truncate=truncate)[0]
+
+    cotangent = torch.randn(4, 2, 4, dtype=f64)
+    for a, b in zip(vjp(ours, x, h0)[1](cotangent), vjp(reference, x, h0)[1](cotangent)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for a, b in zip(jacrev(ours, argnums=(0, 1))(x, h0), jacrev(reference, argnums=(0, 1))(x, h0)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def count_calls(fn):
+    """fn() and how many times each lstm1997 op ran below it."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        result = fn()
+    names = [event.name for event in profile.events()]
+    return result, {op: names.count(f"lstm1997::{op}")
+                    for op in ("_lstm_forward", "_lstm_backward", "_lstm_net_errors")}
+
+
+@pytest.mark.parametrize("batched", ["input", "input h0 s0", "h0"])
+@pytest.mark.parametrize("in_dim", [0, 1])
+def test_vmap_of_a_batch_of_sequences_is_one_call(batched, in_dim):
+    E = 5
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(6, 2, 3, 4, requires_grad=False,
+                                                  gate_feedback=True, cells_per_block=2)
+    members = {name: torch.randn(E, *t.shape, dtype=f64).movedim(0, in_dim)
+               for name, t in (("input", x), ("h0", h0), ("s0", s0)) if name in batched}
+    dims = [in_dim if name in batched else None for name in ("input", "h0", "s0")]
+    args = [members.get(name, t) for name, t in (("input", x), ("h0", h0), ("s0", s0))]
+
+    def layer(x, h0, s0):
+        return lstm1997.lstm(x, w_ih, w_hh, b_ih, b_hh, h0, s0, gate_feedback=True,
+                             cells_per_block=2)
+
+    (output, h_n, s_n), calls = count_calls(lambda: vmap(layer, in_dims=tuple(dims))(*args))
+    assert calls["_lstm_forward"] == 1
+    for e in range(E):
+        member = [a.select(in_dim, e) if d is not None else a for a, d in zip(args, dims)]
+        for got, want in zip((output[e], h_n[e], s_n[e]), layer(*member)):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_vmap_of_packed_sequences():
+    E = 3
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 2, 4, requires_grad=False)
+    data = torch.randn(E, int(BATCH_SIZES.sum()), 2, dtype=f64)
+
+    def layer(data, h0):
+        return lstm1997.lstm(data, w_ih, w_hh, b_ih, b_hh, h0, s0, batch_sizes=BATCH_SIZES)
+
+    h0s = torch.randn(E, *h0.shape, dtype=f64)
+    (output, h_n, s_n), calls = count_calls(lambda: vmap(layer)(data, h0s))
+    assert calls["_lstm_forward"] == 1
+    for e in range(E):
+        for got, want in zip((output[e], h_n[e], s_n[e]), layer(data[e], h0s[e])):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def module_loss(module):
+    def loss(params, x):
+        output, (h_n, s_n) = functional_call(module, params, (x,))
+        data = output.data if isinstance(output, torch.nn.utils.rnn.PackedSequence) else output
+        return data.square().sum() + h_n.sum() + s_n.sum()
+    return loss
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("cells_per_block, gate_feedback", [(1, False), (2, True)])
+def test_per_sample_gradients_in_one_pass(truncate, cells_per_block, gate_feedback):
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(3, 4, truncate=truncate, cells_per_block=cells_per_block,
+                           gate_feedback=gate_feedback, dtype=f64)
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    samples = torch.randn(6, 7, 1, 3, dtype=f64)  # 6 samples, each a (T, B=1, I) sequence
+    loss = module_loss(module)
+    per_sample, calls = count_calls(lambda: vmap(grad(loss), in_dims=(None, 0))(params, samples))
+    assert calls == {"_lstm_forward": 1, "_lstm_backward": 0, "_lstm_net_errors": 1}
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+    def reference_loss(weights, x):
+        output, h_n, s_n = reference_lstm(x, *weights, truncate=truncate,
+                                          gate_feedback=gate_feedback,
+                                          cells_per_block=cells_per_block)
+        return output.square().sum() + h_n.sum() + s_n.sum()
+
+    for i in range(6):
+        wanted = grad(reference_loss)(tuple(params[n] for n in names), samples[i])
+        for name, want in zip(names, wanted):
+            torch.testing.assert_close(per_sample[name][i], want, rtol=1e-10, atol=1e-10)
+
+
+def test_per_sample_gradients_of_packed_sequences():
+    torch.manual_seed(1)
+    module = lstm1997.LSTM(2, 3, gate_feedback=True, dtype=f64)
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    data = torch.randn(4, int(BATCH_SIZES.sum()), 2, dtype=f64)
+
+    def loss(params, data):
+        packed = torch.nn.utils.rnn.PackedSequence(data, BATCH_SIZES)
+        return module_loss(module)(params, packed)
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, data)
+    for i in range(4):
+        module.zero_grad()
+        loss(dict(module.named_parameters()), data[i]).backward()
+        for name, p in module.named_parameters():
+            torch.testing.assert_close(per_sample[name][i], p.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_ensemble_of_independent_nets(truncate):
+    """PyTorch's model-ensembling recipe: stacked weights, vmap over them."""
+    torch.manual_seed(2)
+    nets = [lstm1997.LSTM(2, 4, truncate=truncate, cells_per_block=2, dtype=f64)
+            for _ in range(3)]
+    params, buffers = stack_module_state(nets)
+    x = torch.randn(8, 2, 2, dtype=f64)
+
+    def loss(params, buffers, x):
+        output, (h_n, s_n) = functional_call(nets[0], (params, buffers), (x,))
+        return output.square().sum() + s_n.sum()
+
+    outputs = vmap(lambda p, b, x: functional_call(nets[0], (p, b), (x,))[0],
+                   in_dims=(0, 0, None))(params, buffers, x)
+    grads = vmap(grad(loss), in_dims=(0, 0, None))(params, buffers, x)
+    for e, net in enumerate(nets):
+        output, (h_n, s_n) = net(x)
+        torch.testing.assert_close(outputs[e], output, rtol=1e-10, atol=1e-10)
+        (output.square().sum() + s_n.sum()).backward()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(grads[name][e], p.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_lstm_cell_under_grad():
+    torch.manual_seed(3)
+    cell = lstm1997.LSTMCell(3, 4, dtype=f64)
+    params = {k: v.detach() for k, v in cell.named_parameters()}
+    x = torch.randn(2, 3, dtype=f64)
+
+    def loss(params):
+        h, s = functional_call(cell, params, (x,))
+        return h.square().sum() + s.sum()
+
+    got = grad(loss)(params)
+    loss(dict(cell.named_parameters())).backward()
+    for name, p in cell.named_parameters():
+        torch.testing.assert_close(got[name], p.grad, rtol=1e-10, atol=1e-10)
+
+
+def test_batched_batch_sizes_refused():
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(5, 3, 2, 4, requires_grad=False)
+    data = torch.randn(int(BATCH_SIZES.sum()), 2, dtype=f64)
+    with pytest.raises(ValueError, match="batch_sizes: expected one batch_sizes for every member"):
+        vmap(lambda bs: lstm1997.lstm(data, w_ih, w_hh, h0=h0, s0=s0, batch_sizes=bs)[0])(
+            BATCH_SIZES.expand(2, 5))
+
+
+def test_double_backward_under_transforms_says_so():
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(3, 2, 2, 3, requires_grad=False)
+
+    def loss(w_hh):
+        return lstm1997.lstm(x, w_ih, w_hh, truncate=False)[0].sum()
+
+    with pytest.raises(RuntimeError, match="double backward .* not supported yet"):
+        grad(lambda w: grad(loss)(w).sum())(w_hh)
+
+
+def test_outside_transforms_the_cpp_autograd_runs():
+    """The transforms' kernel is only reached while a transform is active: eager calls (and so
+    TorchScript and LibTorch) keep the C++ autograd Function."""
+    args = make_args(3, 2, 2, 3)
+    output, _, _ = lstm1997.lstm(*args)
+    assert "CppNode<lstm1997" in output.grad_fn.name()
+
+
+def test_net_errors_give_the_backward_gradients():
+    """_lstm_net_errors is _lstm_backward's first half: its errors give the same gradients."""
+    args = make_args(5, 3, 4, 6, requires_grad=False, cells_per_block=3, gate_feedback=True)
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = args
+    options = dict(cells_per_block=3, gate_feedback=True)
+    output, h_n, s_n, squashed, gates = torch.ops.lstm1997._lstm_forward(*args, **options)
+    grads = [torch.randn_like(t) for t in (output, h_n, s_n)]
+    for truncate in (True, False):
+        saved = (x, w_ih, w_hh, h0, output, squashed, gates)
+        full = torch.ops.lstm1997._lstm_backward(*grads, *saved, truncate=truncate, **options)
+        errors, grad_h0, grad_s0 = torch.ops.lstm1997._lstm_net_errors(
+            *grads, *saved, truncate=truncate, **options)
+        assert errors.shape == (5 * 3, w_ih.shape[0])
+        torch.testing.assert_close(errors @ w_ih, full[0].reshape(15, 4), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(errors.T @ x.reshape(15, 4), full[1], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(errors.sum(0), full[3], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(grad_h0, full[4])
+        torch.testing.assert_close(grad_s0, full[5])
+        torch.library.opcheck(torch.ops.lstm1997._lstm_net_errors.default, (*grads, *saved),
+                              dict(truncate=truncate, **options))
