@@ -27,6 +27,10 @@ A fourth table times the device-generic implementation (csrc/generic: ATen ops o
 every other device without kernels of its own run) forced on the CPU with LSTM1997_GENERIC=1,
 against the CPU kernels: forward, and the train step in both backward modes. ``--generic`` runs
 that table alone.
+
+A fifth table times torch.func: an ensemble of 16 small nets (stacked weights, vmap) against one
+of them, and per-sample gradients of a batch (vmap over grad) against one ordinary backward of the
+same batch. ``--func`` runs that table alone.
 """
 import argparse
 import json
@@ -312,6 +316,68 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
     return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
+def bench_func(repeats, min_time):
+    """torch.func: (1) an ensemble of 16 LSTM(2, 4) at T = 1000, B = 1 (stack_module_state, vmap
+    of the forward, and of grad for a train step) against one member alone; (2) per-sample
+    gradients (vmap of grad) of 64 sequences at T = 100, I = 128, H = 256 against one ordinary
+    forward + backward of the batch of 64."""
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    def loss_of(module):
+        def loss(params, x):
+            return functional_call(module, params, (x,))[0].square().sum()
+        return loss
+
+    torch.manual_seed(0)
+    members = [lstm1997.LSTM(2, 4) for _ in range(16)]
+    stacked, _ = stack_module_state(members)
+    one = {k: v.detach() for k, v in members[0].named_parameters()}
+    x = torch.randn(1000, 1, 2)
+    loss = loss_of(members[0])
+    ensemble_forward = vmap(lambda p, x: functional_call(members[0], p, (x,))[0],
+                            in_dims=(0, None))
+    ensemble_grad = vmap(grad(loss), in_dims=(0, None))
+    tasks = {
+        "ensemble forward": lambda: ensemble_forward(stacked, x),
+        "one forward": lambda: functional_call(members[0], one, (x,)),
+        "ensemble train": lambda: ensemble_grad(stacked, x),
+        "one train": lambda: grad(loss)(one, x),
+    }
+    big = lstm1997.LSTM(128, 256)
+    big_params = {k: v.detach() for k, v in big.named_parameters()}
+    samples = torch.randn(64, 100, 1, 128)
+    batch = samples.squeeze(2).transpose(0, 1).contiguous()  # (T, 64, I)
+    per_sample = vmap(grad(loss_of(big)), in_dims=(None, 0))
+
+    def ordinary_backward():
+        big.zero_grad(set_to_none=True)
+        big(batch)[0].square().sum().backward()
+
+    tasks["per-sample gradients"] = lambda: per_sample(big_params, samples)
+    tasks["one backward"] = ordinary_backward
+    medians = interleaved_medians(tasks, repeats, min_time)
+    return {"seconds": medians,
+            "ensemble forward / one": medians["ensemble forward"] / medians["one forward"],
+            "ensemble train / one": medians["ensemble train"] / medians["one train"],
+            "per-sample gradients / one backward":
+                medians["per-sample gradients"] / medians["one backward"]}
+
+
+def print_func(result):
+    print()
+    print("torch.func: 16 nets LSTM(2, 4) as one vmapped ensemble (T=1000, B=1) against one net; "
+          "per-sample gradients of 64 sequences (T=100, I=128, H=256) against one backward of "
+          "the batch")
+    ms = {name: 1e3 * seconds for name, seconds in result["seconds"].items()}
+    print(f"ensemble forward {ms['ensemble forward']:.2f} ms / one {ms['one forward']:.2f} ms = "
+          f"{result['ensemble forward / one']:.2f}x")
+    print(f"ensemble train   {ms['ensemble train']:.2f} ms / one {ms['one train']:.2f} ms = "
+          f"{result['ensemble train / one']:.2f}x")
+    print(f"per-sample gradients {ms['per-sample gradients']:.2f} ms / one backward "
+          f"{ms['one backward']:.2f} ms = {result['per-sample gradients / one backward']:.2f}x",
+          flush=True)
+
+
 def print_generic(results):
     print_pass_ratios(results, "generic", "kernels",
                       "the device-generic implementation (ATen ops; LSTM1997_GENERIC=1) against the "
@@ -351,9 +417,20 @@ def main(argv=None):
                         help="only the table of gate feedback against none")
     parser.add_argument("--generic", action="store_true",
                         help="only the table of the generic implementation against the CPU kernels")
+    parser.add_argument("--func", action="store_true",
+                        help="only the torch.func table (ensembles, per-sample gradients)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.func:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
+        result = bench_func(7, 0.05)
+        print_func(result)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "func": result}, f, indent=2)
+        return result
     # A table alone (its option's name is its key in the JSON): its bench, shapes and printer.
     alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
              "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback)}

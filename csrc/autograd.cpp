@@ -1,10 +1,14 @@
 // Differentiation of lstm1997::lstm in C++, so that Python, TorchScript and LibTorch programs all
 // get the same gradients. The Function calls the _lstm_forward and _lstm_backward ops through the
 // dispatcher, so every backend (and the meta kernels, for tracing) serves it.
+#include "generic/kernels.h"
 #include "layer_ops.h"
 
 #include <torch/autograd.h>
 #include <torch/library.h>
+
+#include <array>
+#include <vector>
 
 namespace lstm1997 {
 namespace {
@@ -14,6 +18,53 @@ using torch::autograd::variable_list;
 
 std::optional<at::Tensor> optional_tensor(const at::Tensor& tensor) {
   return tensor.defined() ? std::optional<at::Tensor>(tensor) : std::nullopt;
+}
+
+// The gradients of LstmFunction as a differentiable graph: the saved inputs run through the
+// generic implementation under autograd, then autograd's gradient of its outputs with
+// create_graph. Returned in LstmFunction's input order (undefined where no gradient is needed).
+variable_list differentiable_gradients(AutogradContext* ctx, const variable_list& saved,
+                                       const variable_list& grads) {
+  LayerArgs args;
+  args.input = saved[0];
+  args.weight_ih = saved[1];
+  args.weight_hh = saved[2];
+  args.h0 = optional_tensor(saved[3]);
+  args.batch_sizes = optional_tensor(saved[7]);
+  args.bias_ih = optional_tensor(saved[8]);
+  args.bias_hh = optional_tensor(saved[9]);
+  args.s0 = optional_tensor(saved[10]);
+  args.options = LayerOptions::from_ivalue(ctx->saved_data["options"]);
+  check_layer_args(args);  // fills in the sizes
+  const LayerOutputs outputs = generic::differentiable_lstm(args);
+  // The inputs in LstmFunction's order, and which of them get a gradient.
+  const std::array<at::Tensor, 7> inputs = {saved[0], saved[1], saved[2], saved[8],
+                                            saved[9],  saved[3], saved[10]};
+  variable_list wanted;
+  std::vector<size_t> positions;
+  size_t edge = 0;  // the graph has an edge for each input given (Function::apply's rule)
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].defined() && ctx->needs_input_grad(edge++)) {
+      wanted.push_back(inputs[i]);
+      positions.push_back(i);
+    }
+  }
+  variable_list result(inputs.size() + 1);
+  if (wanted.empty()) {
+    return result;
+  }
+  const variable_list gradients = torch::autograd::grad(
+      {outputs.output, outputs.h_n, outputs.s_n}, wanted, {grads[0], grads[1], grads[2]},
+      /*retain_graph=*/true, /*create_graph=*/true, /*allow_unused=*/true);
+  for (size_t k = 0; k < positions.size(); ++k) {
+    const at::Tensor& gradient = gradients[k];
+    result[positions[k]] = gradient.defined() ? gradient : at::zeros_like(wanted[k]);
+  }
+  // bias_ih and bias_hh enter as a sum, and may get one tensor: give each its own (see below).
+  if (result[3].defined() && result[4].defined() && result[3].is_same(result[4])) {
+    result[4] = result[4].clone();
+  }
+  return result;
 }
 
 class LstmFunction : public torch::autograd::Function<LstmFunction> {
@@ -31,7 +82,9 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
     const SavedForward& saved = result.saved;
     ctx->save_for_backward({args.input, args.weight_ih, args.weight_hh,
                             args.h0.value_or(at::Tensor()), saved.output, saved.squashed_state,
-                            saved.gates, args.batch_sizes.value_or(at::Tensor())});
+                            saved.gates, args.batch_sizes.value_or(at::Tensor()),
+                            args.bias_ih.value_or(at::Tensor()),
+                            args.bias_hh.value_or(at::Tensor()), args.s0.value_or(at::Tensor())});
     ctx->saved_data["options"] = args.options.to_ivalue();
     ctx->saved_data["has_bias_ih"] = present(args.bias_ih);
     ctx->saved_data["has_bias_hh"] = present(args.bias_hh);
@@ -41,6 +94,14 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const variable_list saved = ctx->get_saved_variables();
+    if (torch::autograd::GradMode::is_enabled()) {
+      // backward(create_graph=True): the gradient must itself be differentiable (double backward:
+      // gradient penalties, MAML, Hessian-vector products). The fast kernels' backward is not, so
+      // the layer is run again from its saved inputs by the ATen-only generic implementation,
+      // under autograd, and autograd's gradient of that graph (with the recurrent input detached
+      // in truncated mode: the paper's gradient) is returned, with its own graph.
+      return differentiable_gradients(ctx, saved, grads);
+    }
     const bool has_bias_ih = ctx->saved_data["has_bias_ih"].toBool();
     const bool has_bias_hh = ctx->saved_data["has_bias_hh"].toBool();
     BackwardArgs args;
@@ -102,18 +163,18 @@ LayerOutputs lstm_autograd(const LayerArgs& args) {
   return {outputs[0], outputs[1], outputs[2]};
 }
 
-// _lstm_forward, _lstm_backward, _lstm_net_errors and the online ops are pieces of gradient computations and have
-// no derivatives of their own. Called with inputs that require grad, they say so rather than
-// return results that silently carry no gradient (this also rejects double backward through lstm).
-// One boxed kernel serves them all: it reads the tensor arguments off the stack.
+// _lstm_forward, _lstm_backward, _lstm_net_errors and the online ops are pieces of gradient
+// computations and have no derivatives of their own. Called with inputs that require grad, they
+// say so rather than return results that silently carry no gradient. One boxed kernel serves them
+// all: it reads the tensor arguments off the stack.
 void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack) {
   if (torch::autograd::GradMode::is_enabled()) {
     const size_t arguments = op.schema().arguments().size();
     for (const c10::IValue& value : torch::jit::last(*stack, arguments)) {
       TORCH_CHECK(!value.isTensor() || !value.toTensor().requires_grad(), op.schema().name(),
-                  " is not differentiable (double backward through lstm1997::lstm is not "
-                  "supported either): call lstm1997::lstm for gradients, or pass tensors that do "
-                  "not require grad");
+                  " is not differentiable: call lstm1997::lstm for gradients (its backward with "
+                  "create_graph=True is differentiable), or pass tensors that do not require "
+                  "grad");
     }
   }
   at::AutoDispatchBelowADInplaceOrView guard;

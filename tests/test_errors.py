@@ -110,10 +110,11 @@ BACKWARD_CASES = [
 
 @pytest.mark.parametrize("args,exc,pattern", [c[1:] for c in BACKWARD_CASES], ids=[c[0] for c in BACKWARD_CASES])
 @pytest.mark.parametrize("device", ["cpu", "meta"])
-def test_backward_op(args, exc, pattern, device):
+@pytest.mark.parametrize("op", ["_lstm_backward", "_lstm_net_errors"])
+def test_backward_op(args, exc, pattern, device, op):
     args = [a.to(device) if a is not None else None for a in args]
     with pytest.raises(exc, match=pattern):
-        OPS._lstm_backward(*args)
+        getattr(OPS, op)(*args)
 
 
 # torch.nn.LSTM's exception types: TypeError for a value of the wrong type, ValueError for a bad

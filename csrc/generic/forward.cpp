@@ -11,6 +11,7 @@
 #include <ATen/OpMathType.h>
 
 #include <algorithm>
+#include <vector>
 
 namespace lstm1997 {
 namespace generic {
@@ -20,7 +21,21 @@ namespace {
 // at once: the projection then needs no (T, B, G) buffer.
 constexpr int64_t kInferenceChunkElements = 1 << 20;
 
-ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
+// Rows [0, rows) of `state` replaced by `rows_state`: the sequences still running at a step are
+// a prefix of the batch; those that have ended keep their last state.
+at::Tensor with_rows(const at::Tensor& state, const at::Tensor& rows_state) {
+  const int64_t rows = rows_state.size(0);
+  return rows == state.size(0)
+             ? rows_state
+             : at::cat({rows_state, state.narrow(0, rows, state.size(0) - rows)}, 0);
+}
+
+// Written without in-place updates, so that autograd can also differentiate it (the double
+// backward of autograd.cpp runs it under autograd): each step makes new tensors, and the
+// per-step results are concatenated at the end. detach_recurrent detaches the recurrent input
+// where it enters the recurrent product, which makes autograd's gradient through the pass the
+// paper's truncated one.
+ForwardResult run_forward(const LayerArgs& args, bool save_for_backward, bool detach_recurrent) {
   const StepRows steps = step_rows(args);
   const LayerSizes& sizes = args.sizes;
   const int64_t T = steps.steps(), B = steps.batch, N = sizes.rows.expect_int(),
@@ -28,8 +43,9 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
                 G = sizes.gate_rows.expect_int(), R = sizes.recurrent_size.expect_int();
   const int64_t cells_per_block = args.options.cells_per_block;
   const at::Tensor& input = args.input;
+  const at::ScalarType dtype = input.scalar_type();
   const auto options = input.options();
-  const auto opmath_options = options.dtype(at::toOpMathType(input.scalar_type()));
+  const auto opmath_options = options.dtype(at::toOpMathType(dtype));
   const Squash<double> g = cell_input_squash<double>(args.options.activation);
   const Squash<double> h = cell_output_squash<double>(args.options.activation);
 
@@ -39,19 +55,16 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
   } else if (present(args.bias_ih) || present(args.bias_hh)) {
     bias = present(args.bias_ih) ? *args.bias_ih : *args.bias_hh;
   }
-  // The recurrent state r of every sequence: r_0, then at each step that of the rows active
-  // there, so that a sequence that has ended keeps its last one (h_n). Likewise the cell state.
-  at::Tensor recurrent =
-      present(args.h0) ? args.h0->clone(at::MemoryFormat::Contiguous) : at::zeros({B, R}, options);
-  at::Tensor state = present(args.s0)
-                         ? args.s0->to(opmath_options, /*non_blocking=*/false, /*copy=*/true,
-                                       at::MemoryFormat::Contiguous)
-                         : at::zeros({B, H}, opmath_options);
-  at::Tensor output = at::empty({N, H}, options);
-  at::Tensor squashed_state, gates;
+  // The recurrent state r of every sequence (r_0, then each step's for the rows active there: a
+  // sequence that has ended keeps its last one, h_n), and likewise the cell state.
+  at::Tensor recurrent = present(args.h0) ? *args.h0 : at::zeros({B, R}, options);
+  at::Tensor state = present(args.s0) ? args.s0->to(opmath_options.dtype())
+                                      : at::zeros({B, H}, opmath_options);
+  std::vector<at::Tensor> outputs, squashed_states, cell_gates;
+  outputs.reserve(T);
   if (save_for_backward) {
-    squashed_state = at::empty({N, H}, options);
-    gates = at::empty({N, kNumGates * H}, options);
+    squashed_states.reserve(T);
+    cell_gates.reserve(T);
   }
   const at::Tensor expansion = cells_per_block > 1
                                    ? block_expansion_index(H, cells_per_block, options)
@@ -71,8 +84,10 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
                                                  : at::mm(chunk_input, weight_ih_t);
     for (int64_t t = t_begin; t < t_end; ++t) {
       const int64_t first = steps.offset[t], rows = steps.count[t];
-      // The rows active at step t are a prefix of those active at step t - 1.
       at::Tensor previous = recurrent.narrow(0, 0, rows);
+      if (detach_recurrent) {
+        previous = previous.detach();
+      }
       at::Tensor net =
           at::addmm(projection.narrow(0, first - chunk_first, rows), previous, weight_hh_t);
       if (cells_per_block > 1) {
@@ -82,44 +97,54 @@ ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
       const at::Tensor input_gate = at::sigmoid(net.narrow(1, kInputGate * H, H));
       const at::Tensor cell_input = squash(net.narrow(1, kCellInput * H, H), g);
       const at::Tensor output_gate = at::sigmoid(net.narrow(1, kOutputGate * H, H));
-      at::Tensor cell_state = state.narrow(0, 0, rows);
-      cell_state.add_(input_gate * cell_input);  // the constant error carousel
+      // The constant error carousel.
+      const at::Tensor cell_state = state.narrow(0, 0, rows) + input_gate * cell_input;
       const at::Tensor squashed = squash(cell_state, h);
-      const at::Tensor hidden = output_gate * squashed;
-      output.narrow(0, first, rows).copy_(hidden);
+      const at::Tensor hidden = (output_gate * squashed).to(dtype);
+      state = with_rows(state, cell_state);
+      outputs.push_back(hidden);
+      at::Tensor gates;
+      if (save_for_backward || args.options.gate_feedback) {
+        gates = at::cat({input_gate, cell_input, output_gate}, 1).to(dtype);
+      }
       if (save_for_backward) {
-        squashed_state.narrow(0, first, rows).copy_(squashed);
-        at::Tensor saved_gates = gates.narrow(0, first, rows);
-        saved_gates.narrow(1, kInputGate * H, H).copy_(input_gate);
-        saved_gates.narrow(1, kCellInput * H, H).copy_(cell_input);
-        saved_gates.narrow(1, kOutputGate * H, H).copy_(output_gate);
+        squashed_states.push_back(squashed.to(dtype));
+        cell_gates.push_back(gates);
       }
-      if (args.options.gate_feedback) {
-        previous.copy_(recurrent_state(at::cat({input_gate, cell_input, output_gate}, 1), hidden,
-                                       cells_per_block));
-      } else {
-        previous.copy_(hidden);
-      }
+      recurrent = with_rows(recurrent, args.options.gate_feedback
+                                           ? recurrent_state(gates, hidden, cells_per_block)
+                                           : hidden);
     }
   }
-  at::Tensor s_n = state.to(input.scalar_type(), /*non_blocking=*/false, /*copy=*/true);
-  const auto per_step = [&](const at::Tensor& tensor) {
-    return sizes.packed ? tensor : tensor.view({T, B, tensor.size(1)});
+  const auto per_step = [&](std::vector<at::Tensor>& pieces, int64_t width) {
+    const at::Tensor rows = pieces.empty() ? at::empty({0, width}, options) : at::cat(pieces, 0);
+    return sizes.packed ? rows : rows.view({T, B, width});
   };
+  // Fresh tensors: an op's outputs must not alias its inputs or each other.
+  at::Tensor h_n = T == 0 && present(args.h0) ? recurrent.clone() : recurrent;
+  at::Tensor s_n = state.to(dtype, /*non_blocking=*/false, /*copy=*/true);
   if (!save_for_backward) {
-    return {recurrent, s_n, {per_step(output), at::Tensor(), at::Tensor()}};
+    return {h_n, s_n, {per_step(outputs, H), at::Tensor(), at::Tensor()}};
   }
-  return {recurrent, s_n, {per_step(output), per_step(squashed_state), per_step(gates)}};
+  return {h_n, s_n,
+          {per_step(outputs, H), per_step(squashed_states, H),
+           per_step(cell_gates, kNumGates * H)}};
 }
 
 }  // namespace
 
 ForwardResult lstm_forward(const LayerArgs& args) {
-  return run_forward(args, /*save_for_backward=*/true);
+  return run_forward(args, /*save_for_backward=*/true, /*detach_recurrent=*/false);
 }
 
 LayerOutputs lstm_inference(const LayerArgs& args) {
-  ForwardResult result = run_forward(args, /*save_for_backward=*/false);
+  ForwardResult result = run_forward(args, /*save_for_backward=*/false, /*detach_recurrent=*/false);
+  return {result.saved.output, result.h_n, result.s_n};
+}
+
+LayerOutputs differentiable_lstm(const LayerArgs& args) {
+  ForwardResult result = run_forward(args, /*save_for_backward=*/false,
+                                     /*detach_recurrent=*/args.options.truncate);
   return {result.saved.output, result.h_n, result.s_n};
 }
 

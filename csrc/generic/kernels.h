@@ -18,6 +18,12 @@ namespace generic {
 LayerOutputs lstm_inference(const LayerArgs& args);
 ForwardResult lstm_forward(const LayerArgs& args);
 
+// lstm's outputs by ATen ops that autograd can differentiate (called with autograd on, not as a
+// kernel): in truncated mode the recurrent input is detached where it enters the recurrent
+// product, so that autograd's gradient is the paper's truncated one (autograd.cpp's double
+// backward differentiates that gradient).
+LayerOutputs differentiable_lstm(const LayerArgs& args);
+
 // _lstm_backward, and its first half, _lstm_net_errors.
 LayerGradients lstm_backward(const BackwardArgs& args);
 NetErrorResult lstm_net_errors(const BackwardArgs& args);
