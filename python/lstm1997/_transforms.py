@@ -25,10 +25,12 @@ from torch import Tensor
 
 _LIBRARY = torch.library.Library("lstm1997", "IMPL")  # kept alive: its kernels live with it
 
-# Positions in the argument list of _LayerFunction.apply.
+# Positions in the argument lists of _LayerFunction.apply and _BackwardFunction.apply.
 _TENSORS = ("input", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "s0")
 _WEIGHTS = (1, 2, 3, 4)
 _BATCH_SIZES = 9
+_BACKWARD_WEIGHTS = (4, 5)
+_BACKWARD_BATCH_SIZES = 10
 
 
 def _member(tensor: Optional[Tensor], dim: Optional[int], index: int) -> Optional[Tensor]:
@@ -42,6 +44,30 @@ def _members_first(tensor: Optional[Tensor], dim: Optional[int], count: int) -> 
     if dim is None:
         return tensor.expand(count, *tensor.shape)
     return tensor.movedim(dim, 0)
+
+
+def _fold_rows(tensor: Tensor, dim: Optional[int], count: int, packed: bool) -> Tensor:
+    """A per-step argument of E members as more batch rows of one call, the member index the
+    fastest (row b * E + e): (T, B * E, F), or packed (N * E, F). With packed input the rows
+    active at a step then stay a prefix of the batch (batch_sizes times E)."""
+    x = _members_first(tensor, dim, count).movedim(0, -2)  # (T, B, E, F) or (N, E, F)
+    return x.reshape(-1, x.shape[-1]) if packed else x.reshape(x.shape[0], -1, x.shape[-1])
+
+
+def _fold_state(state: Optional[Tensor], dim: Optional[int], count: int) -> Optional[Tensor]:
+    """(E, B, F) -> (B * E, F), rows as _fold_rows makes them."""
+    state = _members_first(state, dim, count)
+    return None if state is None else state.transpose(0, 1).reshape(-1, state.shape[-1])
+
+
+def _unfold(tensor: Tensor, count: int) -> Tensor:
+    """Folded rows b * E + e back to (..., B, E, F)."""
+    return tensor.unflatten(tensor.dim() - 2, (-1, count))
+
+
+def _recurrent_width(hidden_size: int, cells_per_block: int, gate_feedback: bool) -> int:
+    """R, the columns of weight_hh (lstm1997.h)."""
+    return hidden_size + 2 * (hidden_size // cells_per_block) if gate_feedback else hidden_size
 
 
 class _LayerFunction(torch.autograd.Function):
@@ -102,31 +128,14 @@ class _LayerFunction(torch.autograd.Function):
 
 def _fold_members(count, in_dims, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
                   truncate, activation, batch_sizes, cells_per_block, gate_feedback):
-    """Shared weights: the E members' sequences become E times the batch rows of one call, the
-    member index the fastest (row b * E + e), so that with packed input the rows active at a step
-    stay a prefix of the batch (batch_sizes times E)."""
-    x = _members_first(input, in_dims[0], count)
-
-    def fold_state(state, dim):  # (E, B, F) -> (B * E, F)
-        state = _members_first(state, dim, count)
-        return None if state is None else state.transpose(0, 1).reshape(-1, state.shape[-1])
-
-    if batch_sizes is None:  # (E, T, B, I) -> (T, B * E, I)
-        T, B = x.shape[1], x.shape[2]
-        x = x.permute(1, 2, 0, 3).reshape(T, B * count, x.shape[-1])
-    else:  # (E, N, I) -> (N * E, I)
-        x = x.transpose(0, 1).reshape(-1, x.shape[-1])
-        batch_sizes = batch_sizes * count
+    """Shared weights: the E members' sequences are E times the batch rows of one call."""
+    packed = batch_sizes is not None
     output, h_n, s_n, squashed_state, gates = _LayerFunction.apply(
-        x, weight_ih, weight_hh, bias_ih, bias_hh, fold_state(h0, in_dims[5]),
-        fold_state(s0, in_dims[6]), truncate, activation, batch_sizes, cells_per_block,
-        gate_feedback)
-    per_step_dim = 2 if batch_sizes is None else 1
-
-    def unfold(tensor):  # rows b * E + e -> (..., B, E, F)
-        return tensor.unflatten(tensor.dim() - 2, (-1, count))
-
-    return ((unfold(output), unfold(h_n), unfold(s_n), unfold(squashed_state), unfold(gates)),
+        _fold_rows(input, in_dims[0], count, packed), weight_ih, weight_hh, bias_ih, bias_hh,
+        _fold_state(h0, in_dims[5], count), _fold_state(s0, in_dims[6], count), truncate,
+        activation, batch_sizes * count if packed else None, cells_per_block, gate_feedback)
+    per_step_dim = 1 if packed else 2
+    return (tuple(_unfold(t, count) for t in (output, h_n, s_n, squashed_state, gates)),
             (per_step_dim, 1, 1, per_step_dim, per_step_dim))
 
 
@@ -157,7 +166,7 @@ class _BackwardFunction(torch.autograd.Function):
         if in_dims[_BACKWARD_BATCH_SIZES] is not None:
             raise ValueError("lstm1997: batch_sizes: expected one batch_sizes for every member of "
                              "a vmap, got a batched tensor")
-        if in_dims[4] is not None or in_dims[5] is not None:
+        if any(in_dims[i] is not None for i in _BACKWARD_WEIGHTS):
             # Members with weights of their own: one call each.
             results = [
                 _BackwardFunction.apply(*(_member(a, d, e) if i < _BACKWARD_BATCH_SIZES else a
@@ -168,8 +177,6 @@ class _BackwardFunction(torch.autograd.Function):
         return _member_gradients(info.batch_size, in_dims, *args)
 
 
-_BACKWARD_BATCH_SIZES = 10  # the position of batch_sizes in _BackwardFunction.apply
-
 
 def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, weight_ih,
                       weight_hh, h0, output, squashed_state, gates, batch_sizes, mask, truncate,
@@ -178,41 +185,26 @@ def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, we
     one call, on their rows folded into the batch as the forward's rule folds them; then each
     member's weight gradients as batched products over its own rows."""
     packed = batch_sizes is not None
-
-    def fold_rows(tensor, dim):  # per step -> (rows * E, F), member fastest
-        x = _members_first(tensor, dim, count)
-        x = x.movedim(0, -2)  # (T, B, E, F) or (N, E, F)
-        return x.reshape(-1, x.shape[-1]) if packed else x.reshape(x.shape[0], -1, x.shape[-1])
-
-    def fold_state(state, dim):  # (E, B, F) -> (B * E, F)
-        state = _members_first(state, dim, count)
-        return None if state is None else state.transpose(0, 1).reshape(-1, state.shape[-1])
-
-    folded = [fold_rows(t, d) for t, d in zip(
-        (grad_output, input, output, squashed_state, gates), (in_dims[0], *in_dims[3:4],
-                                                               *in_dims[7:10]))]
-    f_grad_output, f_input, f_output, f_squashed, f_gates = folded
+    f_grad_output, f_input, f_output, f_squashed, f_gates = (
+        _fold_rows(t, d, count, packed) for t, d in zip(
+            (grad_output, input, output, squashed_state, gates),
+            (in_dims[0], in_dims[3], in_dims[7], in_dims[8], in_dims[9])))
     with torch.no_grad():  # a backward pass (no double backward: _BackwardFunction.backward)
         net_errors, grad_h0, grad_s0 = torch.ops.lstm1997._lstm_net_errors(
-            f_grad_output, fold_state(grad_h_n, in_dims[1]), fold_state(grad_s_n, in_dims[2]),
-            f_input, weight_ih, weight_hh, fold_state(h0, in_dims[6]), f_output, f_squashed,
-            f_gates, truncate=truncate, activation=activation,
+            f_grad_output, _fold_state(grad_h_n, in_dims[1], count),
+            _fold_state(grad_s_n, in_dims[2], count), f_input, weight_ih, weight_hh,
+            _fold_state(h0, in_dims[6], count), f_output, f_squashed, f_gates,
+            truncate=truncate, activation=activation,
             batch_sizes=batch_sizes * count if packed else None,
             cells_per_block=cells_per_block, gate_feedback=gate_feedback)
-    G = net_errors.shape[-1]
-    errors = net_errors.reshape(-1, count, G)  # (rows, E, G)
-    steps_shape = f_input.shape[:-1]
 
-    def per_member(tensor):  # folded per step -> (rows, E, F)
+    def per_member(tensor):  # folded rows -> (rows, E, F)
         return tensor.reshape(-1, count, tensor.shape[-1])
 
-    def unfold_per_step(tensor):  # (rows * E, F) -> (T, B, E, F) or (N, E, F)
-        return tensor.reshape(*steps_shape[:-1], -1, count, tensor.shape[-1]) if not packed \
-            else tensor.reshape(-1, count, tensor.shape[-1])
-
+    errors = per_member(net_errors)
     grad_input = grad_weight_ih = grad_weight_hh = grad_bias = None
     if mask[0]:
-        grad_input = unfold_per_step(net_errors @ weight_ih)
+        grad_input = _unfold((net_errors @ weight_ih).view(f_input.shape), count)
     if mask[1]:
         grad_weight_ih = torch.einsum("neg,nei->egi", errors, per_member(f_input))
     if mask[2]:
@@ -223,15 +215,10 @@ def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, we
     if mask[3]:
         grad_bias = errors.sum(0)
     per_step_dim = 1 if packed else 2
-    results = (grad_input, grad_weight_ih, grad_weight_hh, grad_bias,
-               grad_h0.unflatten(0, (-1, count)), grad_s0.unflatten(0, (-1, count)))
+    results = (grad_input, grad_weight_ih, grad_weight_hh, grad_bias, _unfold(grad_h0, count),
+               _unfold(grad_s0, count))
     dims = (per_step_dim, 0, 0, 0, 1, 1)
     return results, tuple(None if r is None else d for r, d in zip(results, dims))
-
-
-def weight_width(hidden_size, cells_per_block, gate_feedback):
-    """R, the columns of weight_hh (lstm1997.h)."""
-    return hidden_size + 2 * (hidden_size // cells_per_block) if gate_feedback else hidden_size
 
 
 def _previous_recurrent(output, gates, h0, h0_dim, count, batch, batch_sizes, cells_per_block,
@@ -243,7 +230,7 @@ def _previous_recurrent(output, gates, h0, h0_dim, count, batch, batch_sizes, ce
     H = output.shape[-1]
     recurrent = output
     if output.shape[0] == 0:  # no steps: no rows
-        return output.new_zeros(0, count, weight_width(H, cells_per_block, gate_feedback))
+        return output.new_zeros(0, count, _recurrent_width(H, cells_per_block, gate_feedback))
     if gate_feedback:
         S = cells_per_block
         recurrent = torch.cat([gates[..., 0:H:S], output, gates[..., 2 * H:3 * H:S]], -1)
