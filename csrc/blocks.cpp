@@ -9,19 +9,12 @@ namespace lstm1997 {
 
 at::Tensor block_expansion_index(int64_t hidden_size, int64_t cells_per_block,
                                  const at::TensorOptions& options) {
+  // Made by ATen ops on the device, not from host data: under torch.func transforms a new tensor
+  // is wrapped, and a wrapper has no data of its own to write.
   const int64_t H = hidden_size, S = cells_per_block, K = H / S;
-  std::vector<int64_t> columns;
-  columns.reserve(kNumGates * H);
-  for (int64_t cell = 0; cell < H; ++cell) {
-    columns.push_back(cell / S);  // the block's input gate
-  }
-  for (int64_t cell = 0; cell < H; ++cell) {
-    columns.push_back(K + cell);  // the cell's own cell input
-  }
-  for (int64_t cell = 0; cell < H; ++cell) {
-    columns.push_back(K + H + cell / S);  // the block's output gate
-  }
-  return at::tensor(columns, at::kLong).to(options.device());
+  const at::Tensor cells = at::arange(H, options.dtype(at::kLong));
+  const at::Tensor block = cells.div(S, "floor");
+  return at::cat({block, cells + K, block + (K + H)});  // input gate, cell input, output gate
 }
 
 at::Tensor sum_block_gates(const at::Tensor& per_cell, int64_t hidden_size,

@@ -20,6 +20,16 @@ TORCH_LIBRARY(lstm1997, m) {
       "Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, bool truncate=True, "
       "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1, "
       "bool gate_feedback=False) -> (Tensor output, Tensor h_n, Tensor s_n)");
+  // lstm as a composition of ATen ops (the device-generic forward, with the recurrent input
+  // detached in truncated mode), which autograd and torch.func differentiate by themselves: the
+  // slow, differentiable path of double backward and of forward-mode AD
+  // (python/lstm1997/_transforms.py).
+  m.def(
+      "_lstm_differentiable(Tensor input, Tensor weight_ih, Tensor weight_hh, "
+      "Tensor? bias_ih=None, Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, "
+      "bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
+      "int cells_per_block=1, bool gate_feedback=False) -> (Tensor output, Tensor h_n, "
+      "Tensor s_n)");
   // The forward pass, returning also what the backward pass needs.
   m.def(
       "_lstm_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, "

@@ -16,6 +16,11 @@ bool generic::forced_on_cpu() {
   return value != nullptr && value[0] == '1';
 }
 
+// A composition of ATen ops for autograd and torch.func to differentiate (ops.cpp).
+TORCH_LIBRARY_IMPL(lstm1997, CompositeImplicitAutograd, m) {
+  m.impl("_lstm_differentiable", lstm_kernel<&generic::differentiable_lstm>);
+}
+
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
   m.impl("lstm", lstm_kernel<&generic::lstm_inference>);
   m.impl("_lstm_forward", forward_kernel<&generic::lstm_forward>);

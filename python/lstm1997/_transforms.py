@@ -30,7 +30,7 @@ _TENSORS = ("input", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "s0")
 _WEIGHTS = (1, 2, 3, 4)
 _BATCH_SIZES = 9
 _BACKWARD_WEIGHTS = (4, 5)
-_BACKWARD_BATCH_SIZES = 10
+_BACKWARD_BATCH_SIZES = 13
 
 
 def _member(tensor: Optional[Tensor], dim: Optional[int], index: int) -> Optional[Tensor]:
@@ -70,6 +70,34 @@ def _recurrent_width(hidden_size: int, cells_per_block: int, gate_feedback: bool
     return hidden_size + 2 * (hidden_size // cells_per_block) if gate_feedback else hidden_size
 
 
+def _composite_vjp(primals, cotangents, batch_sizes, options):
+    """The gradients of the layer's outputs (cotangents: output, h_n, s_n) with respect to the
+    seven primals (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0; None where absent),
+    through _lstm_differentiable, the layer as ATen ops: differentiable again, by autograd and by
+    torch.func."""
+    present = [i for i, p in enumerate(primals) if p is not None]
+    _, pullback = torch.func.vjp(_composite_of(primals, present, batch_sizes, options),
+                                 *(primals[i] for i in present))
+    gradients = [None] * len(primals)
+    for i, gradient in zip(present, pullback(tuple(cotangents))):
+        gradients[i] = gradient
+    return gradients
+
+
+def _composite_of(primals, present, batch_sizes, options):
+    """The layer's outputs as a function of the primals at positions `present`."""
+    truncate, activation, cells_per_block, gate_feedback = options
+
+    def outputs(*tensors):
+        arguments = list(primals)
+        for i, tensor in zip(present, tensors):
+            arguments[i] = tensor
+        return torch.ops.lstm1997._lstm_differentiable(
+            *arguments, truncate=truncate, activation=activation, batch_sizes=batch_sizes,
+            cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+    return outputs
+
+
 class _LayerFunction(torch.autograd.Function):
     """lstm1997::lstm for functorch: _lstm_forward, _lstm_backward and a batching rule. Returns
     the op's three results and what the forward saves for backward (not differentiable)."""
@@ -87,21 +115,21 @@ class _LayerFunction(torch.autograd.Function):
          cells_per_block, gate_feedback) = inputs
         out, _, _, squashed_state, gates = output
         ctx.mark_non_differentiable(squashed_state, gates)
-        ctx.save_for_backward(input, weight_ih, weight_hh, h0, out, squashed_state, gates)
+        ctx.save_for_backward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, out,
+                              squashed_state, gates)
+        ctx.save_for_forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0)
         ctx.batch_sizes = batch_sizes
         ctx.options = (truncate, activation, cells_per_block, gate_feedback)
         ctx.given = (bias_ih is not None, bias_hh is not None, h0 is not None, s0 is not None)
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_s_n, _grad_squashed_state, _grad_gates):
-        input, weight_ih, weight_hh, h0, output, squashed_state, gates = ctx.saved_tensors
         has_bias_ih, has_bias_hh, has_h0, has_s0 = ctx.given
         needs = ctx.needs_input_grad
         mask = [needs[0], needs[1], needs[2], needs[3] or needs[4]]
         grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0 = (
-            _BackwardFunction.apply(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh,
-                                    h0, output, squashed_state, gates, ctx.batch_sizes, mask,
-                                    *ctx.options))
+            _BackwardFunction.apply(grad_output, grad_h_n, grad_s_n, *ctx.saved_tensors,
+                                    ctx.batch_sizes, mask, *ctx.options))
         grad_bias_hh = None
         if has_bias_hh and grad_bias is not None:
             # Each bias its own tensor, as the C++ autograd gives (in-place users of .grad).
@@ -110,6 +138,19 @@ class _LayerFunction(torch.autograd.Function):
                 grad_bias if has_bias_ih else None, grad_bias_hh,
                 grad_h0 if has_h0 else None, grad_s0 if has_s0 else None,
                 None, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward-mode AD (torch.func.jvp, jacfwd, hessian) through _lstm_differentiable."""
+        _refuse_nested_forward_mode()
+        primals = ctx.saved_tensors
+        present = [i for i, p in enumerate(primals) if p is not None]
+        outputs = _composite_of(primals, present, ctx.batch_sizes, ctx.options)
+        _, (output, h_n, s_n) = torch.func.jvp(
+            outputs, tuple(primals[i] for i in present),
+            tuple(torch.zeros_like(primals[i]) if tangents[i] is None else tangents[i].contiguous()
+                  for i in present))
+        return output, h_n, s_n, None, None
 
     @staticmethod
     def vmap(info, in_dims, *args):
@@ -143,9 +184,9 @@ class _BackwardFunction(torch.autograd.Function):
     """_lstm_backward for functorch, with a batching rule."""
 
     @staticmethod
-    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-                squashed_state, gates, batch_sizes, mask, truncate, activation, cells_per_block,
-                gate_feedback):
+    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                h0, s0, output, squashed_state, gates, batch_sizes, mask, truncate, activation,
+                cells_per_block, gate_feedback):
         return torch.ops.lstm1997._lstm_backward(
             grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
             squashed_state, gates, truncate=truncate, activation=activation,
@@ -154,20 +195,50 @@ class _BackwardFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        pass
+        ctx.save_for_backward(*inputs[:10])  # the output errors and the seven primals
+        ctx.save_for_forward(*inputs[:10])
+        ctx.batch_sizes = inputs[13]
+        ctx.mask = inputs[14]
+        ctx.options = inputs[15:]
 
     @staticmethod
-    def backward(ctx, *grads):
-        raise RuntimeError("lstm1997: double backward through lstm1997::lstm under torch.func "
-                           "transforms is not supported yet")
+    def backward(ctx, *cotangents):
+        """Double backward: the gradients of the first-order gradients, as functions of the output
+        errors and the primals, recomputed through _lstm_differentiable."""
+        arguments, outputs, gradients_of = _gradient_function(ctx)
+        _, pullback = torch.func.vjp(gradients_of, *arguments)
+        results = pullback(tuple(
+            torch.zeros_like(like) if cotangents[k] is None else cotangents[k]
+            for k, like in outputs))
+        return _per_input(ctx, results)
+
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward-mode AD of the first-order gradients (torch.func.hessian, jacfwd of jacrev)."""
+        _refuse_nested_forward_mode()
+        arguments, outputs, gradients_of = _gradient_function(ctx)
+        primals = ctx.saved_tensors
+        argument_tangents = [tangents[i] for i in range(3)] + [
+            tangents[3 + i] for i, p in enumerate(primals[3:]) if p is not None]
+        # Primals and tangents may be expanded views, which a dual tensor cannot take.
+        arguments = tuple(a.contiguous() for a in arguments)
+        _, result = torch.func.jvp(gradients_of, arguments, tuple(
+            torch.zeros_like(a) if t is None else t.contiguous()
+            for a, t in zip(arguments, argument_tangents)))
+        per_output = [None] * 6
+        for (k, _), tangent in zip(outputs, result):
+            per_output[k] = tangent
+        return tuple(per_output)
 
     @staticmethod
     def vmap(info, in_dims, *args):
         if in_dims[_BACKWARD_BATCH_SIZES] is not None:
             raise ValueError("lstm1997: batch_sizes: expected one batch_sizes for every member of "
                              "a vmap, got a batched tensor")
-        if any(in_dims[i] is not None for i in _BACKWARD_WEIGHTS):
-            # Members with weights of their own: one call each.
+        if any(in_dims[i] is not None for i in _BACKWARD_WEIGHTS) or _differentiated(args):
+            # Members with weights of their own, or a transform outside this one that
+            # differentiates the result (jacrev of jacrev, hessian): one call each, through
+            # _BackwardFunction, which is differentiable (_member_gradients is not).
             results = [
                 _BackwardFunction.apply(*(_member(a, d, e) if i < _BACKWARD_BATCH_SIZES else a
                                           for i, (a, d) in enumerate(zip(args, in_dims))))
@@ -178,9 +249,69 @@ class _BackwardFunction(torch.autograd.Function):
 
 
 
+def _refuse_nested_forward_mode() -> None:
+    """Forward mode within forward mode (jvp of jvp, jacfwd of jacfwd) gives wrong second
+    derivatives through these Functions' jvp rules: refused rather than answered wrongly."""
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+    from torch._C._functorch import TransformType
+
+    levels = [i.key() for i in retrieve_all_functorch_interpreters()]
+    if levels.count(TransformType.Jvp) > 1:
+        raise NotImplementedError(
+            "lstm1997: forward-mode AD of forward-mode AD (jvp of jvp, jacfwd of jacfwd) is not "
+            "supported; for second derivatives use reverse mode inside: torch.func.hessian "
+            "(jacfwd of jacrev), jacrev of jacrev, or grad of grad")
+
+
+def _differentiated(args) -> bool:
+    """Whether a transform or autograd outside a batching rule records what the rule computes:
+    some argument is still wrapped by an outer functorch level, or requires grad. (torch.func's
+    recipes pass detached parameters: {k: v.detach() for k, v in model.named_parameters()}.)"""
+    return any(isinstance(a, Tensor) and (torch._C._functorch.is_functorch_wrapped_tensor(a) or
+                                          (torch.is_grad_enabled() and a.requires_grad))
+               for a in args)
+
+
+def _gradient_function(ctx):
+    """What _lstm_backward computed, as a differentiable function (through _lstm_differentiable)
+    of the output errors and the primals given: (its arguments, [(k, a tensor shaped like output
+    k) for each output k computed], the function). Without h0 or s0 the layer starts from zeros,
+    and _lstm_backward's grad_h0 and grad_s0 are the gradients with respect to those zeros."""
+    grad_output, grad_h_n, grad_s_n, *primals = ctx.saved_tensors
+    present = [i for i, p in enumerate(primals) if p is not None]
+    filled = list(primals)
+    filled[5] = torch.zeros_like(grad_h_n) if primals[5] is None else primals[5]
+    filled[6] = torch.zeros_like(grad_s_n) if primals[6] is None else primals[6]
+    bias = 3 if primals[3] is not None else 4
+    # _lstm_backward's outputs: grad_input, grad_weight_ih, grad_weight_hh, grad_bias (as its
+    # mask asked), grad_h0, grad_s0; each the gradient of one primal.
+    outputs = [(k, p) for k, p in enumerate((0, 1, 2, bias, 5, 6)) if k >= 4 or ctx.mask[k]]
+
+    def gradients_of(grad_output, grad_h_n, grad_s_n, *tensors):
+        arguments = list(filled)
+        for i, tensor in zip(present, tensors):
+            arguments[i] = tensor
+        gradients = _composite_vjp(arguments, (grad_output, grad_h_n, grad_s_n),
+                                   ctx.batch_sizes, ctx.options)
+        return tuple(gradients[p] for _, p in outputs)
+
+    arguments = (grad_output, grad_h_n, grad_s_n, *(primals[i] for i in present))
+    return arguments, [(k, filled[p]) for k, p in outputs], gradients_of
+
+
+def _per_input(ctx, results):
+    """The gradients of _gradients_function's arguments, placed among _BackwardFunction's 19."""
+    primals = ctx.saved_tensors[3:]
+    gradients = [None] * 19
+    gradients[:3] = results[:3]
+    for i, gradient in zip([i for i, p in enumerate(primals) if p is not None], results[3:]):
+        gradients[3 + i] = gradient
+    return tuple(gradients)
+
+
 def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, weight_ih,
-                      weight_hh, h0, output, squashed_state, gates, batch_sizes, mask, truncate,
-                      activation, cells_per_block, gate_feedback):
+                      weight_hh, bias_ih, bias_hh, h0, s0, output, squashed_state, gates,
+                      batch_sizes, mask, truncate, activation, cells_per_block, gate_feedback):
     """Shared weights, E members (per-sample gradients): the net-input errors of all members in
     one call, on their rows folded into the batch as the forward's rule folds them; then each
     member's weight gradients as batched products over its own rows."""
@@ -188,12 +319,12 @@ def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, we
     f_grad_output, f_input, f_output, f_squashed, f_gates = (
         _fold_rows(t, d, count, packed) for t, d in zip(
             (grad_output, input, output, squashed_state, gates),
-            (in_dims[0], in_dims[3], in_dims[7], in_dims[8], in_dims[9])))
-    with torch.no_grad():  # a backward pass (no double backward: _BackwardFunction.backward)
+            (in_dims[0], in_dims[3], in_dims[10], in_dims[11], in_dims[12])))
+    with torch.no_grad():  # the errors of one backward pass (_BackwardFunction.backward: double)
         net_errors, grad_h0, grad_s0 = torch.ops.lstm1997._lstm_net_errors(
             f_grad_output, _fold_state(grad_h_n, in_dims[1], count),
             _fold_state(grad_s_n, in_dims[2], count), f_input, weight_ih, weight_hh,
-            _fold_state(h0, in_dims[6], count), f_output, f_squashed, f_gates,
+            _fold_state(h0, in_dims[8], count), f_output, f_squashed, f_gates,
             truncate=truncate, activation=activation,
             batch_sizes=batch_sizes * count if packed else None,
             cells_per_block=cells_per_block, gate_feedback=gate_feedback)
@@ -209,7 +340,7 @@ def _member_gradients(count, in_dims, grad_output, grad_h_n, grad_s_n, input, we
         grad_weight_ih = torch.einsum("neg,nei->egi", errors, per_member(f_input))
     if mask[2]:
         batch = int(batch_sizes[0]) if packed else f_input.shape[1] // count
-        previous = _previous_recurrent(per_member(f_output), per_member(f_gates), h0, in_dims[6],
+        previous = _previous_recurrent(per_member(f_output), per_member(f_gates), h0, in_dims[8],
                                        count, batch, batch_sizes, cells_per_block, gate_feedback)
         grad_weight_hh = torch.einsum("neg,ner->egr", errors, previous)
     if mask[3]:
