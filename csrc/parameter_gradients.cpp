@@ -5,6 +5,8 @@
 
 #include <ATen/ATen.h>
 
+#include <utility>
+
 namespace lstm1997 {
 namespace {
 
@@ -64,6 +66,15 @@ void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
   if (wanted.bias) {
     gradients.grad_bias = net_errors.sum(0);
   }
+}
+
+LayerGradients backward_from_net_errors(const BackwardArgs& args, const StepRows& steps,
+                                        NetErrorResult errors, const MatrixProducts& products) {
+  LayerGradients gradients;
+  gradients.grad_h0 = std::move(errors.grad_h0);
+  gradients.grad_s0 = std::move(errors.grad_s0);
+  parameter_gradients(args, steps, errors.net_errors, products, gradients);
+  return gradients;
 }
 
 }  // namespace lstm1997

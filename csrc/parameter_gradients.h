@@ -25,4 +25,8 @@ void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
                          const at::Tensor& net_errors, const MatrixProducts& products,
                          LayerGradients& gradients);
 
+// _lstm_backward's results from a backend's _lstm_net_errors results (errors.net_errors (N, G)).
+LayerGradients backward_from_net_errors(const BackwardArgs& args, const StepRows& steps,
+                                        NetErrorResult errors, const MatrixProducts& products);
+
 }  // namespace lstm1997

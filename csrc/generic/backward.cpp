@@ -179,16 +179,11 @@ NetErrorResult lstm_net_errors(const BackwardArgs& args) {
 }
 
 LayerGradients lstm_backward(const BackwardArgs& args) {
-  const StepRows steps = step_rows(args.layer);
-  NetErrorResult errors = net_errors_of_rows(args, steps);
-  LayerGradients gradients;
-  gradients.grad_h0 = std::move(errors.grad_h0);
-  gradients.grad_s0 = std::move(errors.grad_s0);
   static constexpr MatrixProducts products{
       [](const at::Tensor& rows, const at::Tensor& weight) { return at::mm(rows, weight.t()); },
       [](const at::Tensor& a, const at::Tensor& b) { return at::mm(a.t(), b); }};
-  parameter_gradients(args, steps, errors.net_errors, products, gradients);
-  return gradients;
+  const StepRows steps = step_rows(args.layer);
+  return backward_from_net_errors(args, steps, net_errors_of_rows(args, steps), products);
 }
 
 }  // namespace generic
