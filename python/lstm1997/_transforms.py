@@ -1,4 +1,5 @@
-"""lstm1997::lstm under torch.func transforms (grad, vjp, jacrev, vmap).
+"""lstm1997::lstm under torch.func transforms (grad, vjp, jacrev, jvp, jacfwd, vmap, and their
+compositions).
 
 The op's autograd is a C++ ``torch::autograd::Function`` (csrc/autograd.cpp), which TorchScript and
 LibTorch programs need, and which functorch refuses by design: ``Function::apply`` checks that no
@@ -17,6 +18,11 @@ TorchScript and LibTorch reach the C++ autograd as before.
 The vmap rule runs a batch of E members in one call of the layer when the weights are shared (the
 inputs, h0 and s0 batched: per-sample gradients, a batch of sequences): the members become more
 rows of the batch. Members with weights of their own (an ensemble) are run one call per member.
+
+First-order gradients come from the fast ops (_lstm_forward, _lstm_backward, _lstm_net_errors).
+Forward mode, and the derivatives of a gradient (grad of grad, hessian), go through
+_lstm_differentiable: the layer as a composition of ATen ops, which torch.func differentiates by
+itself (slower, but only where such a derivative is asked for).
 """
 from typing import Optional
 
