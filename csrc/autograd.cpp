@@ -1,6 +1,9 @@
 // Differentiation of lstm1997::lstm in C++, so that Python, TorchScript and LibTorch programs all
 // get the same gradients. The Function calls the _lstm_forward and _lstm_backward ops through the
-// dispatcher, so every backend (and the meta kernels, for tracing) serves it.
+// dispatcher, so every backend (and the meta kernels, for tracing) serves it. A backward with
+// create_graph (double backward) instead differentiates the generic implementation's ATen ops.
+// torch.func transforms never reach this Function (functorch refuses C++ Functions): they take
+// python/lstm1997/_transforms.py's kernel, registered at FuncTorchDynamicLayerFrontMode.
 #include "generic/kernels.h"
 #include "layer_ops.h"
 
