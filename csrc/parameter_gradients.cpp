@@ -22,8 +22,6 @@ at::Tensor previous_recurrent(const StepRows& steps, const at::Tensor& recurrent
   return recurrent_2d.index_select(0, rows);
 }
 
-}  // namespace
-
 void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
                          const at::Tensor& net_errors, const MatrixProducts& products,
                          LayerGradients& gradients) {
@@ -67,6 +65,8 @@ void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
     gradients.grad_bias = net_errors.sum(0);
   }
 }
+
+}  // namespace
 
 LayerGradients backward_from_net_errors(const BackwardArgs& args, const StepRows& steps,
                                         NetErrorResult errors, const MatrixProducts& products) {

@@ -18,14 +18,10 @@ struct MatrixProducts {
   at::Tensor (*transposed)(const at::Tensor& a, const at::Tensor& b);
 };
 
-// `net_errors` (N, G): the error of every row's net inputs in the weights' block layout, in the
-// input's dtype. Sets gradients.grad_input, grad_weight_ih, grad_weight_hh and grad_bias as
-// args.wanted asks (the others stay undefined).
-void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
-                         const at::Tensor& net_errors, const MatrixProducts& products,
-                         LayerGradients& gradients);
-
-// _lstm_backward's results from a backend's _lstm_net_errors results (errors.net_errors (N, G)).
+// _lstm_backward's results from a backend's _lstm_net_errors results: errors.net_errors (N, G),
+// the error of every row's net inputs in the weights' block layout and the input's dtype, gives
+// grad_input, grad_weight_ih, grad_weight_hh and grad_bias as args.wanted asks (the others stay
+// undefined).
 LayerGradients backward_from_net_errors(const BackwardArgs& args, const StepRows& steps,
                                         NetErrorResult errors, const MatrixProducts& products);
 

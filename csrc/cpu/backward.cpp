@@ -11,8 +11,6 @@
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
 
-#include <utility>
-
 namespace lstm1997 {
 namespace cpu {
 

@@ -32,7 +32,7 @@ from torch import Tensor
 _LIBRARY = torch.library.Library("lstm1997", "IMPL")  # kept alive: its kernels live with it
 
 # Positions in the argument lists of _LayerFunction.apply and _BackwardFunction.apply.
-_TENSORS = ("input", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "s0")
+_TENSORS = 7  # input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0
 _WEIGHTS = (1, 2, 3, 4)
 _BATCH_SIZES = 9
 _BACKWARD_WEIGHTS = (4, 5)
@@ -166,7 +166,7 @@ class _LayerFunction(torch.autograd.Function):
         count = info.batch_size
         if any(in_dims[i] is not None for i in _WEIGHTS):
             # Members with weights of their own: one call each.
-            results = [_LayerFunction.apply(*(_member(a, d, e) if i < len(_TENSORS) else a
+            results = [_LayerFunction.apply(*(_member(a, d, e) if i < _TENSORS else a
                                               for i, (a, d) in enumerate(zip(args, in_dims))))
                        for e in range(count)]
             return tuple(torch.stack(r) for r in zip(*results)), (0,) * 5
