@@ -7,6 +7,7 @@
 #include "../parameter_gradients.h"
 #include "kernels.h"
 #include "matmul.h"
+#include "tiny_layer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/OpMathType.h>
@@ -62,6 +63,9 @@ LayerGradients lstm_backward(const BackwardArgs& args) {
       [](const at::Tensor& rows, const at::Tensor& weight) { return linear_product(rows, weight); },
       &transposed_product};
   const StepRows steps = step_rows(args.layer);
+  if (use_tiny_layer(args.layer)) {
+    return tiny_layer_backward(args, steps);
+  }
   return backward_from_net_errors(args, steps, net_errors_of_rows(args, steps), products);
 }
 

@@ -11,6 +11,7 @@
 #include "kernels.h"
 #include "matmul.h"
 #include "small_layer.h"
+#include "tiny_layer.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -258,6 +259,9 @@ at::Tensor last_rows(const StepRows& steps, bool fed_back) {
 }
 
 ForwardResult run_forward(const LayerArgs& args, bool save_for_backward) {
+  if (use_tiny_layer(args)) {
+    return tiny_layer_forward(args, step_rows(args), save_for_backward);
+  }
   const ForwardPath path = choose_path(args);
   ForwardPass pass(args, path, save_for_backward);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, args.input.scalar_type(),

@@ -121,17 +121,6 @@ const OneDnnOps* onednn_ops() {
   return ops ? &*ops : nullptr;
 }
 
-enum class Switch { kOff, kAuto, kForce };
-
-// Read at every use, so that a process can switch (tests run every path side by side).
-Switch read_switch(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr || value[0] == '\0') {
-    return Switch::kAuto;
-  }
-  return value[0] == '0' ? Switch::kOff : Switch::kForce;
-}
-
 // Whether a product of `work` multiply-adds on `like`'s dtype goes to oneDNN.
 const OneDnnOps* onednn_for(const at::Tensor& like, int64_t work) {
   if (like.scalar_type() != at::kFloat || like.device().type() != at::kCPU ||
@@ -169,6 +158,14 @@ bool empty_product(int64_t rows, int64_t cols, int64_t inner) {
 }
 
 }  // namespace
+
+Switch read_switch(const char* name) {
+  const char* value = std::getenv(name);
+  if (value == nullptr || value[0] == '\0') {
+    return Switch::kAuto;
+  }
+  return value[0] == '0' ? Switch::kOff : Switch::kForce;
+}
 
 bool use_small_layer_loop(const at::Tensor& like, int64_t rows, int64_t out_features,
                           int64_t in_features) {

@@ -31,6 +31,12 @@
 
 namespace lstm1997 {
 
+// A path switch of the environment (LSTM1997_ONEDNN, LSTM1997_SMALL_LAYER, LSTM1997_TINY_LAYER):
+// unset or empty is kAuto, "0" kOff, anything else kForce. Read at every use, so that a process
+// can switch (tests run every path side by side).
+enum class Switch { kOff, kAuto, kForce };
+Switch read_switch(const char* name);
+
 // Whether the forward of a layer with this recurrent product (rows x in_features times
 // in_features x out_features per step) runs as one fused small-layer loop.
 bool use_small_layer_loop(const at::Tensor& like, int64_t rows, int64_t out_features,

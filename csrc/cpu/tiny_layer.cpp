@@ -1,0 +1,531 @@
+// The tiny-layer path: forward, inference and both backward modes of layers of the paper's sizes
+// (tiny_layer.h says which), every configuration included: memory cell blocks, gate feedback, both
+// activations, packed input.
+//
+// A step of such a layer is a few hundred multiply-adds: less than one library call, one ATen op or
+// one hand-off between threads costs. So each batch row runs through all its steps in one loop, on
+// one thread, with everything a step touches in a few cache lines: the weights packed once per call
+// into [W_ih | W_hh] by columns (the forward's product, vectorised over the gate rows) and by rows
+// (the backward's products with the net errors, vectorised over the inputs); the step's input
+// [x_t | r_{t-1}] and the row's cell state in small buffers. A block's shared gates are computed
+// once and spread to its cells in those buffers. The backward accumulates the weight gradients as
+// it goes (one outer product per step, into a buffer of its own chunk of rows) instead of keeping
+// the net errors for library products afterwards.
+//
+// Rows are independent sequences: the forward splits them between threads freely; the backward
+// sums the weight gradients of fixed chunks of rows, then the chunks in order, so that the result
+// does not depend on the thread count.
+#include "tiny_layer.h"
+
+#include "matmul.h"
+#include "thread_split.h"
+#include "vec_math.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+namespace lstm1997 {
+namespace cpu {
+
+bool use_tiny_layer(const LayerArgs& args) {
+  const at::ScalarType dtype = args.input.scalar_type();
+  const int64_t H = args.sizes.hidden_size.expect_int();
+  if ((dtype != at::kFloat && dtype != at::kDouble) || H > kTinyMaxHidden ||
+      args.sizes.seq_len.expect_int() == 0 || args.sizes.batch.expect_int() == 0) {
+    return false;
+  }
+  const Switch mode = read_switch("LSTM1997_TINY_LAYER");
+  if (mode != Switch::kAuto) {
+    return mode == Switch::kForce;
+  }
+  // Memory cell blocks have no other fast path; without blocks the small-layer loop shares each
+  // weight load between the rows of a register tile, which pays from a tile's worth of rows on
+  // (benchmarks/bench.py --tiny).
+  return args.options.cells_per_block > 1 || args.sizes.batch.expect_int() < kTinyMaxBatch;
+}
+
+namespace {
+
+// Rows of a chunk of the backward: each chunk sums its weight gradients on its own.
+constexpr int64_t kRowsPerChunk = 4;
+
+int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+// The layer's weights and constants, packed once per call.
+template <typename scalar_t>
+struct TinyLayer {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  static constexpr int64_t L = Vec::size();
+  static constexpr int64_t kMaxVectors = (3 * kTinyMaxHidden + L - 1) / L;
+
+  int64_t I, H, S, K, G, R, C, hidden_offset;
+  int64_t Gp, Cp;  // G and C = I + R rounded up to whole vectors
+  bool feedback;
+  // [W_ih | W_hh] by columns, (C, Gp): row c holds input c's weights into every gate row.
+  std::vector<scalar_t> by_columns;
+  // [W_ih | W_hh] by rows, (G, Cp).
+  std::vector<scalar_t> by_rows;
+  std::vector<scalar_t> bias;  // (Gp): bias_ih + bias_hh, zero when absent
+  // Every gate row's squasher as scale * sigmoid(slope * net) + shift (Gp each): the sigmoid of the
+  // gates, and g(x) = a tanh(b x) = 2a sigmoid(2b x) - a of the cell inputs, so that one pass over
+  // the net inputs activates every row, whatever the block layout.
+  std::vector<scalar_t> act_scale, act_slope, act_shift;
+  Squash<scalar_t> g, h;
+
+  TinyLayer(const LayerArgs& args, bool backward_products);
+};
+
+template <typename scalar_t>
+TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
+  I = args.sizes.input_size.expect_int();
+  H = args.sizes.hidden_size.expect_int();
+  R = args.sizes.recurrent_size.expect_int();
+  G = args.sizes.gate_rows.expect_int();
+  S = args.options.cells_per_block;
+  K = H / S;
+  C = I + R;
+  feedback = args.options.gate_feedback;
+  hidden_offset = lstm1997::hidden_offset(H, S, feedback);
+  Gp = round_up(G, L);
+  Cp = round_up(C, L);
+  g = cell_input_squash<scalar_t>(args.options.activation);
+  h = cell_output_squash<scalar_t>(args.options.activation);
+  const at::Tensor weight_ih = args.weight_ih.contiguous(), weight_hh = args.weight_hh.contiguous();
+  const scalar_t* w_ih = weight_ih.const_data_ptr<scalar_t>();
+  const scalar_t* w_hh = weight_hh.const_data_ptr<scalar_t>();
+  const auto weight = [&](int64_t k, int64_t c) {
+    return c < I ? w_ih[k * I + c] : w_hh[k * R + (c - I)];
+  };
+  by_columns.assign(C * Gp, scalar_t(0));
+  for (int64_t c = 0; c < C; ++c) {
+    for (int64_t k = 0; k < G; ++k) {
+      by_columns[c * Gp + k] = weight(k, c);
+    }
+  }
+  if (backward_products) {
+    by_rows.assign(G * Cp, scalar_t(0));
+    for (int64_t k = 0; k < G; ++k) {
+      for (int64_t c = 0; c < C; ++c) {
+        by_rows[k * Cp + c] = weight(k, c);
+      }
+    }
+  }
+  bias.assign(Gp, scalar_t(0));
+  for (const auto* given : {&args.bias_ih, &args.bias_hh}) {
+    if (present(*given)) {
+      const at::Tensor b = given->value().contiguous();
+      const scalar_t* values = b.const_data_ptr<scalar_t>();
+      for (int64_t k = 0; k < G; ++k) {
+        bias[k] += values[k];
+      }
+    }
+  }
+  act_scale.assign(Gp, scalar_t(0));
+  act_slope.assign(Gp, scalar_t(0));
+  act_shift.assign(Gp, scalar_t(0));
+  for (int64_t k = 0; k < G; ++k) {
+    const bool cell_input = k >= K && k < K + H;
+    act_scale[k] = cell_input ? 2 * g.scale : scalar_t(1);
+    act_slope[k] = cell_input ? 2 * g.slope : scalar_t(1);
+    act_shift[k] = cell_input ? -g.scale : scalar_t(0);
+  }
+}
+
+// Where a layer call's tensors are, as pointers (null for what is absent).
+template <typename scalar_t>
+struct ForwardBuffers {
+  const scalar_t *input, *h0, *s0;
+  scalar_t *output, *gates, *squashed_state, *h_n, *s_n;  // gates, squashed_state: when saving
+};
+
+// The steps [0, length) of batch row b.
+template <typename scalar_t>
+void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
+                 int64_t length, const ForwardBuffers<scalar_t>& io, scalar_t* step_input,
+                 scalar_t* scratch) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
+                C = layer.C, Gp = layer.Gp, vectors = Gp / L;
+  // scratch: the activated gate rows (Gp), then per cell (each padded to whole vectors): the input
+  // and output gates spread over their blocks' cells, the cell state, h_t.
+  const int64_t Hp = round_up(H, L);
+  scalar_t* act = scratch;
+  scalar_t* input_gate = act + Gp;
+  scalar_t* output_gate = input_gate + Hp;
+  scalar_t* state = output_gate + Hp;
+  scalar_t* hidden = state + Hp;
+  std::fill(state, state + Hp, scalar_t(0));
+  if (io.s0 != nullptr) {
+    std::copy(io.s0 + b * H, io.s0 + (b + 1) * H, state);
+  }
+  // step_input holds [x_t | r_{t-1}]; r_0 is h0.
+  scalar_t* recurrent = step_input + I;
+  if (io.h0 != nullptr) {
+    std::copy(io.h0 + b * R, io.h0 + (b + 1) * R, recurrent);
+  } else {
+    std::fill(recurrent, recurrent + R, scalar_t(0));
+  }
+  const scalar_t* columns = layer.by_columns.data();
+  Vec net[TinyLayer<scalar_t>::kMaxVectors];
+  for (int64_t t = 0; t < length; ++t) {
+    const int64_t row = steps.offset[t] + b;
+    std::copy(io.input + row * I, io.input + (row + 1) * I, step_input);
+    for (int64_t v = 0; v < vectors; ++v) {
+      net[v] = Vec::loadu(layer.bias.data() + v * L);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const Vec value(step_input[c]);
+      const scalar_t* column = columns + c * Gp;
+      for (int64_t v = 0; v < vectors; ++v) {
+        net[v] = at::vec::fmadd(value, Vec::loadu(column + v * L), net[v]);
+      }
+    }
+    for (int64_t v = 0; v < vectors; ++v) {
+      const Vec scale = Vec::loadu(layer.act_scale.data() + v * L);
+      const Vec slope = Vec::loadu(layer.act_slope.data() + v * L);
+      const Vec shift = Vec::loadu(layer.act_shift.data() + v * L);
+      at::vec::fmadd(scale, sigmoid(slope * net[v]), shift).store(act + v * L);
+    }
+    const scalar_t* cell_input = act + K;
+    const scalar_t* per_cell_input_gate = act;
+    const scalar_t* per_cell_output_gate = act + K + H;
+    if (S > 1) {
+      for (int64_t j = 0; j < H; ++j) {
+        input_gate[j] = act[j / S];
+        output_gate[j] = act[K + H + j / S];
+      }
+      per_cell_input_gate = input_gate;
+      per_cell_output_gate = output_gate;
+    }
+    scalar_t* gates = io.gates == nullptr ? nullptr : io.gates + row * kNumGates * H;
+    scalar_t* squashed = io.squashed_state == nullptr ? nullptr : io.squashed_state + row * H;
+    for (int64_t j = 0; j < H; j += L) {
+      const int64_t count = std::min(L, H - j);
+      // Whole vectors: every buffer read here has room past H (act: Gp + L, the others Hp).
+      const Vec i = Vec::loadu(per_cell_input_gate + j);
+      const Vec z = Vec::loadu(cell_input + j);
+      const Vec o = Vec::loadu(per_cell_output_gate + j);
+      const Vec s = Vec::loadu(state + j) + i * z;
+      const Vec hs = layer.h(s);
+      const Vec y = o * hs;
+      s.store(state + j);
+      y.store(hidden + j);
+      y.store(io.output + row * H + j, count);
+      if (gates != nullptr) {
+        i.store(gates + kInputGate * H + j, count);
+        z.store(gates + kCellInput * H + j, count);
+        o.store(gates + kOutputGate * H + j, count);
+        hs.store(squashed + j, count);
+      }
+    }
+    // r_t: h_t, or with gate feedback [input gates | h_t | output gates].
+    if (layer.feedback) {
+      std::copy(act, act + K, recurrent);
+      std::copy(hidden, hidden + H, recurrent + K);
+      std::copy(act + K + H, act + G, recurrent + K + H);
+    } else {
+      std::copy(hidden, hidden + H, recurrent);
+    }
+  }
+  std::copy(recurrent, recurrent + R, io.h_n + b * R);
+  std::copy(state, state + H, io.s_n + b * H);
+}
+
+// The length of each sequence (its number of steps).
+std::vector<int64_t> row_lengths(const StepRows& steps) {
+  std::vector<int64_t> lengths(steps.batch, 0);
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
+      lengths[b] = t + 1;
+    }
+  }
+  return lengths;
+}
+
+template <typename scalar_t>
+void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardResult& result,
+                        bool save) {
+  const TinyLayer<scalar_t> layer(args, /*backward_products=*/false);
+  const at::Tensor input = args.input.contiguous();
+  const at::Tensor h0 = present(args.h0) ? args.h0->contiguous() : at::Tensor();
+  const at::Tensor s0 = present(args.s0) ? args.s0->contiguous() : at::Tensor();
+  const ForwardBuffers<scalar_t> io{
+      input.const_data_ptr<scalar_t>(),
+      h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
+      s0.defined() ? s0.const_data_ptr<scalar_t>() : nullptr,
+      result.saved.output.data_ptr<scalar_t>(),
+      save ? result.saved.gates.data_ptr<scalar_t>() : nullptr,
+      save ? result.saved.squashed_state.data_ptr<scalar_t>() : nullptr,
+      result.h_n.data_ptr<scalar_t>(),
+      result.s_n.data_ptr<scalar_t>()};
+  const std::vector<int64_t> lengths = row_lengths(steps);
+  const int64_t L = TinyLayer<scalar_t>::L;
+  const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
+  at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> step_input(layer.Cp + L, scalar_t(0));
+    std::vector<scalar_t> scratch(layer.Gp + L + 4 * round_up(layer.H, L), scalar_t(0));
+    for (int64_t b = begin; b < end; ++b) {
+      forward_row(layer, steps, b, lengths[b], io, step_input.data(), scratch.data());
+    }
+  });
+}
+
+// What the backward of one chunk of rows reads and writes.
+template <typename scalar_t>
+struct BackwardBuffers {
+  const scalar_t *grad_output, *grad_h_n, *grad_s_n, *input, *h0, *output, *squashed_state,
+      *gates;
+  scalar_t *grad_input, *grad_h0, *grad_s0;  // grad_input null when not wanted
+};
+
+// The steps of batch row b in reverse. Adds the row's weight gradients into `grad_columns`
+// ((C, Gp): dW by columns, as the forward's packing) and `grad_bias` (Gp).
+template <typename scalar_t>
+void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
+                  int64_t length, bool exact, const BackwardBuffers<scalar_t>& io,
+                  scalar_t* grad_columns, scalar_t* grad_bias, scalar_t* scratch) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
+                C = layer.C, Gp = layer.Gp, Cp = layer.Cp, hidden_offset = layer.hidden_offset;
+  const int64_t Hp = round_up(H, L);
+  // scratch: the step's input [x_t | r_{t-1}] (Cp), its error (Cp), the net errors (Gp, zero
+  // past G), then per cell: the carried error of the cell state, the errors reaching h_t, the
+  // input and output gates' errors before their sigmoid's derivative.
+  scalar_t* step_input = scratch;
+  scalar_t* step_input_error = step_input + Cp;
+  scalar_t* net_error = step_input_error + Cp;
+  scalar_t* state_error = net_error + Gp;
+  scalar_t* hidden_error = state_error + Hp;
+  scalar_t* input_gate_error = hidden_error + Hp;
+  scalar_t* output_gate_error = input_gate_error + Hp;
+  std::fill(scratch, output_gate_error + Hp, scalar_t(0));
+  std::copy(io.grad_s_n + b * H, io.grad_s_n + (b + 1) * H, state_error);
+  // The error of r_t: from h_n at the last step; in exact mode, from step t + 1 at the others.
+  scalar_t* recurrent_error = step_input_error + I;
+  std::copy(io.grad_h_n + b * R, io.grad_h_n + (b + 1) * R, recurrent_error);
+  const bool input_errors = exact || io.grad_input != nullptr;
+  for (int64_t t = length - 1; t >= 0; --t) {
+    const int64_t row = steps.offset[t] + b;
+    const scalar_t* gates = io.gates + row * kNumGates * H;
+    const scalar_t* squashed = io.squashed_state + row * H;
+    const scalar_t* grad_output = io.grad_output + row * H;
+    for (int64_t j = 0; j < H; ++j) {
+      hidden_error[j] = grad_output[j] + recurrent_error[hidden_offset + j];
+    }
+    for (int64_t j = 0; j < H; j += L) {
+      const int64_t count = std::min(L, H - j);
+      const Vec dh = Vec::loadu(hidden_error + j);
+      const Vec i = Vec::loadu(gates + kInputGate * H + j, count);
+      const Vec z = Vec::loadu(gates + kCellInput * H + j, count);
+      const Vec o = Vec::loadu(gates + kOutputGate * H + j, count);
+      const Vec hs = Vec::loadu(squashed + j, count);
+      const Vec ds = Vec::loadu(state_error + j) + dh * o * layer.h.grad_from_value(hs);
+      ds.store(state_error + j);
+      (dh * hs).store(output_gate_error + j);
+      (ds * z).store(input_gate_error + j);
+      (ds * i * layer.g.grad_from_value(z)).store(net_error + K + j, count);
+    }
+    // A block's gate gets the errors of all its cells (and, with gate feedback, of its output in
+    // r_t), through the sigmoid's derivative y (1 - y).
+    for (int64_t k = 0; k < K; ++k) {
+      scalar_t into_input_gate = layer.feedback ? recurrent_error[k] : scalar_t(0);
+      scalar_t into_output_gate = layer.feedback ? recurrent_error[K + H + k] : scalar_t(0);
+      for (int64_t j = k * S; j < (k + 1) * S; ++j) {
+        into_input_gate += input_gate_error[j];
+        into_output_gate += output_gate_error[j];
+      }
+      const scalar_t i = gates[kInputGate * H + k * S], o = gates[kOutputGate * H + k * S];
+      net_error[k] = into_input_gate * i * (1 - i);
+      net_error[K + H + k] = into_output_gate * o * (1 - o);
+    }
+    // The step's input [x_t | r_{t-1}].
+    std::copy(io.input + row * I, io.input + (row + 1) * I, step_input);
+    scalar_t* previous = step_input + I;
+    if (t == 0) {
+      if (io.h0 != nullptr) {
+        std::copy(io.h0 + b * R, io.h0 + (b + 1) * R, previous);
+      } else {
+        std::fill(previous, previous + R, scalar_t(0));
+      }
+    } else {
+      const int64_t previous_row = steps.offset[t - 1] + b;
+      const scalar_t* previous_output = io.output + previous_row * H;
+      if (layer.feedback) {
+        const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
+        for (int64_t k = 0; k < K; ++k) {
+          previous[k] = previous_gates[kInputGate * H + k * S];
+          previous[K + H + k] = previous_gates[kOutputGate * H + k * S];
+        }
+        std::copy(previous_output, previous_output + H, previous + K);
+      } else {
+        std::copy(previous_output, previous_output + H, previous);
+      }
+    }
+    // dW += dnet [x_t | r_{t-1}]^T, db += dnet.
+    for (int64_t v = 0; v < Gp; v += L) {
+      (Vec::loadu(grad_bias + v) + Vec::loadu(net_error + v)).store(grad_bias + v);
+    }
+    for (int64_t c = 0; c < C; ++c) {
+      const Vec value(step_input[c]);
+      scalar_t* column = grad_columns + c * Gp;
+      for (int64_t v = 0; v < Gp; v += L) {
+        at::vec::fmadd(value, Vec::loadu(net_error + v), Vec::loadu(column + v)).store(column + v);
+      }
+    }
+    // d[x_t | r_{t-1}] = dnet [W_ih | W_hh]: the input's error, and in exact mode the error of
+    // r_{t-1}, which step t - 1 reads. Truncated, r_{t-1} gets none.
+    if (input_errors) {
+      for (int64_t c = 0; c < Cp; c += L) {
+        Vec sum(0);
+        for (int64_t k = 0; k < G; ++k) {
+          sum = at::vec::fmadd(Vec(net_error[k]), Vec::loadu(layer.by_rows.data() + k * Cp + c),
+                               sum);
+        }
+        sum.store(step_input_error + c);
+      }
+      if (io.grad_input != nullptr) {
+        std::copy(step_input_error, step_input_error + I, io.grad_input + row * I);
+      }
+    }
+    if (!exact) {
+      std::fill(recurrent_error, recurrent_error + R, scalar_t(0));
+    }
+  }
+  std::copy(state_error, state_error + H, io.grad_s0 + b * H);
+  std::copy(recurrent_error, recurrent_error + R, io.grad_h0 + b * R);
+}
+
+template <typename scalar_t>
+void tiny_backward_typed(const BackwardArgs& args, const StepRows& steps,
+                         LayerGradients& gradients) {
+  const LayerArgs& layer_args = args.layer;
+  const bool exact = !layer_args.options.truncate;
+  const TinyLayer<scalar_t> layer(layer_args,
+                                  /*backward_products=*/exact || args.wanted.input);
+  // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
+  const at::Tensor grad_output = args.grad_output.contiguous();
+  const at::Tensor grad_h_n = args.grad_h_n.contiguous(), grad_s_n = args.grad_s_n.contiguous();
+  const at::Tensor input = layer_args.input.contiguous();
+  const at::Tensor h0 = present(layer_args.h0) ? layer_args.h0->contiguous() : at::Tensor();
+  const at::Tensor output = args.saved.output.contiguous();
+  const at::Tensor squashed_state = args.saved.squashed_state.contiguous();
+  const at::Tensor gates = args.saved.gates.contiguous();
+  const BackwardBuffers<scalar_t> io{
+      grad_output.const_data_ptr<scalar_t>(),
+      grad_h_n.const_data_ptr<scalar_t>(),
+      grad_s_n.const_data_ptr<scalar_t>(),
+      input.const_data_ptr<scalar_t>(),
+      h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
+      output.const_data_ptr<scalar_t>(),
+      squashed_state.const_data_ptr<scalar_t>(),
+      gates.const_data_ptr<scalar_t>(),
+      gradients.grad_input.defined() ? gradients.grad_input.data_ptr<scalar_t>() : nullptr,
+      gradients.grad_h0.data_ptr<scalar_t>(),
+      gradients.grad_s0.data_ptr<scalar_t>()};
+  const std::vector<int64_t> lengths = row_lengths(steps);
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;
+  const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
+  std::vector<scalar_t> sums(chunks * sums_per_chunk, scalar_t(0));
+  const int64_t scratch_size = 2 * layer.Cp + layer.Gp + 4 * round_up(layer.H, L) + L;
+  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> scratch(scratch_size);
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      scalar_t* grad_columns = sums.data() + chunk * sums_per_chunk;
+      scalar_t* grad_bias = grad_columns + layer.C * layer.Gp;
+      const int64_t b_end = std::min(steps.batch, (chunk + 1) * kRowsPerChunk);
+      for (int64_t b = chunk * kRowsPerChunk; b < b_end; ++b) {
+        backward_row(layer, steps, b, lengths[b], exact, io, grad_columns, grad_bias,
+                     scratch.data());
+      }
+    }
+  });
+  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+    const scalar_t* chunk_sums = sums.data() + chunk * sums_per_chunk;
+    for (int64_t e = 0; e < sums_per_chunk; ++e) {
+      sums[e] += chunk_sums[e];
+    }
+  }
+  const int64_t G = layer.G, I = layer.I, R = layer.R, Gp = layer.Gp;
+  const auto fill = [&](at::Tensor& out, int64_t first_column, int64_t columns) {
+    scalar_t* data = out.data_ptr<scalar_t>();
+    for (int64_t k = 0; k < G; ++k) {
+      for (int64_t c = 0; c < columns; ++c) {
+        data[k * columns + c] = sums[(first_column + c) * Gp + k];
+      }
+    }
+  };
+  if (gradients.grad_weight_ih.defined()) {
+    fill(gradients.grad_weight_ih, 0, I);
+  }
+  if (gradients.grad_weight_hh.defined()) {
+    fill(gradients.grad_weight_hh, I, R);
+  }
+  if (gradients.grad_bias.defined()) {
+    std::copy(sums.begin() + layer.C * Gp, sums.begin() + layer.C * Gp + G,
+              gradients.grad_bias.data_ptr<scalar_t>());
+  }
+}
+
+}  // namespace
+
+ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save) {
+  const auto options = args.input.options();
+  const int64_t N = args.sizes.rows.expect_int(), H = args.sizes.hidden_size.expect_int();
+  const int64_t B = steps.batch;
+  const auto per_step = [&](int64_t width) {
+    return args.sizes.packed ? at::empty({N, width}, options)
+                             : at::empty({steps.steps(), B, width}, options);
+  };
+  ForwardResult result;
+  result.h_n = at::empty({B, args.sizes.recurrent_size.expect_int()}, options);
+  result.s_n = at::empty({B, H}, options);
+  result.saved.output = per_step(H);
+  if (save) {
+    result.saved.squashed_state = per_step(H);
+    result.saved.gates = per_step(kNumGates * H);
+  }
+  AT_DISPATCH_FLOATING_TYPES(args.input.scalar_type(), "lstm1997_tiny_forward_cpu", [&] {
+    tiny_forward_typed<scalar_t>(args, steps, result, save);
+  });
+  return result;
+}
+
+LayerGradients tiny_layer_backward(const BackwardArgs& args, const StepRows& steps) {
+  const LayerArgs& layer = args.layer;
+  const auto options = layer.input.options();
+  const int64_t G = layer.sizes.gate_rows.expect_int(), H = layer.sizes.hidden_size.expect_int(),
+                R = layer.sizes.recurrent_size.expect_int();
+  LayerGradients gradients;
+  if (args.wanted.input) {
+    gradients.grad_input = at::empty(layer.input.sizes(), options);
+  }
+  if (args.wanted.weight_ih) {
+    gradients.grad_weight_ih = at::empty({G, layer.sizes.input_size.expect_int()}, options);
+  }
+  if (args.wanted.weight_hh) {
+    gradients.grad_weight_hh = at::empty({G, R}, options);
+  }
+  if (args.wanted.bias) {
+    gradients.grad_bias = at::empty({G}, options);
+  }
+  gradients.grad_h0 = at::empty({steps.batch, R}, options);
+  gradients.grad_s0 = at::empty({steps.batch, H}, options);
+  AT_DISPATCH_FLOATING_TYPES(layer.input.scalar_type(), "lstm1997_tiny_backward_cpu", [&] {
+    tiny_backward_typed<scalar_t>(args, steps, gradients);
+  });
+  return gradients;
+}
+
+}  // namespace cpu
+}  // namespace lstm1997

@@ -1,0 +1,29 @@
+// The tiny-layer path (tiny_layer.cpp): layers of the paper's sizes run each batch row through all
+// its steps in one loop, forward and backward, with no library call, ATen op, allocation or thread
+// hand-off per step.
+#pragma once
+
+#include "../layer_args.h"
+#include "../step_rows.h"
+
+namespace lstm1997 {
+namespace cpu {
+
+// The largest hidden_size the path takes (the paper's layers have 2 to 12 cells).
+constexpr int64_t kTinyMaxHidden = 32;
+// Without memory cell blocks, layers with this many rows or more take the small-layer loop
+// (small_layer.h), whose register tiles share each weight load between rows.
+constexpr int64_t kTinyMaxBatch = 8;
+
+// Whether a call takes the path: float or double, hidden_size <= kTinyMaxHidden, at least one
+// step and one row, and memory cell blocks or fewer than kTinyMaxBatch rows. LSTM1997_TINY_LAYER=0 or =1
+// turns it off or on for every call it can run (tests compare the paths).
+bool use_tiny_layer(const LayerArgs& args);
+
+// The forward (with `save`, also what the backward reads: gates and h(s_t)), as run_forward's.
+ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save);
+// _lstm_backward, both modes.
+LayerGradients tiny_layer_backward(const BackwardArgs& args, const StepRows& steps);
+
+}  // namespace cpu
+}  // namespace lstm1997
