@@ -314,88 +314,105 @@ struct BackwardBuffers {
   scalar_t *grad_input, *grad_h0, *grad_s0;  // grad_input null when not wanted
 };
 
-// The steps of batch row b in reverse. Adds the row's weight gradients into `grad_columns`
-// ((C, Gp): dW by columns, as the forward's packing) and `grad_bias` (Gp).
-template <typename scalar_t>
+// The steps of batch row b in reverse; V vectors hold one gate's cells. Adds the row's weight
+// gradients into `grad_columns` ((C, Gp): dW by columns) and `grad_bias` (Gp).
+template <typename scalar_t, int64_t V>
 void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
                   int64_t length, bool exact, const BackwardBuffers<scalar_t>& io,
                   scalar_t* grad_columns, scalar_t* grad_bias, scalar_t* scratch) {
   using Vec = typename TinyLayer<scalar_t>::Vec;
   constexpr int64_t L = TinyLayer<scalar_t>::L;
   const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
-                C = layer.C, Gp = layer.Gp, Cp = layer.Cp, hidden_offset = layer.hidden_offset;
-  const int64_t Hp = round_up(H, L);
-  // scratch: the step's input [x_t | r_{t-1}] (Cp), its error (Cp), the net errors (Gp, zero
-  // past G), then per cell: the carried error of the cell state, the errors reaching h_t, the
-  // input and output gates' errors before their sigmoid's derivative.
+                C = layer.C, Gp = layer.Gp, Cp = layer.Cp, Hp = layer.Hp;
+  const bool feedback = layer.feedback;
+  // scratch: the step's input [x_t | r_{t-1}] (Cp), its error (Cp + Hp), the net errors (Gp, zero
+  // past G), then with memory cell blocks the per-cell errors of the input and output gates
+  // before their sigmoid's derivative (Hp each), which a block sums.
   scalar_t* step_input = scratch;
   scalar_t* step_input_error = step_input + Cp;
-  scalar_t* net_error = step_input_error + Cp;
-  scalar_t* state_error = net_error + Gp;
-  scalar_t* hidden_error = state_error + Hp;
-  scalar_t* input_gate_error = hidden_error + Hp;
+  scalar_t* net_error = step_input_error + Cp + Hp;
+  scalar_t* input_gate_error = net_error + Gp;
   scalar_t* output_gate_error = input_gate_error + Hp;
   std::fill(scratch, output_gate_error + Hp, scalar_t(0));
-  std::copy(io.grad_s_n + b * H, io.grad_s_n + (b + 1) * H, state_error);
-  // The error of r_t: from h_n at the last step; in exact mode, from step t + 1 at the others.
+  // The error of r_t: from h_n at the last step; in exact mode, from step t + 1 at the others
+  // (truncated, zero there). Its parts: input gates, h_t, output gates.
   scalar_t* recurrent_error = step_input_error + I;
-  std::copy(io.grad_h_n + b * R, io.grad_h_n + (b + 1) * R, recurrent_error);
+  for (int64_t c = 0; c < R; ++c) {
+    recurrent_error[c] = io.grad_h_n[b * R + c];
+  }
+  const scalar_t* hidden_error = recurrent_error + layer.hidden_offset;
+  Vec state_error[V];
+  for (int64_t v = 0; v < V; ++v) {
+    state_error[v] = Vec::loadu(io.grad_s_n + b * H + v * L, std::min(L, H - v * L));
+  }
   const bool input_errors = exact || io.grad_input != nullptr;
   for (int64_t t = length - 1; t >= 0; --t) {
     const int64_t row = steps.offset[t] + b;
     const scalar_t* gates = io.gates + row * kNumGates * H;
     const scalar_t* squashed = io.squashed_state + row * H;
     const scalar_t* grad_output = io.grad_output + row * H;
-    for (int64_t j = 0; j < H; ++j) {
-      hidden_error[j] = grad_output[j] + recurrent_error[hidden_offset + j];
-    }
-    for (int64_t j = 0; j < H; j += L) {
-      const int64_t count = std::min(L, H - j);
-      const Vec dh = Vec::loadu(hidden_error + j);
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t j = v * L, count = std::min(L, H - j);
+      const Vec dh = Vec::loadu(grad_output + j, count) + Vec::loadu(hidden_error + j, count);
       const Vec i = Vec::loadu(gates + kInputGate * H + j, count);
       const Vec z = Vec::loadu(gates + kCellInput * H + j, count);
       const Vec o = Vec::loadu(gates + kOutputGate * H + j, count);
       const Vec hs = Vec::loadu(squashed + j, count);
-      const Vec ds = Vec::loadu(state_error + j) + dh * o * layer.h.grad_from_value(hs);
-      ds.store(state_error + j);
-      (dh * hs).store(output_gate_error + j);
-      (ds * z).store(input_gate_error + j);
+      state_error[v] = state_error[v] + dh * o * layer.h.grad_from_value(hs);
+      const Vec& ds = state_error[v];
       (ds * i * layer.g.grad_from_value(z)).store(net_error + K + j, count);
-    }
-    // A block's gate gets the errors of all its cells (and, with gate feedback, of its output in
-    // r_t), through the sigmoid's derivative y (1 - y).
-    for (int64_t k = 0; k < K; ++k) {
-      scalar_t into_input_gate = layer.feedback ? recurrent_error[k] : scalar_t(0);
-      scalar_t into_output_gate = layer.feedback ? recurrent_error[K + H + k] : scalar_t(0);
-      for (int64_t j = k * S; j < (k + 1) * S; ++j) {
-        into_input_gate += input_gate_error[j];
-        into_output_gate += output_gate_error[j];
+      if (S == 1) {
+        // Each cell its own gates (K = H); with gate feedback they also get the error of their
+        // outputs in r_t. Through the sigmoid's derivative y (1 - y).
+        Vec into_input_gate = ds * z, into_output_gate = dh * hs;
+        if (feedback) {
+          into_input_gate = into_input_gate + Vec::loadu(recurrent_error + j, count);
+          into_output_gate = into_output_gate + Vec::loadu(recurrent_error + K + H + j, count);
+        }
+        (into_input_gate * i * (Vec(1) - i)).store(net_error + j, count);
+        (into_output_gate * o * (Vec(1) - o)).store(net_error + K + H + j, count);
+      } else {
+        (ds * z).store(input_gate_error + j);
+        (dh * hs).store(output_gate_error + j);
       }
-      const scalar_t i = gates[kInputGate * H + k * S], o = gates[kOutputGate * H + k * S];
-      net_error[k] = into_input_gate * i * (1 - i);
-      net_error[K + H + k] = into_output_gate * o * (1 - o);
+    }
+    if (S > 1) {
+      // A block's gate gets the errors of all its cells (and, with gate feedback, of its output
+      // in r_t).
+      for (int64_t k = 0; k < K; ++k) {
+        scalar_t into_input_gate = feedback ? recurrent_error[k] : scalar_t(0);
+        scalar_t into_output_gate = feedback ? recurrent_error[K + H + k] : scalar_t(0);
+        for (int64_t j = k * S; j < (k + 1) * S; ++j) {
+          into_input_gate += input_gate_error[j];
+          into_output_gate += output_gate_error[j];
+        }
+        const scalar_t i = gates[kInputGate * H + k * S], o = gates[kOutputGate * H + k * S];
+        net_error[k] = into_input_gate * i * (1 - i);
+        net_error[K + H + k] = into_output_gate * o * (1 - o);
+      }
     }
     // The step's input [x_t | r_{t-1}].
-    std::copy(io.input + row * I, io.input + (row + 1) * I, step_input);
+    for (int64_t c = 0; c < I; ++c) {
+      step_input[c] = io.input[row * I + c];
+    }
     scalar_t* previous = step_input + I;
     if (t == 0) {
-      if (io.h0 != nullptr) {
-        std::copy(io.h0 + b * R, io.h0 + (b + 1) * R, previous);
-      } else {
-        std::fill(previous, previous + R, scalar_t(0));
+      for (int64_t c = 0; c < R; ++c) {
+        previous[c] = io.h0 == nullptr ? scalar_t(0) : io.h0[b * R + c];
       }
     } else {
       const int64_t previous_row = steps.offset[t - 1] + b;
       const scalar_t* previous_output = io.output + previous_row * H;
-      if (layer.feedback) {
+      const int64_t offset = layer.hidden_offset;
+      if (feedback) {
         const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
         for (int64_t k = 0; k < K; ++k) {
           previous[k] = previous_gates[kInputGate * H + k * S];
           previous[K + H + k] = previous_gates[kOutputGate * H + k * S];
         }
-        std::copy(previous_output, previous_output + H, previous + K);
-      } else {
-        std::copy(previous_output, previous_output + H, previous);
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        previous[offset + j] = previous_output[j];
       }
     }
     // dW += dnet [x_t | r_{t-1}]^T, db += dnet.
@@ -421,15 +438,21 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
         sum.store(step_input_error + c);
       }
       if (io.grad_input != nullptr) {
-        std::copy(step_input_error, step_input_error + I, io.grad_input + row * I);
+        for (int64_t c = 0; c < I; ++c) {
+          io.grad_input[row * I + c] = step_input_error[c];
+        }
       }
     }
-    if (!exact) {
+    if (!exact && (t == length - 1 || input_errors)) {
       std::fill(recurrent_error, recurrent_error + R, scalar_t(0));
     }
   }
-  std::copy(state_error, state_error + H, io.grad_s0 + b * H);
-  std::copy(recurrent_error, recurrent_error + R, io.grad_h0 + b * R);
+  for (int64_t v = 0; v < V; ++v) {
+    state_error[v].store(io.grad_s0 + b * H + v * L, std::min(L, H - v * L));
+  }
+  for (int64_t c = 0; c < R; ++c) {
+    io.grad_h0[b * R + c] = recurrent_error[c];
+  }
 }
 
 template <typename scalar_t>
@@ -464,18 +487,21 @@ void tiny_backward_typed(const BackwardArgs& args, const StepRows& steps,
   const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;
   const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
   std::vector<scalar_t> sums(chunks * sums_per_chunk, scalar_t(0));
-  const int64_t scratch_size = 2 * layer.Cp + layer.Gp + 4 * round_up(layer.H, L) + L;
-  at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> scratch(scratch_size);
-    for (int64_t chunk = begin; chunk < end; ++chunk) {
-      scalar_t* grad_columns = sums.data() + chunk * sums_per_chunk;
-      scalar_t* grad_bias = grad_columns + layer.C * layer.Gp;
-      const int64_t b_end = std::min(steps.batch, (chunk + 1) * kRowsPerChunk);
-      for (int64_t b = chunk * kRowsPerChunk; b < b_end; ++b) {
-        backward_row(layer, steps, b, lengths[b], exact, io, grad_columns, grad_bias,
-                     scratch.data());
+  const int64_t scratch_size = 2 * layer.Cp + layer.Gp + 3 * layer.Hp;
+  with_cell_vectors<scalar_t>(layer.Hp / L, [&](auto vectors) {
+    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<scalar_t> scratch(scratch_size);
+      for (int64_t chunk = begin; chunk < end; ++chunk) {
+        scalar_t* grad_columns = sums.data() + chunk * sums_per_chunk;
+        scalar_t* grad_bias = grad_columns + layer.C * layer.Gp;
+        const int64_t b_end = std::min(steps.batch, (chunk + 1) * kRowsPerChunk);
+        for (int64_t b = chunk * kRowsPerChunk; b < b_end; ++b) {
+          backward_row<scalar_t, decltype(vectors)::value>(layer, steps, b, lengths[b], exact,
+                                                           io, grad_columns, grad_bias,
+                                                           scratch.data());
+        }
       }
-    }
+    });
   });
   for (int64_t chunk = 1; chunk < chunks; ++chunk) {
     const scalar_t* chunk_sums = sums.data() + chunk * sums_per_chunk;
