@@ -28,6 +28,13 @@ every other device without kernels of its own run) forced on the CPU with LSTM19
 against the CPU kernels: forward, and the train step in both backward modes. ``--generic`` runs
 that table alone.
 
+A sixth table times the layers of the paper's experiments (its network: gate feedback, the
+paper's squashers, memory cell blocks) one sequence at a time at T = 1000, against torch.nn.LSTM
+of the same input and hidden size: forward, and the train step in both backward modes, as ratios
+nn.LSTM time / ours; and the tiny-layer path (csrc/cpu/tiny_layer.cpp, which these layers take by
+size) against the paths they took before it (LSTM1997_TINY_LAYER=0), train step truncated.
+``--paper-layers`` runs that table alone.
+
 A fifth table times torch.func: an ensemble of 16 small nets (stacked weights, vmap) against one
 of them, and per-sample gradients of a batch (vmap over grad) against one ordinary backward of the
 same batch. ``--func`` runs that table alone.
@@ -60,6 +67,14 @@ GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 1, 3, 1),    # exp 3's 3 x 1 net
     (100, 16, 128, 128, 1),
     (100, 64, 128, 256, 1),
+]
+PAPER_LAYERS = [  # (T, B, I, H, cells_per_block): the paper's nets, one sequence at a time
+    (1000, 1, 7, 4, 1),    # exp 1: 4 blocks of 1 cell
+    (1000, 1, 104, 2, 1),  # exp 2c (p = 100): 2 blocks of 1 cell, one-hot input of p + 4
+    (1000, 1, 1, 3, 1),    # exp 3: 3 blocks of 1 cell
+    (1000, 1, 2, 4, 2),    # exp 4 (and 5): 2 blocks of 2 cells
+    (1000, 1, 8, 6, 2),    # exp 6b: 3 blocks of 2 cells
+    (1000, 16, 2, 4, 2),   # exp 4's layer on 16 sequences at once
 ]
 GENERIC_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
@@ -316,6 +331,63 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
     return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
+def bench_paper_layer(T, B, I, H, S, repeats, min_time):
+    """One of the paper's layers (gate feedback, its squashers) against torch.nn.LSTM(I, H), and
+    against itself with the tiny-layer path off."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    ours = {truncate: lstm1997.LSTM(I, H, cells_per_block=S, truncate=truncate,
+                                    activation="paper", gate_feedback=True)
+            for truncate in (True, False)}
+    theirs = torch.nn.LSTM(I, H)
+
+    def tiny_path(on, task):
+        def run():
+            os.environ["LSTM1997_TINY_LAYER"] = "1" if on else "0"
+            task()
+        return run
+
+    tasks = {"forward ours": tiny_path(True, forward_task(ours[True], x)),
+             "train truncated ours": tiny_path(True, train_task(ours[True], x)),
+             "train exact ours": tiny_path(True, train_task(ours[False], x)),
+             "train truncated before": tiny_path(False, train_task(ours[True], x)),
+             "forward nn.LSTM": forward_task(theirs, x),
+             "train nn.LSTM": train_task(theirs, x)}
+    before = os.environ.get("LSTM1997_TINY_LAYER")
+    try:
+        medians = interleaved_medians(tasks, repeats, min_time)
+    finally:
+        if before is None:
+            os.environ.pop("LSTM1997_TINY_LAYER", None)
+        else:
+            os.environ["LSTM1997_TINY_LAYER"] = before
+    return {"shape": [T, B, I, H, S], "seconds": medians,
+            "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
+            "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],
+            "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"],
+            "before / tiny train truncated":
+                medians["train truncated before"] / medians["train truncated ours"]}
+
+
+def print_paper_layers(results):
+    print()
+    print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
+          "(nn.LSTM time / ours); the tiny-layer path against the paths before it (time before / "
+          "time tiny)")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {'tiny vs before':>14} | {'us/call train trunc':>19} "
+              f"{'nn.LSTM':>8}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H, S = r["shape"]
+        us = {name: 1e6 * seconds for name, seconds in r["seconds"].items()}
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['ratio forward']:>7.2f}x "
+              f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
+              f"{r['before / tiny train truncated']:>13.2f}x | "
+              f"{us['train truncated ours']:>19.1f} {us['train nn.LSTM']:>8.1f}", flush=True)
+
+
 def bench_func(repeats, min_time):
     """torch.func: (1) an ensemble of 16 LSTM(2, 4) at T = 1000, B = 1 (stack_module_state, vmap
     of the forward, and of grad for a train step) against one member alone; (2) per-sample
@@ -417,6 +489,8 @@ def main(argv=None):
                         help="only the table of gate feedback against none")
     parser.add_argument("--generic", action="store_true",
                         help="only the table of the generic implementation against the CPU kernels")
+    parser.add_argument("--paper-layers", action="store_true",
+                        help="only the table of the paper's layers against torch.nn.LSTM")
     parser.add_argument("--func", action="store_true",
                         help="only the torch.func table (ensembles, per-sample gradients)")
     args = parser.parse_args(argv)
@@ -433,7 +507,8 @@ def main(argv=None):
         return result
     # A table alone (its option's name is its key in the JSON): its bench, shapes and printer.
     alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
-             "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback)}
+             "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback),
+             "paper_layers": (bench_paper_layer, PAPER_LAYERS, print_paper_layers)}
     for name, (bench, table_shapes, print_table) in alone.items():
         if getattr(args, name):
             print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
@@ -477,11 +552,15 @@ def main(argv=None):
                for shape in ([(*shape, 1) for shape in args.shape] if args.shape
                              else GENERIC_SHAPES)]
     print_generic(generic)
+    paper_layers = [] if args.shape else [bench_paper_layer(*shape, repeats, min_time)
+                                          for shape in PAPER_LAYERS]
+    if paper_layers:
+        print_paper_layers(paper_layers)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
                        "results": results, "online": online, "gate_feedback": feedback,
-                       "generic": generic}, f, indent=2)
+                       "generic": generic, "paper_layers": paper_layers}, f, indent=2)
     return results
 
 

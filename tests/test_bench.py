@@ -37,3 +37,20 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
                 "train exact generic / kernels"):
         assert generic[key] > 0
     assert os.environ.get("LSTM1997_GENERIC") == switch  # the generic table restores the switch
+
+
+def test_paper_layers_table(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "PAPER_LAYERS", [(5, 1, 2, 4, 2)])
+    switch = os.environ.get("LSTM1997_TINY_LAYER")
+    out_file = tmp_path / "paper.json"
+    bench.main(["--paper-layers", "--json", str(out_file)])
+    printed = capsys.readouterr().out
+    assert "the paper's layers (gate feedback" in printed and "     5    1    2     4  2 |" in printed
+    (result,) = json.loads(out_file.read_text())["paper_layers"]
+    for key in ("ratio forward", "ratio train truncated", "ratio train exact",
+                "before / tiny train truncated"):
+        assert result[key] > 0
+    assert os.environ.get("LSTM1997_TINY_LAYER") == switch  # the table restores the switch

@@ -58,6 +58,22 @@ int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
 }
 
+// Stores the first `count` lanes of `value` (count <= its size). A vector's masked store
+// (vmaskmovps) is microcoded and slow on some x86 cores (AMD's among them), and at these sizes most
+// of a row's stores are partial: a full store to the stack and scalar copies instead.
+template <typename Vec, typename scalar_t>
+inline void store_lanes(const Vec& value, scalar_t* data, int64_t count) {
+  if (count == Vec::size()) {
+    value.store(data);
+    return;
+  }
+  alignas(64) scalar_t lanes[Vec::size()];
+  value.store(lanes);
+  for (int64_t k = 0; k < count; ++k) {
+    data[k] = lanes[k];
+  }
+}
+
 // The layer's weights and constants, packed once per call.
 template <typename scalar_t>
 struct TinyLayer {
@@ -229,12 +245,12 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
       state[v] = at::vec::fmadd(i, z, state[v]);
       const Vec hs = layer.h(state[v]);
       const Vec y = o * hs;
-      y.store(io.output + row * H + j, count);
+      store_lanes(y, io.output + row * H + j, count);
       if (gates != nullptr) {
-        i.store(gates + kInputGate * H + j, count);
-        z.store(gates + kCellInput * H + j, count);
-        o.store(gates + kOutputGate * H + j, count);
-        hs.store(squashed + j, count);
+        store_lanes(i, gates + kInputGate * H + j, count);
+        store_lanes(z, gates + kCellInput * H + j, count);
+        store_lanes(o, gates + kOutputGate * H + j, count);
+        store_lanes(hs, squashed + j, count);
       }
       i.store(activated + kInputGate * layer.Hp + j);
       o.store(activated + kOutputGate * layer.Hp + j);
@@ -261,7 +277,7 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
     io.h_n[b * R + c] = recurrent[c];
   }
   for (int64_t v = 0; v < V; ++v) {
-    state[v].store(io.s_n + b * H + v * L, std::min(L, H - v * L));
+    store_lanes(state[v], io.s_n + b * H + v * L, std::min(L, H - v * L));
   }
 }
 
@@ -360,7 +376,7 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
       const Vec hs = Vec::loadu(squashed + j, count);
       state_error[v] = state_error[v] + dh * o * layer.h.grad_from_value(hs);
       const Vec& ds = state_error[v];
-      (ds * i * layer.g.grad_from_value(z)).store(net_error + K + j, count);
+      store_lanes(ds * i * layer.g.grad_from_value(z), net_error + K + j, count);
       if (S == 1) {
         // Each cell its own gates (K = H); with gate feedback they also get the error of their
         // outputs in r_t. Through the sigmoid's derivative y (1 - y).
@@ -369,8 +385,8 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
           into_input_gate = into_input_gate + Vec::loadu(recurrent_error + j, count);
           into_output_gate = into_output_gate + Vec::loadu(recurrent_error + K + H + j, count);
         }
-        (into_input_gate * i * (Vec(1) - i)).store(net_error + j, count);
-        (into_output_gate * o * (Vec(1) - o)).store(net_error + K + H + j, count);
+        store_lanes(into_input_gate * i * (Vec(1) - i), net_error + j, count);
+        store_lanes(into_output_gate * o * (Vec(1) - o), net_error + K + H + j, count);
       } else {
         (ds * z).store(input_gate_error + j);
         (dh * hs).store(output_gate_error + j);
@@ -448,7 +464,7 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
     }
   }
   for (int64_t v = 0; v < V; ++v) {
-    state_error[v].store(io.grad_s0 + b * H + v * L, std::min(L, H - v * L));
+    store_lanes(state_error[v], io.grad_s0 + b * H + v * L, std::min(L, H - v * L));
   }
   for (int64_t c = 0; c < R; ++c) {
     io.grad_h0[b * R + c] = recurrent_error[c];
