@@ -331,6 +331,17 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
     return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
+def autograd_floor_task():
+    """What any train step pays before its layer's own work: one tensor op and a sum with
+    gradients, through PyTorch's autograd engine (zero_grad, forward, backward)."""
+    weight = torch.nn.Parameter(torch.ones(1))
+
+    def run():
+        weight.grad = None
+        (weight * 2.0).sum().backward()
+    return run
+
+
 def bench_paper_layer(T, B, I, H, S, repeats, min_time):
     """One of the paper's layers (gate feedback, its squashers) against torch.nn.LSTM(I, H), and
     against itself with the tiny-layer path off."""
@@ -352,7 +363,8 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
              "train exact ours": tiny_path(True, train_task(ours[False], x)),
              "train truncated before": tiny_path(False, train_task(ours[True], x)),
              "forward nn.LSTM": forward_task(theirs, x),
-             "train nn.LSTM": train_task(theirs, x)}
+             "train nn.LSTM": train_task(theirs, x),
+             "train floor": autograd_floor_task()}
     before = os.environ.get("LSTM1997_TINY_LAYER")
     try:
         medians = interleaved_medians(tasks, repeats, min_time)
@@ -373,10 +385,10 @@ def print_paper_layers(results):
     print()
     print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
           "(nn.LSTM time / ours); the tiny-layer path against the paths before it (time before / "
-          "time tiny)")
+          "time tiny); floor: a train step of one tensor op through the autograd engine")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
               f"{'train exact':>11} | {'tiny vs before':>14} | {'us/call train trunc':>19} "
-              f"{'nn.LSTM':>8}")
+              f"{'nn.LSTM':>8} {'floor':>6}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -385,7 +397,8 @@ def print_paper_layers(results):
         print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['ratio forward']:>7.2f}x "
               f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
               f"{r['before / tiny train truncated']:>13.2f}x | "
-              f"{us['train truncated ours']:>19.1f} {us['train nn.LSTM']:>8.1f}", flush=True)
+              f"{us['train truncated ours']:>19.1f} {us['train nn.LSTM']:>8.1f} "
+              f"{us['train floor']:>6.1f}", flush=True)
 
 
 def bench_func(repeats, min_time):
