@@ -190,7 +190,7 @@ TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
   m.impl("lstm", lstm_passing_kernel<&lstm_autograd>);
   for (const char* piece :
        {"_lstm_forward", "_lstm_backward", "_lstm_net_errors", "lstm_online_traces",
-        "lstm_online_grads"}) {
+        "lstm_online_grads", "lstm_online_step_"}) {
     m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
 }

@@ -16,6 +16,8 @@
 //
 // Both ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
 // (CompositeExplicitAutograd) and the meta tensors of torch.compile.
+#include "online.h"
+
 #include "blocks.h"
 #include "generic/cell_tensors.h"
 #include "checks.h"
@@ -90,16 +92,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_traces(
   return {advance(trace_ih, input), advance(trace_hh, previous), trace_bias + local.sum(0)};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
-    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight_ih,
-    const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0, const at::Tensor& output,
-    const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
-    const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation,
-    int64_t cells_per_block, bool gate_feedback) {
-  const c10::SymInt R = check_online_args(input, h0, output, gates, trace_ih, trace_hh,
-                                          trace_bias, cells_per_block, gate_feedback);
-  const int64_t H = output.size(2);
-  // The chunk's own steps: the truncated backward, which also gives ds on the state carried in.
+// The truncated backward of the chunk's own steps (it also gives the error ds of the state
+// carried in, as grad_s0).
+LayerGradients chunk_backward(const at::Tensor& grad_output, const at::Tensor& input,
+                              const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+                              const std::optional<at::Tensor>& h0, const at::Tensor& output,
+                              const at::Tensor& squashed_state, const at::Tensor& gates,
+                              const c10::SymInt& R, c10::string_view activation,
+                              int64_t cells_per_block, bool gate_feedback) {
   BackwardArgs chunk;
   chunk.grad_output = grad_output;
   chunk.grad_h_n = at::zeros_symint({output.sym_size(1), R}, output.options());
@@ -114,30 +114,137 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
   chunk.layer.options.gate_feedback = gate_feedback;
   chunk.saved = SavedForward{output, squashed_state, gates};
   chunk.wanted.input = false;
-  LayerGradients gradients = dispatch_backward(chunk);
-  at::Tensor &grad_weight_ih = gradients.grad_weight_ih, &grad_weight_hh = gradients.grad_weight_hh,
-             &grad_bias = gradients.grad_bias;
-  // The steps before the chunk, through the traces.
-  const at::Tensor carried_error = per_traced_row(gradients.grad_s0);  // (B, 2H)
-  // sum_b ds[b, r] trace[b, r, :], one pass over each trace; the traces are per cell, so the
-  // copies of a block's shared input gate are summed into its row.
+  return dispatch_backward(chunk);
+}
+
+// Adds the sums over the traces (per cell: 2H rows) to the rows of the input gates and cell
+// inputs of the weight gradients; a block's shared input gate gets the sum of its cells' copies.
+void add_traced(LayerGradients& gradients, const at::Tensor& traced_ih,
+                const at::Tensor& traced_hh, const at::Tensor& traced_bias, int64_t H,
+                int64_t cells_per_block) {
   const auto carried = [&](const at::Tensor& per_cell) {
     return sum_block_gates(per_cell, H, cells_per_block, 0);
   };
   const int64_t traced_rows = H / cells_per_block + H;  // the input gates and the cell inputs
-  grad_weight_ih.narrow(0, 0, traced_rows)
-      .add_(carried((carried_error.unsqueeze(2) * trace_ih).sum(0)));
-  grad_weight_hh.narrow(0, 0, traced_rows)
-      .add_(carried((carried_error.unsqueeze(2) * trace_hh).sum(0)));
-  grad_bias.narrow(0, 0, traced_rows).add_(carried((carried_error * trace_bias).sum(0)));
-  return {grad_weight_ih, grad_weight_hh, grad_bias};
+  gradients.grad_weight_ih.narrow(0, 0, traced_rows).add_(carried(traced_ih));
+  gradients.grad_weight_hh.narrow(0, 0, traced_rows).add_(carried(traced_hh));
+  gradients.grad_bias.narrow(0, 0, traced_rows).add_(carried(traced_bias));
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_grads(
+    const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0, const at::Tensor& output,
+    const at::Tensor& squashed_state, const at::Tensor& gates, const at::Tensor& trace_ih,
+    const at::Tensor& trace_hh, const at::Tensor& trace_bias, c10::string_view activation,
+    int64_t cells_per_block, bool gate_feedback) {
+  const c10::SymInt R = check_online_args(input, h0, output, gates, trace_ih, trace_hh,
+                                          trace_bias, cells_per_block, gate_feedback);
+  const int64_t H = output.size(2);
+  LayerGradients gradients =
+      chunk_backward(grad_output, input, weight_ih, weight_hh, h0, output, squashed_state, gates,
+                     R, activation, cells_per_block, gate_feedback);
+  // The steps before the chunk, through the traces: sum_b ds[b, r] trace[b, r, :].
+  const at::Tensor carried_error = per_traced_row(gradients.grad_s0);  // (B, 2H)
+  add_traced(gradients, (carried_error.unsqueeze(2) * trace_ih).sum(0),
+             (carried_error.unsqueeze(2) * trace_hh).sum(0), (carried_error * trace_bias).sum(0),
+             H, cells_per_block);
+  return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
 }
 
 }  // namespace
 
+void online_aten_trace_pass(TracePass& pass) {
+  if (pass.carried_error.defined()) {
+    const at::Tensor& error = pass.carried_error;
+    pass.grad_traced_ih.add_((error.unsqueeze(2) * pass.trace_ih).sum(0));
+    pass.grad_traced_hh.add_((error.unsqueeze(2) * pass.trace_hh).sum(0));
+    pass.grad_traced_bias.add_((error * pass.trace_bias).sum(0));
+  }
+  if (!pass.advance || pass.input.size(0) == 0) {
+    return;
+  }
+  const at::Tensor& local = pass.local;
+  const auto advance = [&](const at::Tensor& trace, const at::Tensor& features) {
+    if (features.size(0) == 1) {
+      trace.addcmul_(local[0].unsqueeze(2), features[0].unsqueeze(1));
+    } else {
+      trace.baddbmm_(local.permute({1, 2, 0}), features.permute({1, 0, 2}));
+    }
+  };
+  advance(pass.trace_ih, pass.input);
+  advance(pass.trace_hh, pass.previous);
+  pass.trace_bias.add_(local.sum(0));
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_composite(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
+    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance) {
+  return online_step(trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0,
+                     output, squashed_state, gates, activation, cells_per_block, gate_feedback,
+                     advance, &online_aten_trace_pass);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
+    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance,
+    TracePassFn trace_pass) {
+  const c10::SymInt R = check_online_args(input, h0, output, gates, trace_ih, trace_hh,
+                                          trace_bias, cells_per_block, gate_feedback);
+  const int64_t H = output.size(2), I = input.size(2);
+  LayerGradients gradients;
+  at::Tensor carried_error;
+  if (present(grad_output)) {
+    gradients = chunk_backward(*grad_output, input, weight_ih, weight_hh, h0, output,
+                               squashed_state, gates, R, activation, cells_per_block,
+                               gate_feedback);
+    carried_error = per_traced_row(gradients.grad_s0).contiguous();
+  } else {
+    const int64_t G = weight_hh.size(0);
+    gradients.grad_weight_ih = at::zeros({G, I}, output.options());
+    gradients.grad_weight_hh = at::zeros({G, R.expect_int()}, output.options());
+    gradients.grad_bias = at::zeros({G}, output.options());
+  }
+  const bool chunk_terms = advance && input.size(0) > 0;
+  const at::Tensor local =
+      chunk_terms ? local_state_derivatives(gates, parse_activation(activation)).contiguous()
+                  : at::Tensor();
+  const at::Tensor previous =
+      chunk_terms
+          ? previous_recurrent(output, gates, h0, R, cells_per_block, gate_feedback).contiguous()
+          : at::Tensor();
+  const at::Tensor chunk_input = input.contiguous();
+  if (!carried_error.defined() && !chunk_terms) {
+    return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
+  }
+  TracePass pass{trace_ih, trace_hh, trace_bias, local, chunk_input, previous, carried_error,
+                 at::Tensor(), at::Tensor(), at::Tensor(), chunk_terms};
+  if (carried_error.defined()) {
+    pass.grad_traced_ih = at::zeros({2 * H, I}, output.options());
+    pass.grad_traced_hh = at::zeros({2 * H, R.expect_int()}, output.options());
+    pass.grad_traced_bias = at::zeros({2 * H}, output.options());
+  }
+  trace_pass(pass);
+  if (carried_error.defined()) {
+    add_traced(gradients, pass.grad_traced_ih, pass.grad_traced_hh, pass.grad_traced_bias, H,
+               cells_per_block);
+  }
+  return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
+}
+
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
   m.impl("lstm_online_traces", &lstm_online_traces);
   m.impl("lstm_online_grads", &lstm_online_grads);
+  m.impl("lstm_online_step_", &lstm_online_step_composite);
 }
 
 }  // namespace lstm1997

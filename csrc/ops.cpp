@@ -79,4 +79,13 @@ TORCH_LIBRARY(lstm1997, m) {
       "Tensor trace_hh, Tensor trace_bias, *, str activation=\"tanh\", int cells_per_block=1, "
       "bool gate_feedback=False) -> (Tensor grad_weight_ih, Tensor grad_weight_hh, "
       "Tensor grad_bias)");
+  // The online step with the traces updated in place: lstm_online_grads's gradients (zeros when
+  // grad_output is None) from the traces as they are, then, with `advance`, the chunk's terms
+  // added to the traces (what lstm_online_traces returns), in one pass over them.
+  m.def(
+      "lstm_online_step_(Tensor(a!) trace_ih, Tensor(b!) trace_hh, Tensor(c!) trace_bias, "
+      "Tensor? grad_output, Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? h0, "
+      "Tensor output, Tensor squashed_state, Tensor gates, *, str activation=\"tanh\", "
+      "int cells_per_block=1, bool gate_feedback=False, bool advance=True) -> "
+      "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
 }

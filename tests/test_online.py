@@ -1,4 +1,4 @@
-"""Online learning (OnlineLSTM, lstm_online_traces, lstm_online_grads): the paper's truncated
+"""Online learning (OnlineLSTM, lstm_online_step_, lstm_online_traces, lstm_online_grads): the paper's truncated
 gradient computed forward in time must equal, summed over a sequence, the gradient of the detached
 plain-PyTorch reference loop, whatever the chunking; memory must not grow with the stream."""
 import pytest
@@ -202,7 +202,7 @@ def chunk_args(T=4, B=3, I=5, H=6):
     ("x", torch.zeros(12, 5, dtype=f64), r"input: expected a 3-D tensor .* got 2-D"),
 ])
 def test_op_errors(name, value, pattern):
-    for op in ("traces", "grads"):
+    for op in ("step", "traces", "grads"):
         args = chunk_args()
         if name.startswith("trace_"):
             args["traces"][["trace_ih", "trace_hh", "trace_bias"].index(name)] = value
@@ -210,7 +210,11 @@ def test_op_errors(name, value, pattern):
             args[name] = value
         exc = TypeError if "dtype" in pattern else RuntimeError
         with pytest.raises(exc, match=pattern):
-            if op == "traces":
+            if op == "step":
+                OPS.lstm_online_step_(*args["traces"], torch.ones_like(args["output"]), args["x"],
+                                      args["w_ih"], args["w_hh"], args["h0"], args["output"],
+                                      args["squashed_state"], args["gates"])
+            elif op == "traces":
                 OPS.lstm_online_traces(args["x"], args["h0"], args["output"], args["gates"],
                                        *args["traces"])
             else:
@@ -231,6 +235,109 @@ def test_opcheck(activation, with_h0):
                           (torch.randn_like(a["output"]), a["x"], a["w_ih"], a["w_hh"], h0,
                            a["output"], a["squashed_state"], a["gates"], *a["traces"]),
                           {"activation": activation})
+
+
+def chunk_configurations():
+    # (T, S, gate_feedback): one step (the paper's case) and a chunk, with and without blocks
+    return [(1, 1, False), (4, 1, False), (1, 2, True), (3, 3, True)]
+
+
+def layer_chunk(T, S, gate_feedback, B=3, I=5, H=6, dtype=f64):
+    x, w_ih, w_hh, b_ih, b_hh, h0, s0 = make_args(T, B, I, H, cells_per_block=S,
+                                                  gate_feedback=gate_feedback, dtype=dtype,
+                                                  requires_grad=False)
+    options = dict(cells_per_block=S, gate_feedback=gate_feedback, activation="paper")
+    output, _, _, squashed_state, gates = OPS._lstm_forward(x, w_ih, w_hh, b_ih, b_hh, h0, s0,
+                                                            activation="paper",
+                                                            cells_per_block=S,
+                                                            gate_feedback=gate_feedback)
+    gen = torch.Generator().manual_seed(7)
+    R = w_hh.shape[1]
+    traces = [torch.randn(*shape, generator=gen, dtype=f64).to(dtype)
+              for shape in [(B, 2 * H, I), (B, 2 * H, R), (B, 2 * H)]]
+    chunk = (x, w_ih, w_hh, h0, output, squashed_state, gates)
+    return chunk, traces, options
+
+
+@pytest.mark.parametrize("T,S,gate_feedback", chunk_configurations())
+def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback):
+    """lstm_online_step_ = lstm_online_grads (its gradients, from the traces as they come in) and
+    lstm_online_traces (the traces it leaves), in one pass over the traces."""
+    (x, w_ih, w_hh, h0, output, squashed_state, gates), traces, options = layer_chunk(
+        T, S, gate_feedback)
+    grad_output = torch.randn_like(output)
+    expected_traces = OPS.lstm_online_traces(x, h0, output, gates, *traces, **options)
+    expected_grads = OPS.lstm_online_grads(grad_output, x, w_ih, w_hh, h0, output, squashed_state,
+                                           gates, *traces, **options)
+    stepped = [t.clone() for t in traces]
+    grads = OPS.lstm_online_step_(*stepped, grad_output, x, w_ih, w_hh, h0, output,
+                                  squashed_state, gates, **options)
+    for actual, expected in zip([*stepped, *grads], [*expected_traces, *expected_grads]):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    # Without a gradient: zeros, traces advanced; without advance: the traces untouched.
+    stepped = [t.clone() for t in traces]
+    grads = OPS.lstm_online_step_(*stepped, None, x, w_ih, w_hh, h0, output, squashed_state,
+                                  gates, **options)
+    assert not any(g.any() for g in grads)
+    for actual, expected in zip(stepped, expected_traces):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+    kept = [t.clone() for t in traces]
+    grads = OPS.lstm_online_step_(*kept, grad_output, x, w_ih, w_hh, h0, output, squashed_state,
+                                  gates, advance=False, **options)
+    assert all(torch.equal(a, b) for a, b in zip(kept, traces))
+    for actual, expected in zip(grads, expected_grads):
+        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("T,S,gate_feedback", chunk_configurations())
+def test_step_float32_matches_float64(T, S, gate_feedback):
+    """The CPU's fused pass in float32 (ATen's in the generic run) against float64: measured
+    largest relative error 2e-7; allowed 1e-5."""
+    chunk, traces, options = layer_chunk(T, S, gate_feedback)
+    single_chunk, single_traces, _ = layer_chunk(T, S, gate_feedback, dtype=torch.float32)
+    grad_output = torch.randn_like(chunk[4])
+    grads = OPS.lstm_online_step_(*traces, grad_output, *chunk, **options)
+    single = OPS.lstm_online_step_(*single_traces, grad_output.float(), *single_chunk, **options)
+    for a, b in zip([*single_traces, *single], [*traces, *grads]):
+        assert ((a.double() - b).abs().max() / b.abs().max()).item() < 1e-5
+
+
+def test_one_backward_per_forward():
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    output = online(torch.randn(2, 3, dtype=f64))
+    grad = torch.randn_like(output)
+    first = online.gradients(grad)
+    again = online.gradients(grad)  # gradients() leaves the traces alone
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    online.backward(grad)
+    with pytest.raises(RuntimeError, match=r"OnlineLSTM: backward: the traces already hold the "
+                                           r"last chunk"):
+        online.backward(grad)
+
+
+def test_traces_are_current_when_read():
+    """Reading `traces` adds the last chunk's terms that no backward() has added yet."""
+    torch.manual_seed(0)
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    x = torch.randn(5, 2, 3, dtype=f64)
+    online(x[:2])
+    online(x[2:])
+    read = [t.clone() for t in online.traces]
+    stepwise = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    stepwise.load_state_dict(online.state_dict())
+    for t in range(5):
+        stepwise(x[t])
+        stepwise.backward(torch.zeros(2, 4, dtype=f64))
+    for a, b in zip(read, stepwise.traces):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_step_opcheck():
+    (x, w_ih, w_hh, h0, output, squashed_state, gates), traces, options = layer_chunk(2, 2, True)
+    for grad_output in (torch.randn_like(output), None):
+        torch.library.opcheck(OPS.lstm_online_step_.default,
+                              (*traces, grad_output, x, w_ih, w_hh, h0, output, squashed_state,
+                               gates), options)
 
 
 def test_ops_refuse_to_be_differentiated():

@@ -1,4 +1,5 @@
-// The CPU kernels of the layer ops (the online ops are composite: online.cpp). Under
+// The CPU kernels of the layer ops (online_step.cpp registers lstm_online_step_'s; the other online
+// ops are composite: online.cpp). Under
 // LSTM1997_GENERIC=1 each hands the call to the device-generic implementation (generic/), so that
 // the test suite checks that implementation on a machine without a GPU.
 #include "../generic/kernels.h"

@@ -3,7 +3,8 @@
 Under the paper's truncation, a weight influences later steps only through the cell state, whose
 derivatives with respect to the input-gate and cell-input weights are running sums ("traces").
 With them the gradient of a loss at step t is known at step t: weights can be updated at every
-step, and memory does not grow with the length of the stream. See torch.ops.lstm1997.lstm_online_*.
+step, and memory does not grow with the length of the stream. See torch.ops.lstm1997.lstm_online_step_
+(the traces updated in place) and lstm_online_traces / lstm_online_grads (the same, functional).
 """
 from typing import Optional, Tuple
 
@@ -56,15 +57,42 @@ class OnlineLSTM(_LayerModule):
         """Forgets the state and the traces: the next call starts a new sequence from zeros."""
         self.hidden: Optional[Tensor] = None
         self.cell_state: Optional[Tensor] = None
-        self.traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self._traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
         self._chunk = None
+        # Whether the last chunk's terms are still to be added to the traces: backward() and
+        # update() add them in the same pass over the traces that computes the gradient; the next
+        # forward() (or reading `traces`) adds them when no gradient came.
+        self._pending = False
+
+    @property
+    def traces(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
+        """(trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H)) after every chunk seen;
+        None before the first."""
+        self._advance_traces()
+        return self._traces
 
     def _start(self, batch: int, like: Tensor) -> None:
         H, I, R = self.hidden_size, self.input_size, self.recurrent_size
         self.hidden = like.new_zeros(batch, R)
         self.cell_state = like.new_zeros(batch, H)
-        self.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
-                       like.new_zeros(batch, 2 * H))
+        self._traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
+                        like.new_zeros(batch, 2 * H))
+
+    def _online_step(self, grad_output: Optional[Tensor], advance: bool):
+        """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
+        grad_output), and with `advance` its terms added to the traces in place."""
+        chunk, h0, output, squashed_state, gates, _ = self._chunk
+        with torch.no_grad():
+            result = torch.ops.lstm1997.lstm_online_step_(
+                *self._traces, grad_output, chunk, self.weight_ih_l0, self.weight_hh_l0, h0,
+                output, squashed_state, gates, advance=advance, **self._layer_options())
+        if advance:
+            self._pending = False
+        return result
+
+    def _advance_traces(self) -> None:
+        if self._pending:
+            self._online_step(None, advance=True)
 
     def forward(self, input: Tensor) -> Tensor:
         if input.dim() not in (2, 3):
@@ -79,45 +107,48 @@ class OnlineLSTM(_LayerModule):
         elif self.hidden.shape[0] != batch:
             raise RuntimeError(f"OnlineLSTM: input: expected batch size {self.hidden.shape[0]} "
                                f"(the stream's, until reset()), got {batch}")
-        ops = torch.ops.lstm1997
+        self._advance_traces()
         with torch.no_grad():
-            output, h_n, s_n, squashed_state, gates = ops._lstm_forward(
+            output, h_n, s_n, squashed_state, gates = torch.ops.lstm1997._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
                 self.hidden, self.cell_state, **self._layer_options())
-            traces_before = self.traces
-            self.traces = ops.lstm_online_traces(chunk, self.hidden, output, gates,
-                                                 *traces_before, **self._layer_options())
-        # What backward() needs of this chunk; the next forward replaces it (a chunk without a
-        # loss contributes nothing to the gradient, but its traces were kept up to date above).
+        # What backward() needs of this chunk; the next forward replaces it.
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
-        self._chunk = (chunk, self.hidden, output, squashed_state, gates, traces_before,
-                       result.shape)
+        self._chunk = (chunk, self.hidden, output, squashed_state, gates, result.shape)
+        self._pending = True
         self.hidden, self.cell_state = h_n, s_n
         return result.detach().requires_grad_(torch.is_grad_enabled())
 
-    def gradients(self, grad_output: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """The truncated gradient of a loss on the last chunk's outputs, given ``grad_output``
-        (its gradient with respect to them, shaped like them): ``(grad_weight_ih, grad_weight_hh,
-        grad_bias)``; ``grad_bias`` is the gradient of each of ``bias_ih`` and ``bias_hh``."""
+    def _chunk_grad(self, grad_output: Tensor) -> Tensor:
+        """grad_output as the (T, B, H) gradient of the last chunk's outputs, checked."""
         if self._chunk is None:
             raise RuntimeError("OnlineLSTM: backward: expected a forward() call first (since the "
                                "last reset())")
-        chunk, h0, output, squashed_state, gates, traces, returned_shape = self._chunk
+        if not self._pending:
+            raise RuntimeError("OnlineLSTM: backward: the traces already hold the last chunk (one "
+                               "backward() or update() per forward(); gradients() any number of "
+                               "times before it)")
+        output, returned_shape = self._chunk[2], self._chunk[5]
         if grad_output.shape != returned_shape:
             raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
                                f"(that of the last output), got {list(grad_output.shape)}")
         grad = grad_output.reshape(output.shape) if len(returned_shape) == 2 else grad_output
         if self.batch_first and len(returned_shape) == 3:
             grad = grad.transpose(0, 1)
-        with torch.no_grad():
-            return torch.ops.lstm1997.lstm_online_grads(
-                grad.to(output.dtype), chunk, self.weight_ih_l0, self.weight_hh_l0, h0, output,
-                squashed_state, gates, *traces, **self._layer_options())
+        return grad.to(output.dtype)
+
+    def gradients(self, grad_output: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The truncated gradient of a loss on the last chunk's outputs, given ``grad_output``
+        (its gradient with respect to them, shaped like them): ``(grad_weight_ih, grad_weight_hh,
+        grad_bias)``; ``grad_bias`` is the gradient of each of ``bias_ih`` and ``bias_hh``."""
+        return self._online_step(self._chunk_grad(grad_output), advance=False)
 
     def _parameters_and_gradients(self, grad_output: Tensor):
         """(parameter, gradient) for every parameter that requires grad (a frozen one, e.g. a
-        bias_hh held at zero so that the bias is learned once, is left alone)."""
-        grad_weight_ih, grad_weight_hh, grad_bias = self.gradients(grad_output)
+        bias_hh held at zero so that the bias is learned once, is left alone); the chunk's terms
+        join the traces in the same pass."""
+        grad_weight_ih, grad_weight_hh, grad_bias = self._online_step(
+            self._chunk_grad(grad_output), advance=True)
         grads = [grad_weight_ih, grad_weight_hh] + ([grad_bias, grad_bias] if self.bias else [])
         return [(p, g) for p, g in zip(self.parameters(), grads) if p.requires_grad]
 

@@ -1,0 +1,44 @@
+// The online step (online.cpp): lstm_online_step_, whose one pass over the traces each backend may
+// run its own way (the CPU fuses it: cpu/online_step.cpp).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/string_view.h>
+
+#include <optional>
+#include <tuple>
+
+namespace lstm1997 {
+
+// The pass over the traces of a chunk, in place: with `carried_error` (B, 2H) defined, the sums
+// sum_b carried_error[b, r] trace[b, r, :] of the traces as they come in (grad_traced_*: (2H, I),
+// (2H, R), (2H), added to); with `advance`, trace[b] += sum_t local[t, b]^T features_t[b] for the
+// features input (T, B, I), previous (T, B, R) (r_{t-1}) and 1.
+struct TracePass {
+  const at::Tensor &trace_ih, &trace_hh, &trace_bias;
+  const at::Tensor &local, &input, &previous;  // (T, B, 2H), (T, B, I), (T, B, R)
+  at::Tensor carried_error;                    // (B, 2H), or undefined
+  at::Tensor grad_traced_ih, grad_traced_hh, grad_traced_bias;
+  bool advance;
+};
+using TracePassFn = void (*)(TracePass& pass);
+
+// lstm_online_step_ with the trace pass of a backend.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
+    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance,
+    TracePassFn trace_pass);
+
+// The pass by ATen ops in place, for every device and dtype.
+void online_aten_trace_pass(TracePass& pass);
+
+namespace cpu {
+// The CPU's trace pass: every trace row read and written once (float and double; other dtypes
+// take the ATen pass).
+void online_trace_pass(TracePass& pass);
+}  // namespace cpu
+
+}  // namespace lstm1997
