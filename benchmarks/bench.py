@@ -283,6 +283,27 @@ def print_pass_ratios(results, new, old, title):
               flush=True)
 
 
+def switched(variable, on, task):
+    """The task with the path switch `variable` (LSTM1997_GENERIC, LSTM1997_TINY_LAYER) set to 1
+    or 0 before each run: tasks of both settings interleave."""
+    def run():
+        os.environ[variable] = "1" if on else "0"
+        task()
+    return run
+
+
+def medians_restoring(variable, tasks, repeats, min_time):
+    """interleaved_medians of tasks that set `variable`, which is left as it was."""
+    before = os.environ.get(variable)
+    try:
+        return interleaved_medians(tasks, repeats, min_time)
+    finally:
+        if before is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = before
+
+
 def bench_gate_feedback(T, B, I, H, S, repeats, min_time):
     torch.manual_seed(0)
     x = torch.randn(T, B, I)
@@ -309,10 +330,7 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
                for truncate in (True, False)}
 
     def on(generic, task):
-        def run():
-            os.environ["LSTM1997_GENERIC"] = "1" if generic else "0"
-            task()
-        return run
+        return switched("LSTM1997_GENERIC", generic, task)
 
     tasks = {}
     for generic in (False, True):
@@ -320,14 +338,7 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
         tasks[f"forward {name}"] = on(generic, forward_task(modules[True], x))
         tasks[f"train truncated {name}"] = on(generic, train_task(modules[True], x))
         tasks[f"train exact {name}"] = on(generic, train_task(modules[False], x))
-    before = os.environ.get("LSTM1997_GENERIC")
-    try:
-        medians = interleaved_medians(tasks, repeats, min_time)
-    finally:
-        if before is None:
-            os.environ.pop("LSTM1997_GENERIC", None)
-        else:
-            os.environ["LSTM1997_GENERIC"] = before
+    medians = medians_restoring("LSTM1997_GENERIC", tasks, repeats, min_time)
     return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
@@ -353,10 +364,7 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
     theirs = torch.nn.LSTM(I, H)
 
     def tiny_path(on, task):
-        def run():
-            os.environ["LSTM1997_TINY_LAYER"] = "1" if on else "0"
-            task()
-        return run
+        return switched("LSTM1997_TINY_LAYER", on, task)
 
     tasks = {"forward ours": tiny_path(True, forward_task(ours[True], x)),
              "train truncated ours": tiny_path(True, train_task(ours[True], x)),
@@ -365,14 +373,7 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
              "forward nn.LSTM": forward_task(theirs, x),
              "train nn.LSTM": train_task(theirs, x),
              "train floor": autograd_floor_task()}
-    before = os.environ.get("LSTM1997_TINY_LAYER")
-    try:
-        medians = interleaved_medians(tasks, repeats, min_time)
-    finally:
-        if before is None:
-            os.environ.pop("LSTM1997_TINY_LAYER", None)
-        else:
-            os.environ["LSTM1997_TINY_LAYER"] = before
+    medians = medians_restoring("LSTM1997_TINY_LAYER", tasks, repeats, min_time)
     return {"shape": [T, B, I, H, S], "seconds": medians,
             "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
             "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],

@@ -178,17 +178,6 @@ void online_aten_trace_pass(TracePass& pass) {
 
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_composite(
-    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
-    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
-    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
-    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
-    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance) {
-  return online_step(trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0,
-                     output, squashed_state, gates, activation, cells_per_block, gate_feedback,
-                     advance, &online_aten_trace_pass);
-}
-
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
@@ -244,7 +233,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
   m.impl("lstm_online_traces", &lstm_online_traces);
   m.impl("lstm_online_grads", &lstm_online_grads);
-  m.impl("lstm_online_step_", &lstm_online_step_composite);
+  m.impl("lstm_online_step_", &online_step_kernel<&online_aten_trace_pass>);
 }
 
 }  // namespace lstm1997

@@ -35,6 +35,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
 // The pass by ATen ops in place, for every device and dtype.
 void online_aten_trace_pass(TracePass& pass);
 
+// The kernel of lstm_online_step_ for a backend's trace pass.
+template <TracePassFn trace_pass>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step_kernel(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
+    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance) {
+  return online_step(trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0,
+                     output, squashed_state, gates, activation, cells_per_block, gate_feedback,
+                     advance, trace_pass);
+}
+
 namespace cpu {
 // The CPU's trace pass: every trace row read and written once (float and double; other dtypes
 // take the ATen pass).

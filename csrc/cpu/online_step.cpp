@@ -110,22 +110,18 @@ void online_trace_pass(TracePass& pass) {
 namespace lstm1997 {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_cpu(
-    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
-    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
-    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
-    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
-    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance) {
-  return online_step(trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0,
-                     output, squashed_state, gates, activation, cells_per_block, gate_feedback,
-                     advance,
-                     generic::forced_on_cpu() ? &online_aten_trace_pass : &cpu::online_trace_pass);
+// Under LSTM1997_GENERIC=1 the CPU runs the ATen pass too (the generic implementation's).
+void cpu_or_generic_trace_pass(TracePass& pass) {
+  if (generic::forced_on_cpu()) {
+    return online_aten_trace_pass(pass);
+  }
+  cpu::online_trace_pass(pass);
 }
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
-  m.impl("lstm_online_step_", &lstm_online_step_cpu);
+  m.impl("lstm_online_step_", &online_step_kernel<&cpu_or_generic_trace_pass>);
 }
 
 }  // namespace lstm1997
