@@ -8,6 +8,7 @@
 #include "layer_ops.h"
 
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
 #include <array>
@@ -180,8 +181,24 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
                   "grad");
     }
   }
-  at::AutoDispatchBelowADInplaceOrView guard;
-  op.callBoxed(stack);
+  // An op that writes to an argument (lstm_online_step_'s traces) bumps its version, as ATen's
+  // in-place ops do, so that autograd sees the change if a graph saved that tensor.
+  std::vector<at::Tensor> written;
+  const auto& arguments = op.schema().arguments();
+  for (size_t i = 0; i < arguments.size(); ++i) {
+    const c10::AliasInfo* alias = arguments[i].alias_info();
+    const c10::IValue& value = (*stack)[stack->size() - arguments.size() + i];
+    if (alias != nullptr && alias->isWrite() && value.isTensor()) {
+      written.push_back(value.toTensor());
+    }
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.callBoxed(stack);
+  }
+  for (const at::Tensor& tensor : written) {
+    torch::autograd::impl::bump_version(tensor);
+  }
 }
 
 }  // namespace

@@ -14,8 +14,10 @@
 // dW[r, k] += sum_b ds[b, j(r)] trace[b, r, k]. Memory: the traces, B * 2H * (I + R + 1) values,
 // whatever the stream's length.
 //
-// Both ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
-// (CompositeExplicitAutograd) and the meta tensors of torch.compile.
+// The ops are compositions of _lstm_backward and ATen ops, so one kernel serves every backend
+// (CompositeExplicitAutograd) and the meta tensors of torch.compile; lstm_online_step_, which
+// updates the traces in place, also has a CPU kernel with a pass of its own over them
+// (cpu/online_step.cpp).
 #include "online.h"
 
 #include "blocks.h"
@@ -175,10 +177,6 @@ void online_aten_trace_pass(TracePass& pass) {
   advance(pass.trace_hh, pass.previous);
   pass.trace_bias.add_(local.sum(0));
 }
-
-namespace {
-
-}  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
     const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,

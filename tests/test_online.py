@@ -260,11 +260,18 @@ def layer_chunk(T, S, gate_feedback, B=3, I=5, H=6, dtype=f64):
 
 
 @pytest.mark.parametrize("T,S,gate_feedback", chunk_configurations())
-def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback):
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback, with_h0):
     """lstm_online_step_ = lstm_online_grads (its gradients, from the traces as they come in) and
-    lstm_online_traces (the traces it leaves), in one pass over the traces."""
+    lstm_online_traces (the traces it leaves), in one pass over the traces. (On the CPU, one step
+    with a gradient takes a path of its own.)"""
     (x, w_ih, w_hh, h0, output, squashed_state, gates), traces, options = layer_chunk(
         T, S, gate_feedback)
+    if not with_h0:
+        h0 = None
+        output, _, _, squashed_state, gates = OPS._lstm_forward(
+            x, w_ih, w_hh, None, None, None, None, activation="paper", cells_per_block=S,
+            gate_feedback=gate_feedback)
     grad_output = torch.randn_like(output)
     expected_traces = OPS.lstm_online_traces(x, h0, output, gates, *traces, **options)
     expected_grads = OPS.lstm_online_grads(grad_output, x, w_ih, w_hh, h0, output, squashed_state,
@@ -313,6 +320,36 @@ def test_one_backward_per_forward():
     with pytest.raises(RuntimeError, match=r"OnlineLSTM: backward: the traces already hold the "
                                            r"last chunk"):
         online.backward(grad)
+
+
+def test_a_refilled_input_buffer_and_reading_traces_change_nothing():
+    """The stream's input may come through one buffer refilled in place, and `traces` may be read
+    between forward() and backward(): the gradients and traces stay those of the inputs given."""
+    torch.manual_seed(1)
+    x = torch.randn(6, 2, 3, dtype=f64)
+    plain = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    buffered = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    buffered.load_state_dict(plain.state_dict())
+    buffer = torch.empty(2, 3, dtype=f64)
+    for t in range(6):
+        plain_output = plain(x[t])
+        buffer.copy_(x[t])
+        buffered_output = buffered(buffer)
+        buffered.traces  # noqa: B018 (read, then trained on)
+        if t % 2:  # a loss on every other step only
+            plain.backward(torch.ones_like(plain_output))
+            buffered.backward(torch.ones_like(buffered_output))
+    for a, b in zip([*plain.traces, *(p.grad for p in plain.parameters())],
+                    [*buffered.traces, *(p.grad for p in buffered.parameters())]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_step_bumps_the_traces_versions():
+    (x, w_ih, w_hh, h0, output, squashed_state, gates), traces, options = layer_chunk(1, 1, False)
+    versions = [t._version for t in traces]
+    OPS.lstm_online_step_(*traces, None, x, w_ih, w_hh, h0, output, squashed_state, gates,
+                          **options)
+    assert all(t._version > v for t, v in zip(traces, versions))
 
 
 def test_traces_are_current_when_read():

@@ -6,15 +6,20 @@
 // cross them three to five times (benchmarks/bench.py, online table).
 // Threads split the traced rows r: each owns its rows of the gradient sums, so the result does
 // not depend on the thread count.
+#include "../checks.h"
 #include "../generic/kernels.h"
 #include "../online.h"
 #include "kernels.h"
+#include "vec_math.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 #include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
 
 namespace lstm1997 {
 namespace cpu {
@@ -51,22 +56,34 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
   }
 }
 
+// The trace pass on raw rows: traces (B, 2H, width), errors (B, 2H) or null, sums (2H, width)
+// or null, local (T, B, 2H), features (T, B, width) with T = `steps` (0: no update).
+// sum += scale * values, over `width` values.
 template <typename scalar_t>
-void trace_pass_typed(TracePass& pass) {
-  const int64_t B = pass.trace_ih.size(0), traced = pass.trace_ih.size(1),
-                I = pass.trace_ih.size(2), R = pass.trace_hh.size(2);
-  const int64_t T = pass.advance ? pass.local.size(0) : 0;
-  scalar_t* trace_ih = pass.trace_ih.data_ptr<scalar_t>();
-  scalar_t* trace_hh = pass.trace_hh.data_ptr<scalar_t>();
-  scalar_t* trace_bias = pass.trace_bias.data_ptr<scalar_t>();
-  const bool sums = pass.carried_error.defined();
-  const scalar_t* error = sums ? pass.carried_error.const_data_ptr<scalar_t>() : nullptr;
-  scalar_t* sum_ih = sums ? pass.grad_traced_ih.data_ptr<scalar_t>() : nullptr;
-  scalar_t* sum_hh = sums ? pass.grad_traced_hh.data_ptr<scalar_t>() : nullptr;
-  scalar_t* sum_bias = sums ? pass.grad_traced_bias.data_ptr<scalar_t>() : nullptr;
-  const scalar_t* local = T > 0 ? pass.local.const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* input = T > 0 ? pass.input.const_data_ptr<scalar_t>() : nullptr;
-  const scalar_t* previous = T > 0 ? pass.previous.const_data_ptr<scalar_t>() : nullptr;
+inline void add_scaled(scalar_t* sum, scalar_t scale, const scalar_t* values, int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    at::vec::fmadd(Vec(scale), Vec::loadu(values + f), Vec::loadu(sum + f)).store(sum + f);
+  }
+  for (; f < width; ++f) {
+    sum[f] += scale * values[f];
+  }
+}
+
+template <typename scalar_t>
+struct TraceRows {
+  int64_t B, traced, I, R, steps;
+  scalar_t *trace_ih, *trace_hh, *trace_bias;
+  const scalar_t* error;
+  scalar_t *sum_ih, *sum_hh, *sum_bias;
+  const scalar_t *local, *input, *previous;
+};
+
+template <typename scalar_t>
+void pass_trace_rows(const TraceRows<scalar_t>& rows) {
+  const int64_t B = rows.B, traced = rows.traced, I = rows.I, R = rows.R, T = rows.steps;
+  const bool sums = rows.error != nullptr;
   const scalar_t one(1);
   // Rows per task: enough values that a task outweighs its hand-off (as at::parallel_for's users
   // in ATen size theirs).
@@ -74,20 +91,119 @@ void trace_pass_typed(TracePass& pass) {
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
     for (int64_t r = r_begin; r < r_end; ++r) {
       for (int64_t b = 0; b < B; ++b) {
-        const scalar_t e = sums ? error[b * traced + r] : scalar_t(0);
+        const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
         // local[t, b, r] for t = 0, 1, ...: stride B * traced.
-        const scalar_t* row_local = local == nullptr ? nullptr : local + b * traced + r;
+        const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
         const int64_t local_stride = B * traced;
-        pass_row(trace_ih + (b * traced + r) * I, I, e, sums ? sum_ih + r * I : nullptr,
-                 row_local, local_stride, input == nullptr ? nullptr : input + b * I, B * I, T);
-        pass_row(trace_hh + (b * traced + r) * R, R, e, sums ? sum_hh + r * R : nullptr,
-                 row_local, local_stride, previous == nullptr ? nullptr : previous + b * R, B * R,
-                 T);
-        pass_row(trace_bias + b * traced + r, 1, e, sums ? sum_bias + r : nullptr, row_local,
-                 local_stride, &one, 0, T);
+        pass_row(rows.trace_ih + (b * traced + r) * I, I, e, sums ? rows.sum_ih + r * I : nullptr,
+                 row_local, local_stride, T > 0 ? rows.input + b * I : nullptr, B * I, T);
+        pass_row(rows.trace_hh + (b * traced + r) * R, R, e, sums ? rows.sum_hh + r * R : nullptr,
+                 row_local, local_stride, T > 0 ? rows.previous + b * R : nullptr, B * R, T);
+        pass_row(rows.trace_bias + b * traced + r, 1, e, sums ? rows.sum_bias + r : nullptr,
+                 row_local, local_stride, &one, 0, T);
       }
     }
   });
+}
+
+template <typename scalar_t>
+void trace_pass_typed(TracePass& pass) {
+  const int64_t T = pass.advance ? pass.local.size(0) : 0;
+  const bool sums = pass.carried_error.defined();
+  const auto data = [](const at::Tensor& tensor, bool wanted) {
+    return wanted ? tensor.data_ptr<scalar_t>() : nullptr;
+  };
+  pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
+      pass.trace_ih.size(0), pass.trace_ih.size(1), pass.trace_ih.size(2), pass.trace_hh.size(2),
+      T, pass.trace_ih.data_ptr<scalar_t>(), pass.trace_hh.data_ptr<scalar_t>(),
+      pass.trace_bias.data_ptr<scalar_t>(), data(pass.carried_error, sums),
+      data(pass.grad_traced_ih, sums), data(pass.grad_traced_hh, sums),
+      data(pass.grad_traced_bias, sums), data(pass.local, T > 0), data(pass.input, T > 0),
+      data(pass.previous, T > 0)});
+}
+
+// One step (T = 1) with a gradient: the paper's case, an update after every step. With grad_h_n
+// and grad_s_n zero, the step's truncated backward is local to each row, so the whole op is three
+// loops with no ATen op between them: the net-input errors of every row (dnet (B, G), and ds, the
+// error of s_0, per cell: the carried error of the traces), the weight gradients dnet^T [x | r_0
+// | 1] (threads split the gate rows), and the trace pass.
+template <typename scalar_t>
+void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
+                       const at::Tensor& trace_hh, const at::Tensor& trace_bias, bool advance,
+                       LayerGradients& gradients) {
+  const LayerArgs& layer = args.layer;
+  const int64_t B = layer.sizes.batch.expect_int(), I = layer.sizes.input_size.expect_int(),
+                H = layer.sizes.hidden_size.expect_int(), G = layer.sizes.gate_rows.expect_int(),
+                R = layer.sizes.recurrent_size.expect_int();
+  const int64_t S = layer.options.cells_per_block, K = H / S;
+  const auto g = cell_input_squash<scalar_t>(layer.options.activation);
+  const auto h = cell_output_squash<scalar_t>(layer.options.activation);
+  const at::Tensor grad_output = args.grad_output.contiguous(), input = layer.input.contiguous(),
+                   squashed_state = args.saved.squashed_state.contiguous(),
+                   gates = args.saved.gates.contiguous();
+  const at::Tensor h0 = present(layer.h0) ? layer.h0->contiguous() : at::Tensor();
+  const scalar_t* dh = grad_output.const_data_ptr<scalar_t>();
+  const scalar_t* x = input.const_data_ptr<scalar_t>();
+  const scalar_t* hs = squashed_state.const_data_ptr<scalar_t>();
+  const scalar_t* gate = gates.const_data_ptr<scalar_t>();
+  std::vector<scalar_t> previous(B * R, scalar_t(0));  // r_0
+  if (h0.defined()) {
+    std::copy(h0.const_data_ptr<scalar_t>(), h0.const_data_ptr<scalar_t>() + B * R,
+              previous.begin());
+  }
+  // Per row: dnet (G), the carried error (2H: ds for the input-gate and the cell-input rows of
+  // each cell) and the local terms of the trace update (2H).
+  std::vector<scalar_t> net_error(B * G), carried(B * 2 * H), local(B * 2 * H);
+  for (int64_t b = 0; b < B; ++b) {
+    const scalar_t* row_gates = gate + b * kNumGates * H;
+    scalar_t* row_error = net_error.data() + b * G;
+    std::fill(row_error, row_error + G, scalar_t(0));
+    for (int64_t j = 0; j < H; ++j) {
+      const scalar_t i = row_gates[kInputGate * H + j], z = row_gates[kCellInput * H + j],
+                     o = row_gates[kOutputGate * H + j], y = hs[b * H + j], d = dh[b * H + j];
+      const scalar_t ds = d * o * h.grad_from_value(y);
+      const scalar_t input_gate_slope = i * (1 - i), cell_input_slope = g.grad_from_value(z);
+      row_error[j / S] += ds * z * input_gate_slope;
+      row_error[K + j] = ds * i * cell_input_slope;
+      row_error[K + H + j / S] += d * y * o * (1 - o);
+      carried[b * 2 * H + j] = carried[b * 2 * H + H + j] = ds;
+      local[b * 2 * H + j] = z * input_gate_slope;
+      local[b * 2 * H + H + j] = i * cell_input_slope;
+    }
+  }
+  scalar_t* grad_ih = gradients.grad_weight_ih.data_ptr<scalar_t>();
+  scalar_t* grad_hh = gradients.grad_weight_hh.data_ptr<scalar_t>();
+  scalar_t* grad_bias = gradients.grad_bias.data_ptr<scalar_t>();
+  at::parallel_for(0, G, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, B * (I + R + 1))),
+                   [&](int64_t k_begin, int64_t k_end) {
+    for (int64_t k = k_begin; k < k_end; ++k) {
+      for (int64_t b = 0; b < B; ++b) {
+        const scalar_t e = net_error[b * G + k];
+        add_scaled(grad_ih + k * I, e, x + b * I, I);
+        add_scaled(grad_hh + k * R, e, previous.data() + b * R, R);
+        grad_bias[k] += e;
+      }
+    }
+  });
+  // The steps before: sum_b carried[b, r] trace[b, r, :], per cell, then into the gate rows.
+  std::vector<scalar_t> sums(2 * H * (I + R + 1), scalar_t(0));
+  scalar_t* sum_ih = sums.data();
+  scalar_t* sum_hh = sum_ih + 2 * H * I;
+  scalar_t* sum_bias = sum_hh + 2 * H * R;
+  pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
+      B, 2 * H, I, R, advance ? 1 : 0, trace_ih.data_ptr<scalar_t>(),
+      trace_hh.data_ptr<scalar_t>(), trace_bias.data_ptr<scalar_t>(), carried.data(), sum_ih,
+      sum_hh, sum_bias, local.data(), x, previous.data()});
+  for (int64_t r = 0; r < 2 * H; ++r) {
+    const int64_t k = r < H ? r / S : K + (r - H);  // the gate row of traced row r
+    for (int64_t c = 0; c < I; ++c) {
+      grad_ih[k * I + c] += sum_ih[r * I + c];
+    }
+    for (int64_t c = 0; c < R; ++c) {
+      grad_hh[k * R + c] += sum_hh[r * R + c];
+    }
+    grad_bias[k] += sum_bias[r];
+  }
 }
 
 }  // namespace
@@ -120,8 +236,44 @@ void cpu_or_generic_trace_pass(TracePass& pass) {
 
 }  // namespace
 
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_cpu(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const std::optional<at::Tensor>& grad_output, const at::Tensor& input,
+    const at::Tensor& weight_ih, const at::Tensor& weight_hh, const std::optional<at::Tensor>& h0,
+    const at::Tensor& output, const at::Tensor& squashed_state, const at::Tensor& gates,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback, bool advance) {
+  const at::ScalarType dtype = input.scalar_type();
+  const bool single_step = present(grad_output) && input.dim() == 3 && input.size(0) == 1 &&
+                           (dtype == at::kFloat || dtype == at::kDouble) &&
+                           trace_ih.is_contiguous() && trace_hh.is_contiguous() &&
+                           trace_bias.is_contiguous() && !generic::forced_on_cpu();
+  if (!single_step) {
+    return online_step_kernel<&cpu_or_generic_trace_pass>(
+        trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0, output,
+        squashed_state, gates, activation, cells_per_block, gate_feedback, advance);
+  }
+  check_online_args(input, h0, output, gates, trace_ih, trace_hh, trace_bias, cells_per_block,
+                    gate_feedback);
+  // The same checks as the backward of the general path (with no error arriving from later).
+  const at::Tensor no_error = at::zeros({input.size(1), output.size(2)}, output.options());
+  const at::Tensor no_recurrent_error =
+      at::zeros({input.size(1), weight_hh.dim() == 2 ? weight_hh.size(1) : 0}, output.options());
+  const BackwardArgs args = check_backward_args(
+      *grad_output, no_recurrent_error, no_error, input, weight_ih, weight_hh, h0, output,
+      squashed_state, gates, /*truncate=*/true, activation, std::nullopt,
+      {false, true, true, true}, cells_per_block, gate_feedback);
+  LayerGradients gradients;
+  gradients.grad_weight_ih = at::zeros(weight_ih.sizes(), output.options());
+  gradients.grad_weight_hh = at::zeros(weight_hh.sizes(), output.options());
+  gradients.grad_bias = at::zeros({weight_hh.size(0)}, output.options());
+  AT_DISPATCH_FLOATING_TYPES(dtype, "lstm1997_online_single_step_cpu", [&] {
+    cpu::single_step_typed<scalar_t>(args, trace_ih, trace_hh, trace_bias, advance, gradients);
+  });
+  return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
+}
+
 TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
-  m.impl("lstm_online_step_", &online_step_kernel<&cpu_or_generic_trace_pass>);
+  m.impl("lstm_online_step_", &lstm_online_step_cpu);
 }
 
 }  // namespace lstm1997

@@ -11,13 +11,15 @@ namespace cpu {
 
 // The largest hidden_size the path takes (the paper's layers have 2 to 12 cells).
 constexpr int64_t kTinyMaxHidden = 32;
-// Without memory cell blocks, layers with this many rows or more take the small-layer loop
-// (small_layer.h), whose register tiles share each weight load between rows.
+// Without memory cell blocks, layers with this many rows or more leave the path (for the
+// small-layer loop of small_layer.h, whose register tiles share each weight load between rows,
+// where forward.cpp's choose_path picks it).
 constexpr int64_t kTinyMaxBatch = 8;
 
 // Whether a call takes the path: float or double, hidden_size <= kTinyMaxHidden, at least one
-// step and one row, and memory cell blocks or fewer than kTinyMaxBatch rows. LSTM1997_TINY_LAYER=0 or =1
-// turns it off or on for every call it can run (tests compare the paths).
+// step and one row, and memory cell blocks or fewer than kTinyMaxBatch rows.
+// LSTM1997_TINY_LAYER=0 or =1 turns it off or on for every call it can run (tests compare the
+// paths).
 bool use_tiny_layer(const LayerArgs& args);
 
 // The forward (with `save`, also what the backward reads: gates and h(s_t)), as run_forward's.

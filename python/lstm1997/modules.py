@@ -342,9 +342,6 @@ class LSTM(_LayerModule):
             layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
             if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
                 layer_input = F.dropout(layer_input, self.dropout, True)
-        if len(final_hidden) == 1:
-            # (A view instead of a copy: the paper's nets are one layer, run once per sequence.)
-            return layer_input, final_hidden[0].unsqueeze(0), final_state[0].unsqueeze(0)
         return layer_input, torch.stack(final_hidden), torch.stack(final_state)
 
     def _check_hx(self, hx: Tuple[Tensor, Tensor], leading: List[int], layout: str) -> None:

@@ -61,15 +61,21 @@ class OnlineLSTM(_LayerModule):
         self._chunk = None
         # Whether the last chunk's terms are still to be added to the traces: backward() and
         # update() add them in the same pass over the traces that computes the gradient; the next
-        # forward() (or reading `traces`) adds them when no gradient came.
+        # forward() adds them when no gradient came.
         self._pending = False
 
     @property
     def traces(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
-        """(trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H)) after every chunk seen;
-        None before the first."""
-        self._advance_traces()
-        return self._traces
+        """A copy of (trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H)) after every
+        chunk seen; None before the first. (The module's own traces change in place.)"""
+        if self._traces is None:
+            return None
+        if not self._pending:
+            return tuple(t.clone() for t in self._traces)
+        chunk, h0, output, _, gates, _ = self._chunk
+        with torch.no_grad():
+            return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *self._traces,
+                                                         **self._layer_options())
 
     def _start(self, batch: int, like: Tensor) -> None:
         H, I, R = self.hidden_size, self.input_size, self.recurrent_size
@@ -107,14 +113,15 @@ class OnlineLSTM(_LayerModule):
         elif self.hidden.shape[0] != batch:
             raise RuntimeError(f"OnlineLSTM: input: expected batch size {self.hidden.shape[0]} "
                                f"(the stream's, until reset()), got {batch}")
-        self._advance_traces()
         with torch.no_grad():
             output, h_n, s_n, squashed_state, gates = torch.ops.lstm1997._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
                 self.hidden, self.cell_state, **self._layer_options())
-        # What backward() needs of this chunk; the next forward replaces it.
+        self._advance_traces()  # the previous chunk's terms, if no backward() added them
+        # What backward() needs of this chunk; the next forward replaces it. The input is copied:
+        # its terms may join the traces only at the next call, when a caller may have refilled it.
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
-        self._chunk = (chunk, self.hidden, output, squashed_state, gates, result.shape)
+        self._chunk = (chunk.clone(), self.hidden, output, squashed_state, gates, result.shape)
         self._pending = True
         self.hidden, self.cell_state = h_n, s_n
         return result.detach().requires_grad_(torch.is_grad_enabled())
