@@ -17,6 +17,7 @@ A second table times online learning (lstm1997.OnlineLSTM: forward, then the gra
 the new outputs, with the traces that make it exact under the paper's truncation) per step, one
 step per call and ten steps per call, against the truncated train step's time per step over the
 whole sequence, and compares the memory each keeps: the traces against what backward saves.
+``--online`` runs that table alone.
 
 A third table times the paper's gate feedback (gate_feedback=True: every cell and gate also sees
 the gate outputs of t-1) against the same layer without it: forward, and the train step in both
@@ -60,7 +61,7 @@ SHAPES = [  # (T, B, I, H)
     (10000, 16, 128, 128),
 ]
 QUICK_SHAPES = [(100, 64, 128, 256), (100, 1, 128, 256), (1000, 16, 128, 128)]
-ONLINE_SHAPES = [(100, 1, 32, 64), (100, 16, 32, 64), (100, 16, 128, 256)]
+ONLINE_SHAPES = [(100, 1, 32, 64), (100, 16, 32, 64), (100, 16, 128, 256), (100, 1, 2, 4)]
 GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 7, 4, 1),    # exp 1's 4 x 1 net
     (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
@@ -503,6 +504,8 @@ def main(argv=None):
                         help="only the table of gate feedback against none")
     parser.add_argument("--generic", action="store_true",
                         help="only the table of the generic implementation against the CPU kernels")
+    parser.add_argument("--online", action="store_true",
+                        help="only the table of online learning against the truncated train step")
     parser.add_argument("--paper-layers", action="store_true",
                         help="only the table of the paper's layers against torch.nn.LSTM")
     parser.add_argument("--func", action="store_true",
@@ -522,7 +525,8 @@ def main(argv=None):
     # A table alone (its option's name is its key in the JSON): its bench, shapes and printer.
     alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
              "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback),
-             "paper_layers": (bench_paper_layer, PAPER_LAYERS, print_paper_layers)}
+             "paper_layers": (bench_paper_layer, PAPER_LAYERS, print_paper_layers),
+             "online": (bench_online, ONLINE_SHAPES, print_online)}
     for name, (bench, table_shapes, print_table) in alone.items():
         if getattr(args, name):
             print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
