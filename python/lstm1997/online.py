@@ -29,7 +29,10 @@ class OnlineLSTM(_LayerModule):
     gradient of ``lstm1997.LSTM(truncate=True)`` on the sum of the losses. Weights updated during a
     sequence make this the paper's online approximation, as in its experiments.
 
-    State (h, s) and traces persist across calls until ``reset()`` (call it between sequences).
+    One ``backward()`` or ``update()`` per ``forward()``: it adds the chunk's terms to the traces
+    in the same pass over them that computes the gradient (``gradients()`` computes it without
+    that, any number of times before). State (h, s) and traces persist across calls until
+    ``reset()`` (call it between sequences).
     Memory: the traces, ``B * 2H * (I + R + 1)`` values (R = ``recurrent_size``: H, or K + H + K
     with ``gate_feedback``), plus one chunk; nothing grows with the stream. Options
     ``activation``, ``cells_per_block`` and ``gate_feedback`` as in ``lstm1997.LSTM``. Parameters are named as in ``lstm1997.LSTM(num_layers=1)`` (``weight_ih_l0``, ...), so
