@@ -50,6 +50,16 @@ std::vector<int64_t> last_step_rows(const StepRows& steps) {
   return rows;
 }
 
+std::vector<int64_t> sequence_lengths(const StepRows& steps) {
+  std::vector<int64_t> lengths(steps.batch, 0);
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
+      lengths[b] = t + 1;
+    }
+  }
+  return lengths;
+}
+
 std::vector<int64_t> previous_step_rows(const StepRows& steps) {
   std::vector<int64_t> rows;
   for (int64_t t = 1; t < steps.steps(); ++t) {

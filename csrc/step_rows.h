@@ -32,6 +32,8 @@ StepRows step_rows(const LayerArgs& args);
 // Row indices for index_select and index_add, as host vectors (a kernel moves them to its device):
 // the row of each sequence's last step (B values), where h_n is read and grad_h_n joins;
 std::vector<int64_t> last_step_rows(const StepRows& steps);
+// the number of steps of each sequence (B values);
+std::vector<int64_t> sequence_lengths(const StepRows& steps);
 // for every row of the steps t >= 1, in row order, the row of the same sequence at step t - 1,
 // whose recurrent state r_{t-1} it reads;
 std::vector<int64_t> previous_step_rows(const StepRows& steps);

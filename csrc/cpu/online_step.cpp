@@ -161,14 +161,15 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
     for (int64_t j = 0; j < H; ++j) {
       const scalar_t i = row_gates[kInputGate * H + j], z = row_gates[kCellInput * H + j],
                      o = row_gates[kOutputGate * H + j], y = hs[b * H + j], d = dh[b * H + j];
-      const scalar_t ds = d * o * h.grad_from_value(y);
-      const scalar_t input_gate_slope = i * (1 - i), cell_input_slope = g.grad_from_value(z);
-      row_error[j / S] += ds * z * input_gate_slope;
-      row_error[K + j] = ds * i * cell_input_slope;
-      row_error[K + H + j / S] += d * y * o * (1 - o);
+      scalar_t ds = 0;  // no error arrives from later steps
+      const NetErrors<scalar_t> errors = cell_backward(d, ds, i, z, o, y, g, h);
+      row_error[j / S] += errors.input_gate;
+      row_error[K + j] = errors.cell_input;
+      row_error[K + H + j / S] += errors.output_gate;
       carried[b * 2 * H + j] = carried[b * 2 * H + H + j] = ds;
-      local[b * 2 * H + j] = z * input_gate_slope;
-      local[b * 2 * H + H + j] = i * cell_input_slope;
+      // d s / d net of the traced rows (online.cpp's local_state_derivatives, for one row).
+      local[b * 2 * H + j] = z * i * (1 - i);
+      local[b * 2 * H + H + j] = i * g.grad_from_value(z);
     }
   }
   scalar_t* grad_ih = gradients.grad_weight_ih.data_ptr<scalar_t>();

@@ -239,12 +239,12 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
     scalar_t* squashed = io.squashed_state == nullptr ? nullptr : io.squashed_state + row * H;
     for (int64_t v = 0; v < V; ++v) {
       const int64_t j = v * L, count = std::min(L, H - j);
-      const Vec i = sigmoid(net[v] + other[v]);
-      const Vec z = layer.g(net[V + v] + other[V + v]);
-      const Vec o = sigmoid(net[2 * V + v] + other[2 * V + v]);
-      state[v] = at::vec::fmadd(i, z, state[v]);
-      const Vec hs = layer.h(state[v]);
-      const Vec y = o * hs;
+      const CellStep<Vec> cell = cell_forward(net[v] + other[v], net[V + v] + other[V + v],
+                                              net[2 * V + v] + other[2 * V + v], state[v],
+                                              layer.g, layer.h);
+      const Vec &i = cell.input_gate, &z = cell.cell_input, &o = cell.output_gate,
+                &hs = cell.squashed_state, &y = cell.hidden;
+      state[v] = cell.cell_state;
       store_lanes(y, io.output + row * H + j, count);
       if (gates != nullptr) {
         store_lanes(i, gates + kInputGate * H + j, count);
@@ -281,17 +281,6 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
   }
 }
 
-// The length of each sequence (its number of steps).
-std::vector<int64_t> row_lengths(const StepRows& steps) {
-  std::vector<int64_t> lengths(steps.batch, 0);
-  for (int64_t t = 0; t < steps.steps(); ++t) {
-    for (int64_t b = steps.active_after(t); b < steps.count[t]; ++b) {
-      lengths[b] = t + 1;
-    }
-  }
-  return lengths;
-}
-
 template <typename scalar_t>
 void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardResult& result,
                         bool save) {
@@ -308,7 +297,7 @@ void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardRes
       save ? result.saved.squashed_state.data_ptr<scalar_t>() : nullptr,
       result.h_n.data_ptr<scalar_t>(),
       result.s_n.data_ptr<scalar_t>()};
-  const std::vector<int64_t> lengths = row_lengths(steps);
+  const std::vector<int64_t> lengths = sequence_lengths(steps);
   const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
   with_cell_vectors<scalar_t>(layer.Hp / layer.L, [&](auto vectors) {
     at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
@@ -374,37 +363,38 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
       const Vec z = Vec::loadu(gates + kCellInput * H + j, count);
       const Vec o = Vec::loadu(gates + kOutputGate * H + j, count);
       const Vec hs = Vec::loadu(squashed + j, count);
-      state_error[v] = state_error[v] + dh * o * layer.h.grad_from_value(hs);
-      const Vec& ds = state_error[v];
-      store_lanes(ds * i * layer.g.grad_from_value(z), net_error + K + j, count);
+      const NetErrors<Vec> errors =
+          cell_backward(dh, state_error[v], i, z, o, hs, layer.g, layer.h);
+      store_lanes(errors.cell_input, net_error + K + j, count);
       if (S == 1) {
         // Each cell its own gates (K = H); with gate feedback they also get the error of their
-        // outputs in r_t. Through the sigmoid's derivative y (1 - y).
-        Vec into_input_gate = ds * z, into_output_gate = dh * hs;
+        // outputs in r_t, through the sigmoid's derivative y (1 - y).
+        Vec input_gate = errors.input_gate, output_gate = errors.output_gate;
         if (feedback) {
-          into_input_gate = into_input_gate + Vec::loadu(recurrent_error + j, count);
-          into_output_gate = into_output_gate + Vec::loadu(recurrent_error + K + H + j, count);
+          input_gate = input_gate + Vec::loadu(recurrent_error + j, count) * i * (Vec(1) - i);
+          output_gate = output_gate +
+                        Vec::loadu(recurrent_error + K + H + j, count) * o * (Vec(1) - o);
         }
-        store_lanes(into_input_gate * i * (Vec(1) - i), net_error + j, count);
-        store_lanes(into_output_gate * o * (Vec(1) - o), net_error + K + H + j, count);
+        store_lanes(input_gate, net_error + j, count);
+        store_lanes(output_gate, net_error + K + H + j, count);
       } else {
-        (ds * z).store(input_gate_error + j);
-        (dh * hs).store(output_gate_error + j);
+        errors.input_gate.store(input_gate_error + j);
+        errors.output_gate.store(output_gate_error + j);
       }
     }
     if (S > 1) {
       // A block's gate gets the errors of all its cells (and, with gate feedback, of its output
-      // in r_t).
+      // in r_t, through the sigmoid's derivative).
       for (int64_t k = 0; k < K; ++k) {
-        scalar_t into_input_gate = feedback ? recurrent_error[k] : scalar_t(0);
-        scalar_t into_output_gate = feedback ? recurrent_error[K + H + k] : scalar_t(0);
-        for (int64_t j = k * S; j < (k + 1) * S; ++j) {
-          into_input_gate += input_gate_error[j];
-          into_output_gate += output_gate_error[j];
-        }
         const scalar_t i = gates[kInputGate * H + k * S], o = gates[kOutputGate * H + k * S];
-        net_error[k] = into_input_gate * i * (1 - i);
-        net_error[K + H + k] = into_output_gate * o * (1 - o);
+        scalar_t input_gate = feedback ? recurrent_error[k] * i * (1 - i) : scalar_t(0);
+        scalar_t output_gate = feedback ? recurrent_error[K + H + k] * o * (1 - o) : scalar_t(0);
+        for (int64_t j = k * S; j < (k + 1) * S; ++j) {
+          input_gate += input_gate_error[j];
+          output_gate += output_gate_error[j];
+        }
+        net_error[k] = input_gate;
+        net_error[K + H + k] = output_gate;
       }
     }
     // The step's input [x_t | r_{t-1}].
@@ -498,7 +488,7 @@ void tiny_backward_typed(const BackwardArgs& args, const StepRows& steps,
       gradients.grad_input.defined() ? gradients.grad_input.data_ptr<scalar_t>() : nullptr,
       gradients.grad_h0.data_ptr<scalar_t>(),
       gradients.grad_s0.data_ptr<scalar_t>()};
-  const std::vector<int64_t> lengths = row_lengths(steps);
+  const std::vector<int64_t> lengths = sequence_lengths(steps);
   constexpr int64_t L = TinyLayer<scalar_t>::L;
   const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;
   const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
