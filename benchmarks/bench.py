@@ -36,6 +36,10 @@ nn.LSTM time / ours; and the tiny-layer path (csrc/cpu/tiny_layer.cpp, which the
 size) against the paths they took before it (LSTM1997_TINY_LAYER=0), train step truncated.
 ``--paper-layers`` runs that table alone.
 
+``--cuda`` (a machine with CUDA only) times the layer on the GPU (the device-generic
+implementation) against torch.nn.LSTM on the GPU (cuDNN), float32: forward, and the train step in
+both backward modes, as ratios nn.LSTM time / ours; each call ends with torch.cuda.synchronize().
+
 A fifth table times torch.func: an ensemble of 16 small nets (stacked weights, vmap) against one
 of them, and per-sample gradients of a batch (vmap over grad) against one ordinary backward of the
 same batch. ``--func`` runs that table alone.
@@ -76,6 +80,12 @@ PAPER_LAYERS = [  # (T, B, I, H, cells_per_block): the paper's nets, one sequenc
     (1000, 1, 2, 4, 2),    # exp 4 (and 5): 2 blocks of 2 cells
     (1000, 1, 8, 6, 2),    # exp 6b: 3 blocks of 2 cells
     (1000, 16, 2, 4, 2),   # exp 4's layer on 16 sequences at once
+]
+CUDA_SHAPES = [  # (T, B, I, H)
+    (100, 64, 128, 256),
+    (1000, 32, 64, 256),
+    (100, 256, 512, 1024),
+    (1000, 1, 2, 4),
 ]
 GENERIC_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
@@ -343,6 +353,49 @@ def bench_generic(T, B, I, H, S, repeats, min_time):
     return pass_ratios([T, B, I, H, S], medians, "generic", "kernels")
 
 
+def synchronized(task):
+    """The task followed by torch.cuda.synchronize(): a call's time is its GPU work's time."""
+    def run():
+        task()
+        torch.cuda.synchronize()
+    return run
+
+
+def bench_cuda(T, B, I, H, repeats, min_time):
+    """lstm1997.LSTM on the GPU (the generic implementation) against torch.nn.LSTM (cuDNN)."""
+    torch.manual_seed(0)
+    ours = {truncate: lstm1997.LSTM(I, H, truncate=truncate).cuda() for truncate in (True, False)}
+    theirs = torch.nn.LSTM(I, H).cuda()
+    x = torch.randn(T, B, I, device="cuda")
+    tasks = {"forward ours": forward_task(ours[True], x),
+             "forward nn.LSTM": forward_task(theirs, x),
+             "train truncated ours": train_task(ours[True], x),
+             "train exact ours": train_task(ours[False], x),
+             "train nn.LSTM": train_task(theirs, x)}
+    medians = interleaved_medians({name: synchronized(task) for name, task in tasks.items()},
+                                  repeats, min_time)
+    return {"shape": [T, B, I, H], "seconds": medians,
+            "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
+            "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],
+            "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"]}
+
+
+def print_cuda(results):
+    print()
+    print(f"on {torch.cuda.get_device_name()}: lstm1997 (generic implementation) against "
+          "torch.nn.LSTM (cuDNN), float32 (ratio = nn.LSTM time / ours; above 1 we are faster)")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {'ms fwd ours':>11} {'ms train trunc ours':>19}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H = r["shape"]
+        ms = {name: 1e3 * v for name, v in r["seconds"].items()}
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} | {r['ratio forward']:>7.2f}x "
+              f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
+              f"{ms['forward ours']:>11.2f} {ms['train truncated ours']:>19.2f}", flush=True)
+
+
 def autograd_floor_task():
     """What any train step pays before its layer's own work: one tensor op and a sum with
     gradients, through PyTorch's autograd engine (zero_grad, forward, backward)."""
@@ -508,6 +561,8 @@ def main(argv=None):
                         help="only the table of online learning against the truncated train step")
     parser.add_argument("--paper-layers", action="store_true",
                         help="only the table of the paper's layers against torch.nn.LSTM")
+    parser.add_argument("--cuda", action="store_true",
+                        help="only the table of the layer on the GPU against torch.nn.LSTM (cuDNN)")
     parser.add_argument("--func", action="store_true",
                         help="only the torch.func table (ensembles, per-sample gradients)")
     args = parser.parse_args(argv)
@@ -526,10 +581,14 @@ def main(argv=None):
     alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
              "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback),
              "paper_layers": (bench_paper_layer, PAPER_LAYERS, print_paper_layers),
-             "online": (bench_online, ONLINE_SHAPES, print_online)}
+             "online": (bench_online, ONLINE_SHAPES, print_online),
+             "cuda": (bench_cuda, CUDA_SHAPES, print_cuda)}
     for name, (bench, table_shapes, print_table) in alone.items():
         if getattr(args, name):
-            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU")
+            if name == "cuda" and not torch.cuda.is_available():
+                parser.error("--cuda needs a CUDA device")
+            print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 "
+                  f"{'CUDA' if name == 'cuda' else 'CPU'}")
             results = [bench(*shape, 7, 0.05) for shape in table_shapes]
             print_table(results)
             if args.json:

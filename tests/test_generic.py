@@ -250,3 +250,49 @@ def test_cuda_mixed_devices_refused():
     with pytest.raises(RuntimeError, match="batch_sizes: expected a 1-D int64 CPU tensor"):
         torch.ops.lstm1997.lstm(args[0].reshape(6, 4), *args[1:],
                                 batch_sizes=torch.tensor([2, 2, 2], device="cuda"))
+
+
+@CUDA
+@pytest.mark.parametrize("truncate", [True, False])
+def test_cuda_gradcheck(truncate):
+    """Exact mode: autograd's numerical check on the GPU; truncated mode: the gradient equals the
+    CPU kernels' (its numerical derivative is the exact one, which it is not meant to be)."""
+    args = make_args(4, 2, 3, 4, device="cuda", cells_per_block=2, gate_feedback=True)
+    if truncate:
+        cpu_args = [a.detach().cpu().requires_grad_() for a in args]
+        for a_args, device in ((args, "cuda"), (cpu_args, "cpu")):
+            out, h, s = torch.ops.lstm1997.lstm(*a_args, truncate=True, cells_per_block=2,
+                                                gate_feedback=True)
+            (out.square().sum() + h.sum() + s.sum()).backward()
+        for a, b in zip(args, cpu_args):
+            torch.testing.assert_close(a.grad.cpu(), b.grad, rtol=1e-10, atol=1e-10)
+    else:
+        assert torch.autograd.gradcheck(
+            lambda *a: torch.ops.lstm1997.lstm(*a, truncate=False, cells_per_block=2,
+                                               gate_feedback=True), args)
+
+
+@CUDA
+def test_cuda_compile_script_and_func():
+    """torch.compile, TorchScript and torch.func on the GPU give what eager gives."""
+    cpu, gpu = cuda_and_cpu(lstm1997.LSTM, 3, 5, num_layers=2)
+    x = torch.randn(6, 2, 3, dtype=torch.float64, device="cuda")
+    expected, _ = gpu(x)
+    compiled, _ = torch.compile(gpu, fullgraph=True)(x)
+    torch.testing.assert_close(compiled, expected, rtol=1e-10, atol=1e-10)
+    from conftest import Holder
+    scripted, _ = torch.jit.script(Holder(gpu))(x)
+    torch.testing.assert_close(scripted, expected, rtol=1e-10, atol=1e-10)
+
+    params = dict(gpu.named_parameters())
+    grads = torch.func.grad(
+        lambda p: torch.func.functional_call(gpu, p, (x,))[0].square().sum())(params)
+    gpu.zero_grad()
+    expected.square().sum().backward()
+    for name, p in params.items():
+        torch.testing.assert_close(grads[name], p.grad, rtol=1e-10, atol=1e-10)
+
+    members = torch.randn(3, 6, 2, 3, dtype=torch.float64, device="cuda")
+    stacked = torch.func.vmap(lambda m: torch.func.functional_call(gpu, params, (m,))[0])(members)
+    for m, out in zip(members, stacked):
+        torch.testing.assert_close(out, gpu(m)[0], rtol=1e-10, atol=1e-10)
