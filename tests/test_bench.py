@@ -54,3 +54,24 @@ def test_paper_layers_table(tmp_path, capsys, monkeypatch):
                 "before / tiny train truncated"):
         assert result[key] > 0
     assert os.environ.get("LSTM1997_TINY_LAYER") == switch  # the table restores the switch
+
+
+def test_cuda_table(tmp_path, capsys, monkeypatch):
+    """--cuda: refused without a GPU; with one, a row per shape with its three ratios."""
+    import pytest
+    import torch
+
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            bench.main(["--cuda"])
+        assert "--cuda needs a CUDA device" in capsys.readouterr().err
+        return
+    monkeypatch.setattr(bench, "CUDA_SHAPES", [(5, 2, 3, 4)])
+    out_file = tmp_path / "cuda.json"
+    bench.main(["--cuda", "--json", str(out_file)])
+    assert "     5    2    3     4 |" in capsys.readouterr().out
+    (result,) = json.loads(out_file.read_text())["cuda"]
+    assert all(result[f"ratio {p}"] > 0 for p in ("forward", "train truncated", "train exact"))

@@ -9,6 +9,19 @@ out=${OUT:-gpu_check}
 mkdir -p "$out"
 suite_seconds=${1:-240}
 python=$(command -v python3 || command -v python)
+# On the lent H200 machines torch's build picks a compiler wrapper, /opt/gcc/bin/g++, that links
+# parts of its own libstdc++ into what it builds: a torch extension built with it, even a minimal load_inline
+# one, crashes as soon as it formats an integer (std::ostream::operator<<(long)), so every error
+# message with a size in it killed the process. The distribution's compiler does not do this.
+if [ -d /opt/gcc/bin ]; then
+    for candidate in /usr/bin/g++-13 /usr/bin/g++; do
+        if [ -x "$candidate" ]; then
+            export CXX=$candidate CC=${candidate/g++/gcc} LDSHARED="${candidate/g++/gcc} -shared"
+            break
+        fi
+    done
+fi
+echo "compiler: ${CXX:-$(command -v c++)}"
 nvidia-smi -L
 "$python" -c "import sys, torch; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
 start=$SECONDS
