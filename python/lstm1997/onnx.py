@@ -161,16 +161,19 @@ class _OnnxscriptGraph(_Graph):
         return self._opset.Constant(value=ir.tensor(np.ascontiguousarray(array)))
 
 
-def _scan_with_gate_feedback(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
-                             activation: str, blocks: int, hidden: int, cells_per_block: int):
-    """The paper's network (gate feedback) as a Scan over the steps. The input's projection and
-    the biases are one MatMul before it; each step multiplies the recurrent state
-    r = [input gates | cell outputs | output gates] of t-1 by weight_hh and runs the cell."""
+def _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation: str,
+                blocks: int, hidden: int, cells_per_block: int, gate_feedback: bool):
+    """The layer as a Scan over the steps: the paper's network (gate feedback), and the layers in
+    float64 and float16, for which onnxruntime has no LSTM kernel. The input's projection and the
+    biases are one MatMul before it; each step multiplies the recurrent state of t-1 (h, or with
+    gate feedback r = [input gates | cell outputs | output gates]) by weight_hh and runs the
+    cell."""
     import onnx_ir as ir
     from onnxscript import opset18 as op
 
     graph = _OnnxscriptGraph()
     gate_rows = blocks + hidden + blocks
+    recurrent_width = gate_rows if gate_feedback else hidden
     projected = op.MatMul(input, op.Transpose(weight_ih, perm=[1, 0]))  # (T, B, G)
     for bias in (bias_ih, bias_hh):
         if bias is not None:
@@ -179,18 +182,21 @@ def _scan_with_gate_feedback(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, 
     batch = op.Shape(input, start=1, end=2)
     if h0 is None:
         h0 = op.Expand(graph.constant_like(np.zeros(1), input),
-                       op.Concat(batch, graph.constant(np.array([gate_rows])), axis=0))
+                       op.Concat(batch, graph.constant(np.array([recurrent_width])), axis=0))
     if s0 is None:
         s0 = op.Expand(graph.constant_like(np.zeros(1), input),
                        op.Concat(batch, graph.constant(np.array([hidden])), axis=0))
-    recurrent_weight = op.Transpose(weight_hh, perm=[1, 0])  # (G, G), read by the body
+    recurrent_weight = op.Transpose(weight_hh, perm=[1, 0])  # (R, G), read by the body
 
     dtype = input.dtype
     # Every value of every body gets a name of its own: ONNX wants them unique in the model.
     prefix = f"lstm1997_step{next(_scan_bodies)}_"
-    state_in = ir.Value(name="recurrent_in", type=ir.TensorType(dtype), shape=ir.Shape([None, gate_rows]))
-    cell_in = ir.Value(name="cell_state_in", type=ir.TensorType(dtype), shape=ir.Shape([None, hidden]))
-    step_in = ir.Value(name="projected_step", type=ir.TensorType(dtype), shape=ir.Shape([None, gate_rows]))
+    state_in = ir.Value(name=prefix + "recurrent_in", type=ir.TensorType(dtype),
+                        shape=ir.Shape([None, recurrent_width]))
+    cell_in = ir.Value(name=prefix + "cell_state_in", type=ir.TensorType(dtype),
+                       shape=ir.Shape([None, hidden]))
+    step_in = ir.Value(name=prefix + "projected_step", type=ir.TensorType(dtype),
+                       shape=ir.Shape([None, gate_rows]))
     nodes: List[ir.Node] = []
 
     def node(op_type, *inputs, **attributes):
@@ -208,8 +214,9 @@ def _scan_with_gate_feedback(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, 
     def float_constant(value):
         return node("CastLike", constant(np.array(value, dtype=np.float64)), step_in)
 
-    def sigmoid(x):
-        return node("Sigmoid", x)
+    def rows(net, start, stop):
+        return node("Slice", net, constant(np.array([start])), constant(np.array([stop])),
+                    constant(np.array([1])))
 
     def squash(x, scale):  # tanh, or the paper's scale * tanh(x / 2)
         if activation == "tanh":
@@ -217,26 +224,24 @@ def _scan_with_gate_feedback(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, 
         return node("Mul", node("Tanh", node("Mul", x, float_constant(0.5))), float_constant(scale))
 
     net = node("Add", step_in, node("MatMul", state_in, recurrent_weight))
-    input_gate = sigmoid(node("Slice", net, constant(np.array([0])), constant(np.array([blocks])),
-                              constant(np.array([1]))))
-    cell_input = squash(node("Slice", net, constant(np.array([blocks])),
-                             constant(np.array([blocks + hidden])), constant(np.array([1]))), 2.0)
-    output_gate = sigmoid(node("Slice", net, constant(np.array([blocks + hidden])),
-                               constant(np.array([gate_rows])), constant(np.array([1]))))
+    input_gate = node("Sigmoid", rows(net, 0, blocks))
+    cell_input = squash(rows(net, blocks, blocks + hidden), 2.0)
+    output_gate = node("Sigmoid", rows(net, blocks + hidden, gate_rows))
     cell_block = constant((np.arange(hidden) // cells_per_block).astype(np.int64))
     per_cell_input_gate = node("Gather", input_gate, cell_block, axis=1)
     per_cell_output_gate = node("Gather", output_gate, cell_block, axis=1)
     cell_state = node("Add", cell_in, node("Mul", per_cell_input_gate, cell_input))
     cell_output = node("Mul", per_cell_output_gate, squash(cell_state, 1.0))
-    recurrent = node("Concat", input_gate, cell_output, output_gate, axis=1)
+    if gate_feedback:
+        recurrent = node("Concat", input_gate, cell_output, output_gate, axis=1)
+    else:
+        recurrent = node("Identity", cell_output)
     step_output = node("Identity", cell_output)
-    for value in (state_in, cell_in, step_in):
-        value.name = prefix + value.name
     for value, name in ((recurrent, "recurrent_out"), (cell_state, "cell_state_out"),
                         (step_output, "cell_output")):
         value.name = prefix + name
     body = ir.Graph([state_in, cell_in, step_in], [recurrent, cell_state, step_output],
-                    nodes=nodes, name="lstm1997_gate_feedback_step")
+                    nodes=nodes, name=prefix + "body")
     h_n, s_n, output = _traced_node("Scan", [h0, s0, projected], 3, body=body, num_scan_inputs=1)
     return output, h_n, s_n
 
@@ -265,9 +270,11 @@ def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=Non
                  cells_per_block: int = 1, gate_feedback: bool = False):
     _check_options(activation, batch_sizes)
     blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
-    if gate_feedback:
-        return _scan_with_gate_feedback(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
-                                        activation, blocks, hidden, cells_per_block)
+    import onnx_ir as ir
+
+    if gate_feedback or input.dtype != ir.DataType.FLOAT:
+        return _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
+                           blocks, hidden, cells_per_block, gate_feedback)
     return _lstm_operator(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
                           s0, activation, blocks, hidden, cells_per_block)
 
@@ -301,6 +308,11 @@ class _TorchScriptGraph(_Graph):
     def constant(self, array):
         return self._g.op("Constant", value_t=torch.from_numpy(np.ascontiguousarray(array)))
 
+    def constant_like(self, array, like):
+        # Typed at once rather than CastLike: the exporter's constant folding then folds the
+        # weight rewriting into the initializers.
+        return self.constant(np.asarray(array, dtype=np.float32))
+
 
 def _static_shape(value) -> Optional[List[int]]:
     sizes = value.type().sizes()
@@ -322,6 +334,11 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
         _refuse("gate_feedback=True cannot be exported by the TorchScript-based exporter "
                 "(dynamo=False): use the default exporter with "
                 "custom_translation_table=lstm1997.onnx.translation_table, which writes it as a Scan")
+    dtype = input.type().scalarType()
+    if dtype != "Float":
+        _refuse(f"input: the TorchScript-based exporter (dynamo=False) writes ONNX's LSTM, which "
+                f"onnxruntime runs in float32 only; got {dtype}: export a float32 model, or use "
+                f"the default exporter, which writes other dtypes as a Scan")
     weight_ih_shape, weight_hh_shape = _static_shape(weight_ih), _static_shape(weight_hh)
     if weight_ih_shape is None or weight_hh_shape is None:
         _refuse("the weights' shapes are unknown to the exporter")

@@ -1,0 +1,210 @@
+"""ONNX export (lstm1997.onnx) through both of PyTorch's exporters, run in onnxruntime and compared
+with the eager module at the traced sequence length and batch size and at others (the exported
+graph's axes are dynamic)."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import lstm1997
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+import lstm1997.onnx  # noqa: E402  (registers the TorchScript exporter's translation)
+
+I, H = 3, 6
+TRACED = (7, 2)          # (seq_len, batch) the model is exported with
+OTHERS = [(11, 4), (1, 1)]
+
+
+def make_input(T, B, batch_first=False, dtype=torch.float32):
+    return torch.randn(B, T, I, dtype=dtype) if batch_first else torch.randn(T, B, I, dtype=dtype)
+
+
+def make_state(module, B, dtype=torch.float32):
+    stacked = module.num_layers * (2 if module.bidirectional else 1)
+    return (torch.randn(stacked, B, module.recurrent_size, dtype=dtype),
+            torch.randn(stacked, B, module.hidden_size, dtype=dtype))
+
+
+def export(module, args, path, dynamo, batch_first=False):
+    """Exports with the sequence and batch axes dynamic, as README shows."""
+    time_axis, batch_axis = (1, 0) if batch_first else (0, 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            T, B = torch.export.Dim("T"), torch.export.Dim("B")
+            shapes = [{time_axis: T, batch_axis: B}]
+            if len(args) > 1:
+                shapes.append(({1: B}, {1: B}))
+            torch.onnx.export(module, args, path, dynamo=True,
+                              custom_translation_table=lstm1997.onnx.translation_table,
+                              dynamic_shapes=tuple(shapes))
+        else:
+            names = ["input"] + (["h0", "s0"] if len(args) > 1 else [])
+            axes = {"input": {time_axis: "T", batch_axis: "B"}, "output": {time_axis: "T", batch_axis: "B"},
+                    "h_n": {1: "B"}, "s_n": {1: "B"}, "h0": {1: "B"}, "s0": {1: "B"}}
+            torch.onnx.export(module, args, path, dynamo=False, input_names=names,
+                              output_names=["output", "h_n", "s_n"],
+                              dynamic_axes={k: v for k, v in axes.items()
+                                            if k in names or k in ("output", "h_n", "s_n")})
+    return onnx.load(str(path))
+
+
+def run_onnx(path, args):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    flat = [args[0]] + (list(args[1]) if len(args) > 1 else [])
+    feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), flat)}
+    assert len(feeds) == len(flat)
+    return session.run(None, feeds)
+
+
+def assert_matches_eager(module, path, args, tolerance):
+    with torch.no_grad():
+        output, (h_n, s_n) = module(*args)
+    got = run_onnx(path, args)
+    for name, a, b in zip(("output", "h_n", "s_n"), got, (output, h_n, s_n)):
+        assert a.shape == tuple(b.shape), name
+        np.testing.assert_allclose(a, b.numpy(), rtol=tolerance, atol=tolerance, err_msg=name)
+
+
+def op_types(model):
+    return [node.op_type for node in model.graph.node]
+
+
+CONFIGS = {
+    "one layer": {},
+    "two layers": dict(num_layers=2),
+    "bidirectional": dict(bidirectional=True),
+    "batch_first": dict(batch_first=True),
+    "paper squashers": dict(activation="paper"),
+    "blocks": dict(cells_per_block=2),
+    "no bias": dict(bias=False),
+    "two layers, bidirectional, paper, blocks of 3, no bias":
+        dict(num_layers=2, bidirectional=True, activation="paper", cells_per_block=3, bias=False),
+    "gate feedback": dict(gate_feedback=True),
+    "gate feedback, blocks, paper, two layers, bidirectional":
+        dict(gate_feedback=True, cells_per_block=2, activation="paper", num_layers=2,
+             bidirectional=True),
+}
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no hx", "hx"])
+@pytest.mark.parametrize("config", list(CONFIGS), ids=list(CONFIGS))
+@pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
+def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
+    options = CONFIGS[config]
+    if not dynamo and options.get("gate_feedback"):
+        pytest.skip("refused by the TorchScript exporter (test_refusals)")
+    if with_state and config not in ("one layer", "two layers, bidirectional, paper, blocks of 3, no bias",
+                                     "gate feedback, blocks, paper, two layers, bidirectional"):
+        pytest.skip("hx is tested on three configurations")
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(I, H, **options).eval()
+    batch_first = options.get("batch_first", False)
+
+    def args_for(T, B):
+        x = make_input(T, B, batch_first)
+        return (x, make_state(module, B)) if with_state else (x,)
+
+    path = tmp_path / "model.onnx"
+    model = export(module, args_for(*TRACED), path, dynamo, batch_first)
+    onnx.checker.check_model(model)
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    types = op_types(model)
+    if options.get("gate_feedback"):
+        assert types.count("Scan") == layers and "LSTM" not in types
+    else:  # one ONNX LSTM per layer and direction, the weight rewriting folded away
+        assert types.count("LSTM") == layers
+        assert not {"MatMul", "Scan", "Loop"} & set(types), types
+        weights = {initializer.name for initializer in model.graph.initializer}
+        assert not [node for node in model.graph.node
+                    if node.op_type in ("Gather", "Mul", "Concat") and node.input[0] in weights]
+    for T, B in [TRACED] + OTHERS:
+        assert_matches_eager(module, path, args_for(T, B), 1e-5)
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
+def test_cell_exports(tmp_path, dynamo):
+    torch.manual_seed(0)
+    cell = lstm1997.LSTMCell(I, H, cells_per_block=2, activation="paper").eval()
+    path = tmp_path / "cell.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(cell, (torch.randn(2, I),), path, dynamo=True,
+                              custom_translation_table=lstm1997.onnx.translation_table,
+                              dynamic_shapes=({0: torch.export.Dim("B")},))
+        else:
+            torch.onnx.export(cell, (torch.randn(2, I),), path, dynamo=False,
+                              input_names=["input"], dynamic_axes={"input": {0: "B"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for B in (2, 5):
+        x = torch.randn(B, I)
+        with torch.no_grad():
+            expected = cell(x)
+        for a, b in zip(session.run(None, {session.get_inputs()[0].name: x.numpy()}), expected):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_float64_exports_as_scan(tmp_path):
+    """onnxruntime has no float64 LSTM kernel: the default exporter writes a Scan, which it runs."""
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(I, H, cells_per_block=2, num_layers=2).double().eval()
+    path = tmp_path / "double.onnx"
+    model = export(module, (make_input(*TRACED, dtype=torch.float64),), path, dynamo=True)
+    assert op_types(model).count("Scan") == 2
+    for T, B in [TRACED] + OTHERS:
+        assert_matches_eager(module, path, (make_input(T, B, dtype=torch.float64),), 1e-10)
+
+
+def messages(error):
+    """The messages of an exception and of every exception it came from."""
+    text = []
+    while error is not None:
+        text.append(str(error))
+        error = error.__cause__ or error.__context__
+    return "\n".join(text)
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
+def test_refusals(tmp_path, dynamo):
+    """What cannot be expressed fails with a message naming it."""
+    module = lstm1997.LSTM(I, H).eval()
+
+    class Packing(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm = module
+
+        def forward(self, x, lengths):
+            packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+            return torch.nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0])[0]
+
+    cases = [(Packing().eval(), (torch.randn(5, 2, I), torch.tensor([5, 3])),
+              "a PackedSequence cannot be exported to ONNX")]
+    if not dynamo:
+        cases += [(lstm1997.LSTM(I, H, gate_feedback=True).eval(), (torch.randn(5, 2, I),),
+                   "gate_feedback=True cannot be exported by the TorchScript-based exporter"),
+                  (lstm1997.LSTM(I, H).double().eval(), (torch.randn(5, 2, I, dtype=torch.float64),),
+                   "onnxruntime runs in float32 only; got Double")]
+    for model, args, pattern in cases:
+        with pytest.raises(Exception) as caught, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs = {"custom_translation_table": lstm1997.onnx.translation_table} if dynamo else {}
+            torch.onnx.export(model, args, tmp_path / "refused.onnx", dynamo=dynamo, **kwargs)
+        assert pattern in messages(caught.value)
+
+
+def test_translation_checks_the_layout():
+    """The translation's own checks: a weight layout that is no layer of the op."""
+    with pytest.raises(ValueError, match=r"weight_ih: expected K \+ H \+ K rows"):
+        lstm1997.onnx._layer_sizes([11, 3], [11, 4], 3, False)
+    with pytest.raises(ValueError, match=r"weight_hh: expected shape \[18, 6\]"):
+        lstm1997.onnx._layer_sizes([18, 3], [18, 5], 1, False)
+    with pytest.raises(ValueError, match="cells_per_block: expected a positive number"):
+        lstm1997.onnx._layer_sizes([18, 3], [18, 6], 0, False)
+    with pytest.raises(ValueError, match='activation: expected "tanh" or "paper"'):
+        lstm1997.onnx._check_options("relu", None)
