@@ -406,9 +406,11 @@ class LSTM(_LayerModule):
     def _forward_packed(
         self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
-        if not torch.jit.is_scripting() and torch.onnx.is_in_onnx_export():
-            raise ValueError("LSTM: input: a PackedSequence cannot be exported to ONNX; export "
-                             "a model that takes padded input (seq_len, batch, input_size)")
+        if not torch.jit.is_scripting():  # (TorchScript compiles no more of this than the test)
+            if torch.onnx.is_in_onnx_export():
+                raise ValueError("LSTM: input: a PackedSequence cannot be exported to ONNX; "
+                                 "export a model that takes padded input (seq_len, batch, "
+                                 "input_size)")
         data, batch_sizes, sorted_indices, unsorted_indices = input
         self._check_input(data)
         stacked = self.num_layers * (2 if self.bidirectional else 1)
