@@ -126,27 +126,54 @@ def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
         assert_matches_eager(module, path, args_for(T, B), 1e-5)
 
 
+@pytest.mark.parametrize("with_state", [False, True], ids=["no hx", "hx"])
 @pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
-def test_cell_exports(tmp_path, dynamo):
+def test_cell_exports(tmp_path, dynamo, with_state):
     torch.manual_seed(0)
     cell = lstm1997.LSTMCell(I, H, cells_per_block=2, activation="paper").eval()
     path = tmp_path / "cell.onnx"
+
+    def args_for(B):
+        x = torch.randn(B, I)
+        return (x, (torch.randn(B, H), torch.randn(B, H))) if with_state else (x,)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if dynamo:
-            torch.onnx.export(cell, (torch.randn(2, I),), path, dynamo=True,
-                              custom_translation_table=lstm1997.onnx.translation_table,
-                              dynamic_shapes=({0: torch.export.Dim("B")},))
+            B = torch.export.Dim("B")
+            shapes = ({0: B}, ({0: B}, {0: B})) if with_state else ({0: B},)
+            torch.onnx.export(cell, args_for(2), path, dynamo=True, dynamic_shapes=shapes,
+                              custom_translation_table=lstm1997.onnx.translation_table)
         else:
-            torch.onnx.export(cell, (torch.randn(2, I),), path, dynamo=False,
-                              input_names=["input"], dynamic_axes={"input": {0: "B"}})
+            names = ["input", "h0", "s0"] if with_state else ["input"]
+            torch.onnx.export(cell, args_for(2), path, dynamo=False, input_names=names,
+                              dynamic_axes={name: {0: "B"} for name in names})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for B in (2, 5):
-        x = torch.randn(B, I)
+        args = args_for(B)
         with torch.no_grad():
-            expected = cell(x)
-        for a, b in zip(session.run(None, {session.get_inputs()[0].name: x.numpy()}), expected):
+            expected = cell(*args)
+        flat = [args[0]] + (list(args[1]) if with_state else [])
+        feeds = {i.name: a.numpy() for i, a in zip(session.get_inputs(), flat)}
+        for a, b in zip(session.run(None, feeds), expected):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_unbatched_input_exports(tmp_path):
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(I, H, num_layers=2).eval()
+    path = tmp_path / "unbatched.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (torch.randn(7, I),), path, dynamo=True,
+                          custom_translation_table=lstm1997.onnx.translation_table,
+                          dynamic_shapes=({0: torch.export.Dim("T")},))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(12, I)
+    with torch.no_grad():
+        output, (h_n, s_n) = module(x)
+    for a, b in zip(session.run(None, {session.get_inputs()[0].name: x.numpy()}), (output, h_n, s_n)):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
 
 
 def test_float64_exports_as_scan(tmp_path):

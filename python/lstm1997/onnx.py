@@ -293,8 +293,7 @@ class _TorchScriptGraph(_Graph):
         self._g = g
 
     def op(self, op_type, *inputs, outputs=1, **attributes):
-        from torch.onnx._internal.torchscript_exporter.symbolic_opset9 import unused
-
+        unused = _torchscript_exporter_module("symbolic_opset9").unused
         inputs = list(inputs)
         while inputs and inputs[-1] is None:
             inputs.pop()
@@ -319,9 +318,19 @@ def _static_shape(value) -> Optional[List[int]]:
     return None if sizes is None else list(sizes)
 
 
+def _torchscript_exporter_module(name: str):
+    """A module of the TorchScript-based exporter: torch.onnx.<name> in older releases."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"torch.onnx._internal.torchscript_exporter.{name}")
+    except ImportError:
+        return importlib.import_module(f"torch.onnx.{name}")
+
+
 def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
                       activation, batch_sizes, cells_per_block, gate_feedback):
-    from torch.onnx._internal.torchscript_exporter import symbolic_helper
+    symbolic_helper = _torchscript_exporter_module("symbolic_helper")
 
     def optional(value):
         return None if symbolic_helper._is_none(value) else value
