@@ -31,4 +31,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm(
     int64_t cells_per_block = 1,
     bool gate_feedback = false);
 
+// Both directions of one layer (torch.ops.lstm1997.lstm_bidirectional): lstm over input with the
+// first weights, and over input read backwards with the `_reverse` ones. input (T, B, I), not
+// packed; h0, s0, h_n and s_n stack the two directions, (2, B, width); output is (T, B, 2H), the
+// forward direction's outputs, then the reverse direction's in the input's order.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
+    const at::Tensor& input,
+    const at::Tensor& weight_ih,
+    const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih,
+    const std::optional<at::Tensor>& bias_hh,
+    const at::Tensor& weight_ih_reverse,
+    const at::Tensor& weight_hh_reverse,
+    const std::optional<at::Tensor>& bias_ih_reverse,
+    const std::optional<at::Tensor>& bias_hh_reverse,
+    const std::optional<at::Tensor>& h0 = std::nullopt,
+    const std::optional<at::Tensor>& s0 = std::nullopt,
+    bool truncate = true,
+    c10::string_view activation = "tanh",
+    int64_t cells_per_block = 1,
+    bool gate_feedback = false);
+
 }  // namespace lstm1997

@@ -112,12 +112,15 @@ def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
     path = tmp_path / "model.onnx"
     model = export(module, args_for(*TRACED), path, dynamo, batch_first)
     onnx.checker.check_model(model)
-    layers = module.num_layers * (2 if module.bidirectional else 1)
     types = op_types(model)
-    if options.get("gate_feedback"):
-        assert types.count("Scan") == layers and "LSTM" not in types
-    else:  # one ONNX LSTM per layer and direction, the weight rewriting folded away
-        assert types.count("LSTM") == layers
+    if options.get("gate_feedback"):  # a Scan per layer and direction
+        assert types.count("Scan") == module.num_layers * (1 + module.bidirectional)
+        assert "LSTM" not in types
+    else:  # one ONNX LSTM per layer, both directions in one, the weight rewriting folded away
+        assert types.count("LSTM") == module.num_layers
+        directions = [a.s for node in model.graph.node if node.op_type == "LSTM"
+                      for a in node.attribute if a.name == "direction"]
+        assert directions == [b"bidirectional" if module.bidirectional else b"forward"] * module.num_layers
         assert not {"MatMul", "Scan", "Loop"} & set(types), types
         weights = {initializer.name for initializer in model.graph.initializer}
         assert not [node for node in model.graph.node

@@ -74,7 +74,8 @@ def test_options_are_keyword_only_and_the_internal_ops_say_so():
     with pytest.raises(RuntimeError, match=r"takes 7 positional argument\(s\) but 8"):
         OPS.lstm(*args, False)  # truncate given by position
     for name in ("lstm", "_lstm_forward", "_lstm_backward", "_lstm_net_errors",
-                 "lstm_online_traces", "lstm_online_grads", "lstm_online_step_"):
+                 "lstm_online_traces", "lstm_online_grads", "lstm_online_step_",
+                 "lstm_bidirectional"):
         schema = getattr(OPS, name).default._schema
         options = [a.name for a in schema.arguments if a.kwarg_only]
         assert "activation" in options, (name, options)

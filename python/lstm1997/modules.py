@@ -295,6 +295,47 @@ class LSTM(_LayerModule):
             return sequence.flip(0)
         return sequence.index_select(0, reverse_index)
 
+    def _run_layer(
+        self,
+        layer: int,
+        directions: int,
+        flat_weights: List[Optional[Tensor]],
+        layer_input: Tensor,
+        batch_sizes: Optional[Tensor],
+        reverse_index: Optional[Tensor],
+        h0: Optional[Tensor],
+        s0: Optional[Tensor],
+        final_hidden: List[Tensor],
+        final_state: List[Tensor],
+    ) -> Tensor:
+        """One layer, direction by direction (one direction, or packed input): its output; its
+        states, (1, B, width) each, are appended to final_hidden and final_state."""
+        outputs: List[Tensor] = []
+        for direction in range(directions):
+            k = layer * directions + direction
+            weight_ih = flat_weights[4 * k]
+            weight_hh = flat_weights[4 * k + 1]
+            assert weight_ih is not None and weight_hh is not None
+            sequence = layer_input if direction == 0 else self._reverse(layer_input, reverse_index)
+            output, h_n, s_n = torch.ops.lstm1997.lstm(
+                sequence,
+                weight_ih,
+                weight_hh,
+                flat_weights[4 * k + 2],
+                flat_weights[4 * k + 3],
+                None if h0 is None else h0[k],
+                None if s0 is None else s0[k],
+                truncate=self.truncate,
+                activation=self.activation,
+                batch_sizes=batch_sizes,
+                cells_per_block=self.cells_per_block,
+                gate_feedback=self.gate_feedback,
+            )
+            outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
+            final_hidden.append(h_n.unsqueeze(0))
+            final_state.append(s_n.unsqueeze(0))
+        return outputs[0] if directions == 1 else torch.cat(outputs, -1)
+
     def _run(
         self,
         input: Tensor,
@@ -315,34 +356,42 @@ class LSTM(_LayerModule):
         final_state: List[Tensor] = []
         layer_input = input
         for layer in range(self.num_layers):
-            outputs: List[Tensor] = []
-            for direction in range(directions):
-                k = layer * directions + direction
+            if directions == 2 and batch_sizes is None:
+                # Both directions in one op: one node where graphs are captured (the ONNX
+                # translation writes it as one bidirectional LSTM).
+                k = 2 * layer
                 weight_ih = flat_weights[4 * k]
                 weight_hh = flat_weights[4 * k + 1]
+                weight_ih_reverse = flat_weights[4 * k + 4]
+                weight_hh_reverse = flat_weights[4 * k + 5]
                 assert weight_ih is not None and weight_hh is not None
-                sequence = layer_input if direction == 0 else self._reverse(layer_input, reverse_index)
-                output, h_n, s_n = torch.ops.lstm1997.lstm(
-                    sequence,
+                assert weight_ih_reverse is not None and weight_hh_reverse is not None
+                layer_input, h_n, s_n = torch.ops.lstm1997.lstm_bidirectional(
+                    layer_input,
                     weight_ih,
                     weight_hh,
                     flat_weights[4 * k + 2],
                     flat_weights[4 * k + 3],
-                    None if h0 is None else h0[k],
-                    None if s0 is None else s0[k],
+                    weight_ih_reverse,
+                    weight_hh_reverse,
+                    flat_weights[4 * k + 6],
+                    flat_weights[4 * k + 7],
+                    None if h0 is None else h0[k:k + 2],
+                    None if s0 is None else s0[k:k + 2],
                     truncate=self.truncate,
                     activation=self.activation,
-                    batch_sizes=batch_sizes,
                     cells_per_block=self.cells_per_block,
                     gate_feedback=self.gate_feedback,
                 )
-                outputs.append(output if direction == 0 else self._reverse(output, reverse_index))
                 final_hidden.append(h_n)
                 final_state.append(s_n)
-            layer_input = outputs[0] if directions == 1 else torch.cat(outputs, -1)
+            else:
+                layer_input = self._run_layer(layer, directions, flat_weights, layer_input,
+                                              batch_sizes, reverse_index, h0, s0, final_hidden,
+                                              final_state)
             if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
                 layer_input = F.dropout(layer_input, self.dropout, True)
-        return layer_input, torch.stack(final_hidden), torch.stack(final_state)
+        return layer_input, torch.cat(final_hidden), torch.cat(final_state)
 
     def _check_hx(self, hx: Tuple[Tensor, Tensor], leading: List[int], layout: str) -> None:
         """h0 and s0 must be ``leading + [width]``; ``layout`` names the leading dimensions."""

@@ -104,42 +104,75 @@ class _Graph:
         return self.op("CastLike", self.constant(np.asarray(array, dtype=np.float64)), like)
 
 
-def _lstm_operator(graph: _Graph, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
-                   activation: str, blocks: int, hidden: int, cells_per_block: int):
-    """ONNX's LSTM for a layer without gate feedback: (output, h_n, s_n) as the op returns them."""
+def _onnx_lstm(graph: _Graph, input, directions, initial_h, initial_c, activation: str,
+               blocks: int, hidden: int, cells_per_block: int):
+    """ONNX's LSTM over one or both directions of a layer without gate feedback. `directions`
+    holds (weight_ih, weight_hh, bias_ih, bias_hh) per direction; initial_h and initial_c are
+    (num_directions, B, H) or None. Returns ONNX's (Y, Y_h, Y_c)."""
     index = graph.constant(_gate_index(blocks, hidden, cells_per_block))
     mask = graph.constant_like(_forget_mask(hidden)[:, None], input)
+    flat_mask = graph.constant_like(_forget_mask(hidden), input)
+    forget_bias = graph.constant_like(_forget_bias(hidden), input)
     zero = graph.constant(np.array([0], dtype=np.int64))
 
     def onnx_rows(weight):  # (G, C) -> (1, 4H, C), forget rows zero
         return graph.op("Unsqueeze", graph.op("Mul", graph.op("Gather", weight, index, axis=0),
                                               mask), zero)
 
-    flat_mask = graph.constant_like(_forget_mask(hidden), input)
-    forget_bias = graph.constant_like(_forget_bias(hidden), input)
-    input_bias = forget_bias
-    if bias_ih is not None:
-        input_bias = graph.op("Add", graph.op("Mul", graph.op("Gather", bias_ih, index, axis=0),
-                                              flat_mask), forget_bias)
-    recurrent_bias = graph.constant_like(np.zeros(4 * hidden), input)
-    if bias_hh is not None:
-        recurrent_bias = graph.op("Mul", graph.op("Gather", bias_hh, index, axis=0), flat_mask)
-    bias = graph.op("Unsqueeze", graph.op("Concat", input_bias, recurrent_bias, axis=0), zero)
-    initial_h = None if h0 is None else graph.op("Unsqueeze", h0, zero)
-    initial_c = None if s0 is None else graph.op("Unsqueeze", s0, zero)
+    def onnx_bias(bias_ih, bias_hh):  # -> (1, 8H): input biases, then recurrent ones
+        input_bias = forget_bias
+        if bias_ih is not None:
+            input_bias = graph.op("Add", graph.op("Mul", graph.op("Gather", bias_ih, index, axis=0),
+                                                  flat_mask), forget_bias)
+        recurrent_bias = graph.constant_like(np.zeros(4 * hidden), input)
+        if bias_hh is not None:
+            recurrent_bias = graph.op("Mul", graph.op("Gather", bias_hh, index, axis=0), flat_mask)
+        return graph.op("Unsqueeze", graph.op("Concat", input_bias, recurrent_bias, axis=0), zero)
+
+    def stacked(values):
+        return values[0] if len(values) == 1 else graph.op("Concat", *values, axis=0)
+
+    weight = stacked([onnx_rows(w_ih) for w_ih, _, _, _ in directions])
+    recurrence = stacked([onnx_rows(w_hh) for _, w_hh, _, _ in directions])
+    bias = stacked([onnx_bias(b_ih, b_hh) for _, _, b_ih, b_hh in directions])
+    # ONNX takes both initial states or neither: a missing one is zero.
     if initial_h is None and initial_c is not None:
         initial_h = graph.op("Mul", initial_c, graph.constant_like(np.array(0.0), input))
     if initial_c is None and initial_h is not None:
         initial_c = graph.op("Mul", initial_h, graph.constant_like(np.array(0.0), input))
     activations, alpha, beta = _ACTIVATIONS[activation]
-    attributes = {"hidden_size": hidden, "activations": activations}
+    count = len(directions)
+    attributes = {"hidden_size": hidden, "activations": activations * count,
+                  "direction": "bidirectional" if count == 2 else "forward"}
     if alpha is not None:
-        attributes.update(activation_alpha=alpha, activation_beta=beta)
-    y, y_h, y_c = graph.op("LSTM", input, onnx_rows(weight_ih), onnx_rows(weight_hh), bias, None,
-                           initial_h, initial_c, outputs=3, **attributes)
+        attributes.update(activation_alpha=alpha * count, activation_beta=beta * count)
+    return graph.op("LSTM", input, weight, recurrence, bias, None, initial_h, initial_c,
+                    outputs=3, **attributes)
+
+
+def _lstm_operator(graph: _Graph, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                   activation: str, blocks: int, hidden: int, cells_per_block: int):
+    """One direction as ONNX's LSTM: (output, h_n, s_n) as lstm returns them."""
+    zero = graph.constant(np.array([0], dtype=np.int64))
+    y, y_h, y_c = _onnx_lstm(
+        graph, input, [(weight_ih, weight_hh, bias_ih, bias_hh)],
+        None if h0 is None else graph.op("Unsqueeze", h0, zero),
+        None if s0 is None else graph.op("Unsqueeze", s0, zero),
+        activation, blocks, hidden, cells_per_block)
     one = graph.constant(np.array([1], dtype=np.int64))
     return graph.op("Squeeze", y, one), graph.op("Squeeze", y_h, zero), \
         graph.op("Squeeze", y_c, zero)
+
+
+def _bidirectional_operator(graph: _Graph, input, directions, h0, s0, activation: str,
+                            blocks: int, hidden: int, cells_per_block: int):
+    """Both directions as one ONNX LSTM (direction="bidirectional"): (output, h_n, s_n) as
+    lstm_bidirectional returns them."""
+    y, y_h, y_c = _onnx_lstm(graph, input, directions, h0, s0, activation, blocks, hidden,
+                             cells_per_block)
+    # Y is (T, 2, B, H); the op's output is (T, B, 2H), [forward | reverse].
+    y = graph.op("Transpose", y, perm=[0, 2, 1, 3])
+    return graph.op("Reshape", y, graph.constant(np.array([0, 0, -1], dtype=np.int64))), y_h, y_c
 
 
 _scan_bodies = itertools.count()
@@ -162,7 +195,8 @@ class _OnnxscriptGraph(_Graph):
 
 
 def _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation: str,
-                blocks: int, hidden: int, cells_per_block: int, gate_feedback: bool):
+                blocks: int, hidden: int, cells_per_block: int, gate_feedback: bool,
+                reverse: bool = False):
     """The layer as a Scan over the steps: the paper's network (gate feedback), and the layers in
     float64 and float16, for which onnxruntime has no LSTM kernel. The input's projection and the
     biases are one MatMul before it; each step multiplies the recurrent state of t-1 (h, or with
@@ -242,7 +276,10 @@ def _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activatio
         value.name = prefix + name
     body = ir.Graph([state_in, cell_in, step_in], [recurrent, cell_state, step_output],
                     nodes=nodes, name=prefix + "body")
-    h_n, s_n, output = _traced_node("Scan", [h0, s0, projected], 3, body=body, num_scan_inputs=1)
+    # reverse: the steps run from the last to the first, the outputs stay in the input's order.
+    h_n, s_n, output = _traced_node("Scan", [h0, s0, projected], 3, body=body, num_scan_inputs=1,
+                                    scan_input_directions=[int(reverse)],
+                                    scan_output_directions=[int(reverse)])
     return output, h_n, s_n
 
 
@@ -279,7 +316,37 @@ def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=Non
                           s0, activation, blocks, hidden, cells_per_block)
 
 
-translation_table = {torch.ops.lstm1997.lstm.default: _lstm_dynamo}
+def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, weight_ih_reverse,
+                               weight_hh_reverse, bias_ih_reverse, bias_hh_reverse, h0=None,
+                               s0=None, truncate: bool = True, activation: str = "tanh",
+                               cells_per_block: int = 1, gate_feedback: bool = False):
+    import onnx_ir as ir
+    from onnxscript import opset18 as op
+
+    _check_options(activation, None)
+    blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
+    directions = [(weight_ih, weight_hh, bias_ih, bias_hh),
+                  (weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)]
+    if not gate_feedback and input.dtype == ir.DataType.FLOAT:
+        return _bidirectional_operator(_OnnxscriptGraph(), input, directions, h0, s0, activation,
+                                       blocks, hidden, cells_per_block)
+    results = []
+    for direction, weights in enumerate(directions):
+        def state(stacked):
+            return None if stacked is None else op.Gather(stacked, op.Constant(value_int=direction),
+                                                          axis=0)
+
+        results.append(_scan_layer(input, *weights, state(h0), state(s0), activation, blocks,
+                                   hidden, cells_per_block, gate_feedback, reverse=direction == 1))
+    (output, h_n, s_n), (output_reverse, h_n_reverse, s_n_reverse) = results
+    zero = op.Constant(value_ints=[0])
+    return (op.Concat(output, output_reverse, axis=-1),
+            op.Concat(op.Unsqueeze(h_n, zero), op.Unsqueeze(h_n_reverse, zero), axis=0),
+            op.Concat(op.Unsqueeze(s_n, zero), op.Unsqueeze(s_n_reverse, zero), axis=0))
+
+
+translation_table = {torch.ops.lstm1997.lstm.default: _lstm_dynamo,
+                     torch.ops.lstm1997.lstm_bidirectional.default: _lstm_bidirectional_dynamo}
 """``custom_translation_table`` for ``torch.onnx.export`` (the default, torch.export-based
 exporter): ``torch.onnx.export(model, args, path, custom_translation_table=translation_table)``."""
 
@@ -335,10 +402,23 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
     def optional(value):
         return None if symbolic_helper._is_none(value) else value
 
+    activation, cells_per_block, blocks, hidden = _torchscript_layer_options(
+        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback,
+        optional(batch_sizes))
+    return _lstm_operator(_TorchScriptGraph(g), input, weight_ih, weight_hh, optional(bias_ih),
+                          optional(bias_hh), optional(h0), optional(s0), activation, blocks,
+                          hidden, cells_per_block)
+
+
+def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
+                               gate_feedback, batch_sizes=None):
+    """The options of a call, as constants, checked for what the TorchScript exporter writes:
+    (activation, cells_per_block, blocks, hidden)."""
+    symbolic_helper = _torchscript_exporter_module("symbolic_helper")
     activation = symbolic_helper._maybe_get_const(activation, "s")
-    cells_per_block = symbolic_helper._maybe_get_const(cells_per_block, "i")
+    cells_per_block = int(symbolic_helper._maybe_get_const(cells_per_block, "i"))
     gate_feedback = symbolic_helper._maybe_get_const(gate_feedback, "b")
-    _check_options(activation, optional(batch_sizes))
+    _check_options(activation, batch_sizes)
     if gate_feedback:
         _refuse("gate_feedback=True cannot be exported by the TorchScript-based exporter "
                 "(dynamo=False): use the default exporter with "
@@ -351,11 +431,29 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
     weight_ih_shape, weight_hh_shape = _static_shape(weight_ih), _static_shape(weight_hh)
     if weight_ih_shape is None or weight_hh_shape is None:
         _refuse("the weights' shapes are unknown to the exporter")
-    blocks, hidden = _layer_sizes(weight_ih_shape, weight_hh_shape, int(cells_per_block), False)
-    return _lstm_operator(_TorchScriptGraph(g), input, weight_ih, weight_hh, optional(bias_ih),
-                          optional(bias_hh), optional(h0), optional(s0), activation, blocks,
-                          hidden, int(cells_per_block))
+    blocks, hidden = _layer_sizes(weight_ih_shape, weight_hh_shape, cells_per_block, False)
+    return activation, cells_per_block, blocks, hidden
+
+
+def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                                    weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
+                                    bias_hh_reverse, h0, s0, truncate, activation,
+                                    cells_per_block, gate_feedback):
+    symbolic_helper = _torchscript_exporter_module("symbolic_helper")
+
+    def optional(value):
+        return None if symbolic_helper._is_none(value) else value
+
+    activation, cells_per_block, blocks, hidden = _torchscript_layer_options(
+        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback)
+    directions = [(weight_ih, weight_hh, optional(bias_ih), optional(bias_hh)),
+                  (weight_ih_reverse, weight_hh_reverse, optional(bias_ih_reverse),
+                   optional(bias_hh_reverse))]
+    return _bidirectional_operator(_TorchScriptGraph(g), input, directions, optional(h0),
+                                   optional(s0), activation, blocks, hidden, cells_per_block)
 
 
 # CastLike, which the translation uses for its floating-point constants, came with opset 15.
 torch.onnx.register_custom_op_symbolic("lstm1997::lstm", _lstm_torchscript, 15)
+torch.onnx.register_custom_op_symbolic("lstm1997::lstm_bidirectional",
+                                       _lstm_bidirectional_torchscript, 15)

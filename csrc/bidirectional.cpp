@@ -1,0 +1,77 @@
+// lstm_bidirectional: both directions of one layer, composed of two lstm calls.
+//
+// Registered as CompositeImplicitAutograd: autograd, every backend, the meta kernels, torch.func
+// and torch.compile all see through it to lstm, so it adds no kernel of its own. It exists so that
+// a bidirectional layer is one op where graphs are captured: torch.export keeps a composite custom
+// op as one node, and torch.jit.trace records it as one, so the ONNX translations
+// (python/lstm1997/onnx.py) write one ONNX LSTM with direction="bidirectional" per layer.
+#include "api.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Exception.h>
+#include <torch/library.h>
+
+namespace lstm1997 {
+
+namespace {
+
+void check_like(const std::optional<at::Tensor>& reverse, const char* reverse_name,
+                const std::optional<at::Tensor>& forward, const char* forward_name) {
+  const bool has_reverse = reverse.has_value() && reverse->defined();
+  const bool has_forward = forward.has_value() && forward->defined();
+  TORCH_CHECK(has_reverse == has_forward, "lstm1997: ", reverse_name, ": expected ",
+              has_forward ? "a tensor" : "None", " (as ", forward_name, "), got ",
+              has_reverse ? "a tensor" : "None");
+  if (has_forward) {
+    TORCH_CHECK(reverse->sym_sizes() == forward->sym_sizes(), "lstm1997: ", reverse_name,
+                ": expected shape ", forward->sym_sizes(), " (the shape of ", forward_name,
+                "), got ", reverse->sym_sizes());
+  }
+}
+
+// h0 or s0: (2, batch, width), the two directions' states; the width is checked by lstm.
+std::optional<at::Tensor> direction_state(const std::optional<at::Tensor>& state, const char* name,
+                                          int64_t direction) {
+  if (!state.has_value() || !state->defined()) {
+    return std::nullopt;
+  }
+  TORCH_CHECK(state->dim() == 3 && state->sym_size(0) == 2, "lstm1997: ", name,
+              ": expected shape (2, batch, width) (one state per direction), got ",
+              state->sym_sizes());
+  return state->select(0, direction);
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    const at::Tensor& weight_ih_reverse, const at::Tensor& weight_hh_reverse,
+    const std::optional<at::Tensor>& bias_ih_reverse,
+    const std::optional<at::Tensor>& bias_hh_reverse, const std::optional<at::Tensor>& h0,
+    const std::optional<at::Tensor>& s0, bool truncate, c10::string_view activation,
+    int64_t cells_per_block, bool gate_feedback) {
+  TORCH_CHECK(input.defined() && input.dim() == 3,
+              "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size), got ",
+              input.defined() ? std::to_string(input.dim()) + "-D" : std::string("None"));
+  check_like(weight_ih_reverse, "weight_ih_reverse", weight_ih, "weight_ih");
+  check_like(weight_hh_reverse, "weight_hh_reverse", weight_hh, "weight_hh");
+  check_like(bias_ih_reverse, "bias_ih_reverse", bias_ih, "bias_ih");
+  check_like(bias_hh_reverse, "bias_hh_reverse", bias_hh, "bias_hh");
+  const auto [output, h_n, s_n] =
+      lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
+           direction_state(s0, "s0", 0), truncate, activation, std::nullopt, cells_per_block,
+           gate_feedback);
+  const auto [reversed_output, h_n_reverse, s_n_reverse] =
+      lstm(input.flip(0), weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
+           direction_state(h0, "h0", 1), direction_state(s0, "s0", 1), truncate, activation,
+           std::nullopt, cells_per_block, gate_feedback);
+  return {at::cat({output, reversed_output.flip(0)}, -1), at::stack({h_n, h_n_reverse}),
+          at::stack({s_n, s_n_reverse})};
+}
+
+TORCH_LIBRARY_IMPL(lstm1997, CompositeImplicitAutograd, m) {
+  m.impl("lstm_bidirectional", &lstm_bidirectional);
+}
+
+}  // namespace lstm1997
