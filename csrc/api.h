@@ -49,6 +49,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
     const std::optional<at::Tensor>& s0 = std::nullopt,
     bool truncate = true,
     c10::string_view activation = "tanh",
+    const std::optional<at::Tensor>& batch_sizes = std::nullopt,
     int64_t cells_per_block = 1,
     bool gate_feedback = false);
 

@@ -6,10 +6,15 @@
 // op as one node, and torch.jit.trace records it as one, so the ONNX translations
 // (python/lstm1997/onnx.py) write one ONNX LSTM with direction="bidirectional" per layer.
 #include "api.h"
+#include "checks.h"
+#include "step_rows.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
+
+#include <functional>
+#include <vector>
 
 namespace lstm1997 {
 
@@ -41,6 +46,22 @@ std::optional<at::Tensor> direction_state(const std::optional<at::Tensor>& state
   return state->select(0, direction);
 }
 
+// The rows that read packed input backwards: row (t, b) takes the row of sequence b at step
+// length(b) - 1 - t. A permutation that is its own inverse.
+at::Tensor packed_reverse_rows(LayerArgs args) {
+  check_layer_args(args);                  // fills args.sizes
+  const StepRows steps = step_rows(args);  // checks batch_sizes' values
+  const std::vector<int64_t> lengths = sequence_lengths(steps);
+  std::vector<int64_t> rows;
+  rows.reserve(static_cast<size_t>(args.input.size(0)));
+  for (int64_t t = 0; t < steps.steps(); ++t) {
+    for (int64_t b = 0; b < steps.count[t]; ++b) {
+      rows.push_back(steps.offset[lengths[b] - 1 - t] + b);
+    }
+  }
+  return at::tensor(rows, at::kLong).to(args.input.device());
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
@@ -50,23 +71,36 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
     const std::optional<at::Tensor>& bias_ih_reverse,
     const std::optional<at::Tensor>& bias_hh_reverse, const std::optional<at::Tensor>& h0,
     const std::optional<at::Tensor>& s0, bool truncate, c10::string_view activation,
-    int64_t cells_per_block, bool gate_feedback) {
-  TORCH_CHECK(input.defined() && input.dim() == 3,
-              "lstm1997: input: expected a 3-D tensor (seq_len, batch, input_size), got ",
-              input.defined() ? std::to_string(input.dim()) + "-D" : std::string("None"));
+    const std::optional<at::Tensor>& batch_sizes, int64_t cells_per_block, bool gate_feedback) {
+  const bool packed = batch_sizes.has_value() && batch_sizes->defined();
+  TORCH_CHECK(input.defined(), "lstm1997: input: expected a tensor, got None");
   check_like(weight_ih_reverse, "weight_ih_reverse", weight_ih, "weight_ih");
   check_like(weight_hh_reverse, "weight_hh_reverse", weight_hh, "weight_hh");
   check_like(bias_ih_reverse, "bias_ih_reverse", bias_ih, "bias_ih");
   check_like(bias_hh_reverse, "bias_hh_reverse", bias_hh, "bias_hh");
   const auto [output, h_n, s_n] =
       lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
-           direction_state(s0, "s0", 0), truncate, activation, std::nullopt, cells_per_block,
+           direction_state(s0, "s0", 0), truncate, activation, batch_sizes, cells_per_block,
            gate_feedback);
+  // lstm has checked the forward direction's call, batch_sizes included.
+  std::function<at::Tensor(const at::Tensor&)> reverse = [](const at::Tensor& t) {
+    return t.flip(0);
+  };
+  if (packed) {
+    TORCH_CHECK(!batch_sizes->is_meta(),
+                "lstm1997: batch_sizes: expected a CPU tensor with values (lstm_bidirectional "
+                "reads them to reverse each sequence), got a meta tensor");
+    const at::Tensor rows = packed_reverse_rows(describe_lstm_args(
+        input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
+        direction_state(s0, "s0", 0), truncate, activation, batch_sizes, cells_per_block,
+        gate_feedback));
+    reverse = [rows](const at::Tensor& t) { return t.index_select(0, rows); };
+  }
   const auto [reversed_output, h_n_reverse, s_n_reverse] =
-      lstm(input.flip(0), weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
-           direction_state(h0, "h0", 1), direction_state(s0, "s0", 1), truncate, activation,
-           std::nullopt, cells_per_block, gate_feedback);
-  return {at::cat({output, reversed_output.flip(0)}, -1), at::stack({h_n, h_n_reverse}),
+      lstm(reverse(input), weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
+           bias_hh_reverse, direction_state(h0, "h0", 1), direction_state(s0, "s0", 1), truncate,
+           activation, batch_sizes, cells_per_block, gate_feedback);
+  return {at::cat({output, reverse(reversed_output)}, -1), at::stack({h_n, h_n_reverse}),
           at::stack({s_n, s_n_reverse})};
 }
 

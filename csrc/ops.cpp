@@ -22,14 +22,16 @@ TORCH_LIBRARY(lstm1997, m) {
       "bool gate_feedback=False) -> (Tensor output, Tensor h_n, Tensor s_n)");
   // Both directions of one layer: lstm over input, and over input read backwards with the
   // `_reverse` weights; output (T, B, 2H) is [forward | reverse] in the input's order, h0, s0,
-  // h_n and s_n stack the directions (2, B, width). Not packed. A composition of lstm
-  // (csrc/bidirectional.cpp): it makes a bidirectional layer one op in captured graphs.
+  // h_n and s_n stack the directions (2, B, width). With batch_sizes (packed input, values
+  // needed: not on meta) each sequence is read backwards within its own length. A composition of
+  // lstm (csrc/bidirectional.cpp): it makes a bidirectional layer one op in captured graphs.
   m.def(
       "lstm_bidirectional(Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih, "
       "Tensor? bias_hh, Tensor weight_ih_reverse, Tensor weight_hh_reverse, "
       "Tensor? bias_ih_reverse, Tensor? bias_hh_reverse, Tensor? h0=None, Tensor? s0=None, *, "
-      "bool truncate=True, str activation=\"tanh\", int cells_per_block=1, "
-      "bool gate_feedback=False) -> (Tensor output, Tensor h_n, Tensor s_n)");
+      "bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
+      "int cells_per_block=1, bool gate_feedback=False) -> (Tensor output, Tensor h_n, "
+      "Tensor s_n)");
   // lstm as a composition of ATen ops (the device-generic forward, with the recurrent input
   // detached in truncated mode), which autograd and torch.func differentiate by themselves: the
   // slow, differentiable path of double backward and of forward-mode AD

@@ -87,3 +87,38 @@ def test_errors_name_the_argument():
             OPS.lstm_bidirectional(*bad)
     with pytest.raises(RuntimeError, match="h0: expected shape"):  # a direction's state: lstm's check
         OPS.lstm_bidirectional(*args[:9], torch.zeros(2, 3, 5, dtype=torch.float64), args[10])
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_packed_reads_each_sequence_backwards_within_its_length(truncate):
+    """Packed input: each sequence's reverse direction starts at its own last step; against the
+    reference loop on each sequence alone, forwards and backwards."""
+    lengths = [6, 6, 4, 1]
+    args = both_directions(T=6, B=len(lengths))
+    sequences = [args[0][:n, b] for b, n in enumerate(lengths)]
+    packed = torch.nn.utils.rnn.pack_sequence(sequences)
+    output, h_n, s_n = OPS.lstm_bidirectional(packed.data, *args[1:], truncate=truncate,
+                                              batch_sizes=packed.batch_sizes)
+    padded, _ = torch.nn.utils.rnn.pad_packed_sequence(
+        torch.nn.utils.rnn.PackedSequence(output, packed.batch_sizes))
+    loss = padded.square().sum() + h_n.sum() + s_n.sum()
+    expected_loss = 0
+    for b, n in enumerate(lengths):
+        one = (sequences[b].unsqueeze(1), *args[1:9],
+               *[None if s is None else s[:, b:b + 1] for s in args[9:]])
+        out, h, s = reference(one, truncate=truncate)
+        torch.testing.assert_close(padded[:n, b], out[:, 0], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(h_n[:, b], h[:, 0], rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(s_n[:, b], s[:, 0], rtol=1e-10, atol=1e-10)
+        expected_loss = expected_loss + out.square().sum() + h.sum() + s.sum()
+    weights = [a for a in args[1:9] if a is not None]
+    for a, b in zip(torch.autograd.grad(loss, weights), torch.autograd.grad(expected_loss, weights)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_packed_needs_the_values_of_batch_sizes():
+    args = [a.detach() for a in both_directions(T=3, B=2)]
+    data = args[0].reshape(6, -1).to("meta")
+    meta = [None if a is None else a.to("meta") for a in args[1:]]
+    with pytest.raises(RuntimeError, match="batch_sizes: expected a CPU tensor with values"):
+        OPS.lstm_bidirectional(data, *meta, batch_sizes=torch.tensor([2, 2, 2], device="meta"))

@@ -213,9 +213,11 @@ def test_refusals(tmp_path, dynamo):
             packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
             return torch.nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0])[0]
 
-    cases = [(Packing().eval(), (torch.randn(5, 2, I), torch.tensor([5, 3])),
-              "a PackedSequence cannot be exported to ONNX")]
-    if not dynamo:
+    cases = []
+    if dynamo:
+        cases += [(Packing().eval(), (torch.randn(5, 2, I), torch.tensor([5, 3])),
+                   "a PackedSequence cannot be exported by the default ONNX exporter")]
+    else:
         cases += [(lstm1997.LSTM(I, H, gate_feedback=True).eval(), (torch.randn(5, 2, I),),
                    "gate_feedback=True cannot be exported by the TorchScript-based exporter"),
                   (lstm1997.LSTM(I, H).double().eval(), (torch.randn(5, 2, I, dtype=torch.float64),),
@@ -226,6 +228,57 @@ def test_refusals(tmp_path, dynamo):
             kwargs = {"custom_translation_table": lstm1997.onnx.translation_table} if dynamo else {}
             torch.onnx.export(model, args, tmp_path / "refused.onnx", dynamo=dynamo, **kwargs)
         assert pattern in messages(caught.value)
+
+
+class Packing(torch.nn.Module):
+    """Padded input and lengths, packed for the LSTM and padded again: how a model feeds
+    sequences of several lengths to an RNN."""
+
+    def __init__(self, rnn):
+        super().__init__()
+        self.rnn = rnn
+
+    def forward(self, x, lengths, h0=None, s0=None):
+        packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
+        output, (h_n, s_n) = self.rnn(packed, None if h0 is None else (h0, s0))
+        return torch.nn.utils.rnn.pad_packed_sequence(output)[0], h_n, s_n
+
+
+@pytest.mark.parametrize("with_state", [False, True], ids=["no hx", "hx"])
+@pytest.mark.parametrize("options", [{}, dict(bidirectional=True),
+                                     dict(num_layers=2, bidirectional=True, activation="paper",
+                                          cells_per_block=3, bias=False)],
+                         ids=["one direction", "bidirectional", "two layers, paper, blocks"])
+def test_packed_input_exports_as_sequence_lens(tmp_path, options, with_state):
+    """The TorchScript-based exporter turns packing into ONNX's sequence_lens, as it does for
+    torch.nn.LSTM: each sequence stops at its own length, both directions."""
+    torch.manual_seed(0)
+    model = Packing(lstm1997.LSTM(I, H, **options)).eval()
+
+    def args_for(T, lengths):
+        x, lengths = torch.randn(T, len(lengths), I), torch.tensor(lengths)
+        return (x, lengths, *make_state(model.rnn, len(lengths))) if with_state else (x, lengths)
+
+    names = ["x", "lengths"] + (["h0", "s0"] if with_state else [])
+    axes = {"x": {0: "T", 1: "B"}, "lengths": {0: "B"}, "h0": {1: "B"}, "s0": {1: "B"},
+            "output": {0: "T", 1: "B"}, "h_n": {1: "B"}, "s_n": {1: "B"}}
+    path = tmp_path / "packed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args_for(5, [5, 2, 4]), path, dynamo=False, input_names=names,
+                          output_names=["output", "h_n", "s_n"],
+                          dynamic_axes={k: v for k, v in axes.items()
+                                        if k in names or k in ("output", "h_n", "s_n")})
+    types = op_types(onnx.load(str(path)))
+    assert types.count("LSTM") == model.rnn.num_layers
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for T, lengths in [(5, [5, 2, 4]), (9, [3, 9, 1, 6, 9])]:
+        args = args_for(T, lengths)
+        with torch.no_grad():
+            expected = model(*args)
+        got = session.run(None, {name: a.numpy() for name, a in zip(names, args)})
+        for name, a, b in zip(("output", "h_n", "s_n"), got, expected):
+            np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 
 def test_translation_checks_the_layout():

@@ -156,6 +156,13 @@ def set_gate_biases(module: nn.Module, input_gate=None, output_gate=None) -> nn.
     return module
 
 
+def _exporting_onnx() -> bool:
+    """Whether an ONNX exporter is running the module (never in TorchScript)."""
+    if not torch.jit.is_scripting():  # (TorchScript compiles no more of this than the test)
+        return torch.onnx.is_in_onnx_export()
+    return False
+
+
 def _packed_reverse_index(batch_sizes: Tensor) -> Tensor:
     """The permutation of packed rows that reverses every sequence within its own length.
 
@@ -356,9 +363,10 @@ class LSTM(_LayerModule):
         final_state: List[Tensor] = []
         layer_input = input
         for layer in range(self.num_layers):
-            if directions == 2 and batch_sizes is None:
-                # Both directions in one op: one node where graphs are captured (the ONNX
-                # translation writes it as one bidirectional LSTM).
+            if directions == 2 and reverse_index is None:
+                # Both directions in one op (dense input, or packed while exported to ONNX): one
+                # node where graphs are captured, which the ONNX translation writes as one
+                # bidirectional LSTM.
                 k = 2 * layer
                 weight_ih = flat_weights[4 * k]
                 weight_hh = flat_weights[4 * k + 1]
@@ -380,6 +388,7 @@ class LSTM(_LayerModule):
                     None if s0 is None else s0[k:k + 2],
                     truncate=self.truncate,
                     activation=self.activation,
+                    batch_sizes=batch_sizes,
                     cells_per_block=self.cells_per_block,
                     gate_feedback=self.gate_feedback,
                 )
@@ -455,32 +464,57 @@ class LSTM(_LayerModule):
     def _forward_packed(
         self, input: PackedSequence, hx: Optional[Tuple[Tensor, Tensor]] = None
     ) -> Tuple[PackedSequence, Tuple[Tensor, Tensor]]:
-        if not torch.jit.is_scripting():  # (TorchScript compiles no more of this than the test)
-            if torch.onnx.is_in_onnx_export():
-                raise ValueError("LSTM: input: a PackedSequence cannot be exported to ONNX; "
-                                 "export a model that takes padded input (seq_len, batch, "
-                                 "input_size)")
+        if _exporting_onnx():
+            self._check_packed_onnx_export()
         data, batch_sizes, sorted_indices, unsorted_indices = input
         self._check_input(data)
         stacked = self.num_layers * (2 if self.bidirectional else 1)
         batch = int(batch_sizes[0])
         if hx is None:
-            h0 = data.new_zeros(stacked, batch, self.recurrent_size)
-            s0 = data.new_zeros(stacked, batch, self.hidden_size)
+            h0, s0 = self._zero_states(data, batch_sizes, stacked, batch)
         else:
             self._check_hx(hx, [stacked, batch], "num_layers * num_directions, batch")
             h0, s0 = hx
             if sorted_indices is not None:
                 h0 = h0.index_select(1, sorted_indices)
                 s0 = s0.index_select(1, sorted_indices)
+        # Without reverse_index, lstm_bidirectional reverses the sequences itself: one op per
+        # layer, which the ONNX exporter turns into a bidirectional LSTM with sequence_lens.
         reverse_index: Optional[Tensor] = None
-        if self.bidirectional:
+        if self.bidirectional and not _exporting_onnx():
             reverse_index = _packed_reverse_index(batch_sizes).to(data.device)
         output, h_n, s_n = self._run(data, batch_sizes, reverse_index, h0, s0)
         if unsorted_indices is not None:
             h_n = h_n.index_select(1, unsorted_indices)
             s_n = s_n.index_select(1, unsorted_indices)
         return PackedSequence(output, batch_sizes, sorted_indices, unsorted_indices), (h_n, s_n)
+
+    @torch.jit.unused
+    def _check_packed_onnx_export(self) -> None:
+        """A PackedSequence exports through the TorchScript-based exporter, as torch.nn.LSTM's
+        does (ONNX's LSTM with sequence_lens); torch.export cannot capture packing (its sizes are
+        data)."""
+        if torch.compiler.is_exporting():
+            raise ValueError("LSTM: input: a PackedSequence cannot be exported by the default "
+                             "ONNX exporter (torch.export cannot capture packing): export with "
+                             "dynamo=False, or a model that takes padded input")
+
+    def _zero_states(self, data: Tensor, batch_sizes: Tensor, stacked: int,
+                     batch: int) -> Tuple[Tensor, Tensor]:
+        """Zero h0 and s0 for packed input. While torch.jit.trace records the model for the
+        TorchScript-based ONNX exporter, the batch size stays a graph value (batch_sizes[0], which
+        the exporter rewrites when it turns packing into ONNX's sequence_lens), and data is read
+        by the layer alone: the exporter's pass needs both."""
+        if not torch.jit.is_scripting():
+            if torch.onnx.is_in_onnx_export():
+                size = batch_sizes[0]
+                return (torch.zeros(stacked, size, self.recurrent_size, dtype=data.dtype,
+                                    device=data.device),
+                        torch.zeros(stacked, size, self.hidden_size, dtype=data.dtype,
+                                    device=data.device))
+        return (torch.zeros(stacked, batch, self.recurrent_size, dtype=data.dtype,
+                            device=data.device),
+                torch.zeros(stacked, batch, self.hidden_size, dtype=data.dtype, device=data.device))
 
     def _forward_tensor(
         self, input: Tensor, hx: Optional[Tuple[Tensor, Tensor]]

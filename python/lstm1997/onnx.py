@@ -7,7 +7,8 @@ PyTorch's exporters know ATen ops, not this package's op, so the translation is 
 * the TorchScript-based exporter (``dynamo=False``) finds it by itself once this module is
   imported (``torch.onnx.register_custom_op_symbolic``).
 
-One call of the op (one layer, one direction) becomes one ONNX ``LSTM`` operator: the 1997 cell is
+One call of ``lstm`` (one layer, one direction) or of ``lstm_bidirectional`` (one layer, both
+directions) becomes one ONNX ``LSTM`` operator: the 1997 cell is
 ONNX's LSTM with the forget gate pinned open (its weights zero, its bias large enough that the
 sigmoid rounds to 1), gate rows reordered to ONNX's i, o, f, c, a memory cell block's shared gate
 rows repeated for each of its cells, and the paper's squashers as ``ScaledTanh``
@@ -16,8 +17,12 @@ ONNX ops on the weights, which the exporters fold into the stored initializers. 
 (every cell and gate also sees the gate outputs of t-1) is no LSTM that ONNX defines: the default
 exporter writes it as a ``Scan`` over the steps, the TorchScript one refuses it with a message.
 
-Packed sequences (``batch_sizes``) are refused with a message: export a model that takes padded
-input. The exported graph is for inference: ``truncate`` (a training option) plays no part.
+Packed sequences: the TorchScript-based exporter records ``pack_padded_sequence`` as a placeholder
+that hands the padded input and the lengths to the op as ``input`` and ``batch_sizes``; the
+translation passes them to ONNX's LSTM as ``sequence_lens``, and the exporter's own pass removes
+the placeholder, as it does for torch.nn.LSTM. torch.export cannot capture packing (its sizes are
+data): the default exporter refuses it with a message. The exported graph is for inference:
+``truncate`` (a training option) plays no part.
 """
 from __future__ import annotations
 
@@ -105,7 +110,7 @@ class _Graph:
 
 
 def _onnx_lstm(graph: _Graph, input, directions, initial_h, initial_c, activation: str,
-               blocks: int, hidden: int, cells_per_block: int):
+               blocks: int, hidden: int, cells_per_block: int, sequence_lens=None):
     """ONNX's LSTM over one or both directions of a layer without gate feedback. `directions`
     holds (weight_ih, weight_hh, bias_ih, bias_hh) per direction; initial_h and initial_c are
     (num_directions, B, H) or None. Returns ONNX's (Y, Y_h, Y_c)."""
@@ -146,30 +151,31 @@ def _onnx_lstm(graph: _Graph, input, directions, initial_h, initial_c, activatio
                   "direction": "bidirectional" if count == 2 else "forward"}
     if alpha is not None:
         attributes.update(activation_alpha=alpha * count, activation_beta=beta * count)
-    return graph.op("LSTM", input, weight, recurrence, bias, None, initial_h, initial_c,
+    return graph.op("LSTM", input, weight, recurrence, bias, sequence_lens, initial_h, initial_c,
                     outputs=3, **attributes)
 
 
 def _lstm_operator(graph: _Graph, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
-                   activation: str, blocks: int, hidden: int, cells_per_block: int):
+                   activation: str, blocks: int, hidden: int, cells_per_block: int,
+                   sequence_lens=None):
     """One direction as ONNX's LSTM: (output, h_n, s_n) as lstm returns them."""
     zero = graph.constant(np.array([0], dtype=np.int64))
     y, y_h, y_c = _onnx_lstm(
         graph, input, [(weight_ih, weight_hh, bias_ih, bias_hh)],
         None if h0 is None else graph.op("Unsqueeze", h0, zero),
         None if s0 is None else graph.op("Unsqueeze", s0, zero),
-        activation, blocks, hidden, cells_per_block)
+        activation, blocks, hidden, cells_per_block, sequence_lens)
     one = graph.constant(np.array([1], dtype=np.int64))
     return graph.op("Squeeze", y, one), graph.op("Squeeze", y_h, zero), \
         graph.op("Squeeze", y_c, zero)
 
 
 def _bidirectional_operator(graph: _Graph, input, directions, h0, s0, activation: str,
-                            blocks: int, hidden: int, cells_per_block: int):
+                            blocks: int, hidden: int, cells_per_block: int, sequence_lens=None):
     """Both directions as one ONNX LSTM (direction="bidirectional"): (output, h_n, s_n) as
     lstm_bidirectional returns them."""
     y, y_h, y_c = _onnx_lstm(graph, input, directions, h0, s0, activation, blocks, hidden,
-                             cells_per_block)
+                             cells_per_block, sequence_lens)
     # Y is (T, 2, B, H); the op's output is (T, B, 2H), [forward | reverse].
     y = graph.op("Transpose", y, perm=[0, 2, 1, 3])
     return graph.op("Reshape", y, graph.constant(np.array([0, 0, -1], dtype=np.int64))), y_h, y_c
@@ -319,11 +325,12 @@ def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=Non
 def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, weight_ih_reverse,
                                weight_hh_reverse, bias_ih_reverse, bias_hh_reverse, h0=None,
                                s0=None, truncate: bool = True, activation: str = "tanh",
-                               cells_per_block: int = 1, gate_feedback: bool = False):
+                               batch_sizes=None, cells_per_block: int = 1,
+                               gate_feedback: bool = False):
     import onnx_ir as ir
     from onnxscript import opset18 as op
 
-    _check_options(activation, None)
+    _check_options(activation, batch_sizes)
     blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
     directions = [(weight_ih, weight_hh, bias_ih, bias_hh),
                   (weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)]
@@ -403,22 +410,24 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
         return None if symbolic_helper._is_none(value) else value
 
     activation, cells_per_block, blocks, hidden = _torchscript_layer_options(
-        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback,
-        optional(batch_sizes))
+        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback)
+    # Packed input: the exporter traces pack_padded_sequence as a placeholder whose outputs are
+    # the padded input and the lengths; the lengths reach this op as batch_sizes, and its pass
+    # (as for torch.nn.LSTM) takes the placeholder away once an LSTM with sequence_lens reads it.
     return _lstm_operator(_TorchScriptGraph(g), input, weight_ih, weight_hh, optional(bias_ih),
                           optional(bias_hh), optional(h0), optional(s0), activation, blocks,
-                          hidden, cells_per_block)
+                          hidden, cells_per_block, optional(batch_sizes))
 
 
 def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
-                               gate_feedback, batch_sizes=None):
+                               gate_feedback):
     """The options of a call, as constants, checked for what the TorchScript exporter writes:
     (activation, cells_per_block, blocks, hidden)."""
     symbolic_helper = _torchscript_exporter_module("symbolic_helper")
     activation = symbolic_helper._maybe_get_const(activation, "s")
     cells_per_block = int(symbolic_helper._maybe_get_const(cells_per_block, "i"))
     gate_feedback = symbolic_helper._maybe_get_const(gate_feedback, "b")
-    _check_options(activation, batch_sizes)
+    _check_options(activation, None)
     if gate_feedback:
         _refuse("gate_feedback=True cannot be exported by the TorchScript-based exporter "
                 "(dynamo=False): use the default exporter with "
@@ -437,7 +446,7 @@ def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_pe
 
 def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh,
                                     weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
-                                    bias_hh_reverse, h0, s0, truncate, activation,
+                                    bias_hh_reverse, h0, s0, truncate, activation, batch_sizes,
                                     cells_per_block, gate_feedback):
     symbolic_helper = _torchscript_exporter_module("symbolic_helper")
 
@@ -450,7 +459,8 @@ def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bia
                   (weight_ih_reverse, weight_hh_reverse, optional(bias_ih_reverse),
                    optional(bias_hh_reverse))]
     return _bidirectional_operator(_TorchScriptGraph(g), input, directions, optional(h0),
-                                   optional(s0), activation, blocks, hidden, cells_per_block)
+                                   optional(s0), activation, blocks, hidden, cells_per_block,
+                                   optional(batch_sizes))
 
 
 # CastLike, which the translation uses for its floating-point constants, came with opset 15.
