@@ -190,6 +190,19 @@ def test_float64_exports_as_scan(tmp_path):
         assert_matches_eager(module, path, (make_input(T, B, dtype=torch.float64),), 1e-10)
 
 
+def test_float16_exports_as_scan(tmp_path):
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(I, H, bidirectional=True).eval()
+    path = tmp_path / "half.onnx"
+    model = export(module.half(), (make_input(*TRACED, dtype=torch.float16),), path, dynamo=True)
+    assert op_types(model).count("Scan") == 2
+    x = make_input(11, 4)
+    got = run_onnx(path, (x.half(),))
+    with torch.no_grad():
+        expected = module.float()(x)
+    np.testing.assert_allclose(got[0].astype(np.float32), expected[0].numpy(), atol=5e-3)
+
+
 def messages(error):
     """The messages of an exception and of every exception it came from."""
     text = []

@@ -1,6 +1,7 @@
-"""ONNX export: the translation of ``torch.ops.lstm1997.lstm`` for both of PyTorch's exporters.
+"""ONNX export: the translation of the layer ops (``torch.ops.lstm1997.lstm`` and
+``lstm_bidirectional``) for both of PyTorch's exporters.
 
-PyTorch's exporters know ATen ops, not this package's op, so the translation is handed to them:
+PyTorch's exporters know ATen ops, not this package's, so the translation is handed to them:
 
 * the default exporter (``torch.onnx.export(..., dynamo=True)``, built on torch.export and
   onnxscript) takes it as ``custom_translation_table=lstm1997.onnx.translation_table``;
@@ -67,8 +68,9 @@ def _layer_sizes(weight_ih_shape: Sequence[int], weight_hh_shape: Sequence[int],
 
 def _check_options(activation: str, batch_sizes: Any) -> None:
     if batch_sizes is not None:
-        _refuse("packed input (a PackedSequence, batch_sizes) cannot be exported: export a model "
-                "that takes padded input of shape (seq_len, batch, input_size)")
+        _refuse("packed input (a PackedSequence, batch_sizes) cannot be exported by the default "
+                "exporter (torch.export cannot capture packing): export with dynamo=False, or a "
+                "model that takes padded input of shape (seq_len, batch, input_size)")
     if activation not in _ACTIVATIONS:
         _refuse(f'activation: expected "tanh" or "paper", got "{activation}"')
 
