@@ -193,6 +193,15 @@ void bad_arguments(const std::string&) {
                         true);
        },
        "h0: expected shape [2, 12] (batch, K + H + K)"},
+      {[&] { lstm1997::lstm_bidirectional(x, w_ih, w_hh, {}, {}, torch::zeros({12, 2}), w_hh, {}, {}); },
+       "weight_ih_reverse: expected shape [12, 3] (the shape of weight_ih)"},
+      {[&] { lstm1997::lstm_bidirectional(x, w_ih, w_hh, bias, bias, w_ih, w_hh, {}, bias); },
+       "bias_ih_reverse: expected a tensor (as bias_ih), got None"},
+      {[&] {
+         lstm1997::lstm_bidirectional(x, w_ih, w_hh, {}, {}, w_ih, w_hh, {}, {},
+                                      torch::zeros({3, 2, 4}));
+       },
+       "h0: expected shape (2, batch, width)"},
   };
   for (const auto& [call, message] : cases) {
     expect_error(call, message);
