@@ -96,8 +96,6 @@ CONFIGS = {
 @pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
 def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
     options = CONFIGS[config]
-    if not dynamo and options.get("gate_feedback"):
-        pytest.skip("refused by the TorchScript exporter (test_refusals)")
     if with_state and config not in ("one layer", "two layers, bidirectional, paper, blocks of 3, no bias",
                                      "gate feedback, blocks, paper, two layers, bidirectional"):
         pytest.skip("hx is tested on three configurations")
@@ -113,8 +111,8 @@ def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
     model = export(module, args_for(*TRACED), path, dynamo, batch_first)
     onnx.checker.check_model(model)
     types = op_types(model)
-    if options.get("gate_feedback"):  # a Scan per layer and direction
-        assert types.count("Scan") == module.num_layers * (1 + module.bidirectional)
+    if options.get("gate_feedback"):  # a Scan (TorchScript exporter: a Loop) per layer and direction
+        assert types.count("Scan" if dynamo else "Loop") == module.num_layers * (1 + module.bidirectional)
         assert "LSTM" not in types
     else:  # one ONNX LSTM per layer, both directions in one, the weight rewriting folded away
         assert types.count("LSTM") == module.num_layers
@@ -179,13 +177,15 @@ def test_unbatched_input_exports(tmp_path):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5)
 
 
-def test_float64_exports_as_scan(tmp_path):
-    """onnxruntime has no float64 LSTM kernel: the default exporter writes a Scan, which it runs."""
+@pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
+def test_float64_exports_as_scan(tmp_path, dynamo):
+    """onnxruntime has no float64 LSTM kernel: the layers go as a Scan (TorchScript exporter: a
+    Loop), which it runs."""
     torch.manual_seed(0)
     module = lstm1997.LSTM(I, H, cells_per_block=2, num_layers=2).double().eval()
     path = tmp_path / "double.onnx"
-    model = export(module, (make_input(*TRACED, dtype=torch.float64),), path, dynamo=True)
-    assert op_types(model).count("Scan") == 2
+    model = export(module, (make_input(*TRACED, dtype=torch.float64),), path, dynamo=dynamo)
+    assert op_types(model).count("Scan" if dynamo else "Loop") == 2
     for T, B in [TRACED] + OTHERS:
         assert_matches_eager(module, path, (make_input(T, B, dtype=torch.float64),), 1e-10)
 
@@ -214,33 +214,20 @@ def messages(error):
 
 @pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
 def test_refusals(tmp_path, dynamo):
-    """What cannot be expressed fails with a message naming it."""
-    module = lstm1997.LSTM(I, H).eval()
-
-    class Packing(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.lstm = module
-
-        def forward(self, x, lengths):
-            packed = torch.nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False)
-            return torch.nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0])[0]
-
-    cases = []
+    """What cannot be expressed fails with a message naming it: packed input through the default
+    exporter; packed input into a layer that goes as a Scan or Loop (gate feedback)."""
     if dynamo:
-        cases += [(Packing().eval(), (torch.randn(5, 2, I), torch.tensor([5, 3])),
-                   "a PackedSequence cannot be exported by the default ONNX exporter")]
+        rnn, pattern = lstm1997.LSTM(I, H), "a PackedSequence cannot be exported by the default ONNX exporter"
     else:
-        cases += [(lstm1997.LSTM(I, H, gate_feedback=True).eval(), (torch.randn(5, 2, I),),
-                   "gate_feedback=True cannot be exported by the TorchScript-based exporter"),
-                  (lstm1997.LSTM(I, H).double().eval(), (torch.randn(5, 2, I, dtype=torch.float64),),
-                   "onnxruntime runs in float32 only; got Double")]
-    for model, args, pattern in cases:
-        with pytest.raises(Exception) as caught, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            kwargs = {"custom_translation_table": lstm1997.onnx.translation_table} if dynamo else {}
-            torch.onnx.export(model, args, tmp_path / "refused.onnx", dynamo=dynamo, **kwargs)
-        assert pattern in messages(caught.value)
+        rnn, pattern = (lstm1997.LSTM(I, H, gate_feedback=True),
+                        "packed input with gate feedback or in a dtype other than float32 cannot "
+                        "be exported")
+    with pytest.raises(Exception) as caught, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        kwargs = {"custom_translation_table": lstm1997.onnx.translation_table} if dynamo else {}
+        torch.onnx.export(Packing(rnn).eval(), (torch.randn(5, 2, I), torch.tensor([5, 3])),
+                          tmp_path / "refused.onnx", dynamo=dynamo, **kwargs)
+    assert pattern in messages(caught.value)
 
 
 class Packing(torch.nn.Module):

@@ -15,8 +15,9 @@ sigmoid rounds to 1), gate rows reordered to ONNX's i, o, f, c, a memory cell bl
 rows repeated for each of its cells, and the paper's squashers as ``ScaledTanh``
 (g = 4 sigmoid(x) - 2 = 2 tanh(x/2), h = 2 sigmoid(x) - 1 = tanh(x/2)). The weight rewriting is
 ONNX ops on the weights, which the exporters fold into the stored initializers. Gate feedback
-(every cell and gate also sees the gate outputs of t-1) is no LSTM that ONNX defines: the default
-exporter writes it as a ``Scan`` over the steps, the TorchScript one refuses it with a message.
+(every cell and gate also sees the gate outputs of t-1) is no LSTM that ONNX defines, and
+onnxruntime runs its LSTM in float32 only: those layers go as a ``Scan`` over the steps (the
+TorchScript-based exporter writes subgraphs for ``Loop`` and ``If`` only: a ``Loop`` there).
 
 Packed sequences: the TorchScript-based exporter records ``pack_padded_sequence`` as a placeholder
 that hands the padded input and the lengths to the op as ``input`` and ``batch_sizes``; the
@@ -185,6 +186,98 @@ def _bidirectional_operator(graph: _Graph, input, directions, h0, s0, activation
 
 _scan_bodies = itertools.count()
 
+
+def _step_body(body: _Graph, recurrent, cell_state, projected_step, recurrent_weight,
+               activation: str, blocks: int, hidden: int, cells_per_block: int,
+               gate_feedback: bool):
+    """One step of the cell inside a Scan body: (recurrent state, cell state, cell output) of t
+    from those of t-1 and the step's projected input x_t W_ih^T + b."""
+    gate_rows = blocks + hidden + blocks
+
+    def rows(net, start, stop):
+        return body.op("Slice", net, body.constant(np.array([start])),
+                       body.constant(np.array([stop])), body.constant(np.array([1])))
+
+    def squash(x, scale):  # tanh, or the paper's scale * tanh(x / 2)
+        if activation == "tanh":
+            return body.op("Tanh", x)
+        half = body.op("Mul", x, body.constant_like(np.array(0.5), projected_step))
+        return body.op("Mul", body.op("Tanh", half),
+                       body.constant_like(np.array(scale), projected_step))
+
+    net = body.op("Add", projected_step, body.op("MatMul", recurrent, recurrent_weight))
+    input_gate = body.op("Sigmoid", rows(net, 0, blocks))
+    cell_input = squash(rows(net, blocks, blocks + hidden), 2.0)
+    output_gate = body.op("Sigmoid", rows(net, blocks + hidden, gate_rows))
+    cell_block = body.constant((np.arange(hidden) // cells_per_block).astype(np.int64))
+    per_cell_input_gate = body.op("Gather", input_gate, cell_block, axis=1)
+    per_cell_output_gate = body.op("Gather", output_gate, cell_block, axis=1)
+    cell_state = body.op("Add", cell_state, body.op("Mul", per_cell_input_gate, cell_input))
+    cell_output = body.op("Mul", per_cell_output_gate, squash(cell_state, 1.0))
+    if gate_feedback:
+        recurrent = body.op("Concat", input_gate, cell_output, output_gate, axis=1)
+    else:
+        recurrent = body.op("Identity", cell_output)
+    return recurrent, cell_state, body.op("Identity", cell_output)
+
+
+def _scan_layer(graph: _Graph, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                activation: str, blocks: int, hidden: int, cells_per_block: int,
+                gate_feedback: bool, reverse: bool = False):
+    """One direction of a layer as a Scan over the steps: the paper's network (gate feedback),
+    and layers in float64 and float16, for which onnxruntime has no LSTM kernel. The input's
+    projection and the biases are one MatMul before it; each step multiplies the recurrent state
+    of t-1 (h, or with gate feedback r = [input gates | cell outputs | output gates]) by
+    weight_hh and runs the cell. reverse: the steps run from the last to the first, the outputs
+    stay in the input's order. Returns (output, h_n, s_n) as lstm does."""
+    gate_rows = blocks + hidden + blocks
+    recurrent_width = gate_rows if gate_feedback else hidden
+    projected = graph.op("MatMul", input, graph.op("Transpose", weight_ih, perm=[1, 0]))
+    for bias in (bias_ih, bias_hh):
+        if bias is not None:
+            projected = graph.op("Add", projected, bias)
+    # Zero initial states have the batch size of the input: (B, width) from its shape.
+    batch = graph.op("Shape", input, start=1, end=2)
+
+    def zeros(width):
+        shape = graph.op("Concat", batch, graph.constant(np.array([width])), axis=0)
+        return graph.op("Expand", graph.constant_like(np.zeros(1), input), shape)
+
+    h0 = zeros(recurrent_width) if h0 is None else h0
+    s0 = zeros(hidden) if s0 is None else s0
+    recurrent_weight = graph.op("Transpose", weight_hh, perm=[1, 0])  # (R, G), read by the body
+    h_n, s_n, output = graph.scan(
+        [h0, s0], [recurrent_width, hidden], projected, gate_rows, input,
+        lambda body, states, step: _step_body(body, states[0], states[1], step, recurrent_weight,
+                                              activation, blocks, hidden, cells_per_block,
+                                              gate_feedback),
+        reverse)
+    return output, h_n, s_n
+
+
+def _layer_as_scans(graph: _Graph, input, directions, h0, s0, activation: str, blocks: int,
+                    hidden: int, cells_per_block: int, gate_feedback: bool):
+    """Both directions as two Scans: (output, h_n, s_n) as lstm_bidirectional returns them."""
+    results = []
+    for direction, weights in enumerate(directions):
+        def state(stacked):
+            index = graph.constant(np.array(direction, dtype=np.int64))
+            return None if stacked is None else graph.op("Gather", stacked, index, axis=0)
+
+        results.append(_scan_layer(graph, input, *weights, state(h0), state(s0), activation,
+                                   blocks, hidden, cells_per_block, gate_feedback,
+                                   reverse=direction == 1))
+    (output, h_n, s_n), (output_reverse, h_n_reverse, s_n_reverse) = results
+    zero = graph.constant(np.array([0], dtype=np.int64))
+
+    def stacked(a, b):
+        return graph.op("Concat", graph.op("Unsqueeze", a, zero), graph.op("Unsqueeze", b, zero),
+                        axis=0)
+
+    return (graph.op("Concat", output, output_reverse, axis=-1), stacked(h_n, h_n_reverse),
+            stacked(s_n, s_n_reverse))
+
+
 # --- the default exporter (torch.export + onnxscript) ---------------------------------------------
 
 class _OnnxscriptGraph(_Graph):
@@ -199,96 +292,56 @@ class _OnnxscriptGraph(_Graph):
     def constant(self, array):
         import onnx_ir as ir
 
-        return self._opset.Constant(value=ir.tensor(np.ascontiguousarray(array)))
+        return self._opset.Constant(value=ir.tensor(np.array(array, order="C")))
+
+    def scan(self, states, widths, step_input, step_width, like, body, reverse):
+        import onnx_ir as ir
+
+        dtype = like.dtype
+        # Every value of every body gets a name of its own: ONNX wants them unique in the model.
+        body_graph = _IrBody(f"lstm1997_step{next(_scan_bodies)}_")
+        state_inputs = [body_graph.input(f"state{i}", dtype, width)
+                        for i, width in enumerate(widths)]
+        step = body_graph.input("step", dtype, step_width)
+        outputs = body(body_graph, state_inputs, step)
+        for i, value in enumerate(outputs):
+            value.name = f"{body_graph.prefix}out{i}"
+        graph = ir.Graph([*state_inputs, step], list(outputs), nodes=body_graph.nodes,
+                         name=body_graph.prefix + "body")
+        return _traced_node("Scan", [*states, step_input], len(outputs), body=graph,
+                            num_scan_inputs=1, scan_input_directions=[int(reverse)],
+                            scan_output_directions=[int(reverse)])
 
 
-def _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation: str,
-                blocks: int, hidden: int, cells_per_block: int, gate_feedback: bool,
-                reverse: bool = False):
-    """The layer as a Scan over the steps: the paper's network (gate feedback), and the layers in
-    float64 and float16, for which onnxruntime has no LSTM kernel. The input's projection and the
-    biases are one MatMul before it; each step multiplies the recurrent state of t-1 (h, or with
-    gate feedback r = [input gates | cell outputs | output gates]) by weight_hh and runs the
-    cell."""
-    import onnx_ir as ir
-    from onnxscript import opset18 as op
+class _IrBody(_Graph):
+    """A Scan body built as an onnx_ir graph: the default exporter's op recorder builds the
+    outer graph only."""
 
-    graph = _OnnxscriptGraph()
-    gate_rows = blocks + hidden + blocks
-    recurrent_width = gate_rows if gate_feedback else hidden
-    projected = op.MatMul(input, op.Transpose(weight_ih, perm=[1, 0]))  # (T, B, G)
-    for bias in (bias_ih, bias_hh):
-        if bias is not None:
-            projected = op.Add(projected, bias)
-    # Zero initial states have the batch size of the input: (B, width) from its shape.
-    batch = op.Shape(input, start=1, end=2)
-    if h0 is None:
-        h0 = op.Expand(graph.constant_like(np.zeros(1), input),
-                       op.Concat(batch, graph.constant(np.array([recurrent_width])), axis=0))
-    if s0 is None:
-        s0 = op.Expand(graph.constant_like(np.zeros(1), input),
-                       op.Concat(batch, graph.constant(np.array([hidden])), axis=0))
-    recurrent_weight = op.Transpose(weight_hh, perm=[1, 0])  # (R, G), read by the body
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.nodes = []
 
-    dtype = input.dtype
-    # Every value of every body gets a name of its own: ONNX wants them unique in the model.
-    prefix = f"lstm1997_step{next(_scan_bodies)}_"
-    state_in = ir.Value(name=prefix + "recurrent_in", type=ir.TensorType(dtype),
-                        shape=ir.Shape([None, recurrent_width]))
-    cell_in = ir.Value(name=prefix + "cell_state_in", type=ir.TensorType(dtype),
-                       shape=ir.Shape([None, hidden]))
-    step_in = ir.Value(name=prefix + "projected_step", type=ir.TensorType(dtype),
-                       shape=ir.Shape([None, gate_rows]))
-    nodes: List[ir.Node] = []
+    def input(self, name, dtype, width):
+        import onnx_ir as ir
 
-    def node(op_type, *inputs, **attributes):
+        return ir.Value(name=self.prefix + name, type=ir.TensorType(dtype),
+                        shape=ir.Shape([None, width]))
+
+    def op(self, op_type, *inputs, outputs=1, **attributes):
+        import onnx_ir as ir
         from onnxscript.ir import convenience
 
         made = ir.Node("", op_type, inputs=list(inputs),
-                       attributes=convenience.convert_attributes(attributes), num_outputs=1)
-        made.outputs[0].name = f"{prefix}{len(nodes)}"
-        nodes.append(made)
-        return made.outputs[0]
+                       attributes=convenience.convert_attributes(attributes), num_outputs=outputs)
+        for i, value in enumerate(made.outputs):
+            value.name = f"{self.prefix}{len(self.nodes)}_{i}"
+        self.nodes.append(made)
+        return made.outputs[0] if outputs == 1 else made.outputs
 
-    def constant(array):
-        return node("Constant", value=ir.tensor(np.ascontiguousarray(array)))
+    def constant(self, array):
+        import onnx_ir as ir
 
-    def float_constant(value):
-        return node("CastLike", constant(np.array(value, dtype=np.float64)), step_in)
-
-    def rows(net, start, stop):
-        return node("Slice", net, constant(np.array([start])), constant(np.array([stop])),
-                    constant(np.array([1])))
-
-    def squash(x, scale):  # tanh, or the paper's scale * tanh(x / 2)
-        if activation == "tanh":
-            return node("Tanh", x)
-        return node("Mul", node("Tanh", node("Mul", x, float_constant(0.5))), float_constant(scale))
-
-    net = node("Add", step_in, node("MatMul", state_in, recurrent_weight))
-    input_gate = node("Sigmoid", rows(net, 0, blocks))
-    cell_input = squash(rows(net, blocks, blocks + hidden), 2.0)
-    output_gate = node("Sigmoid", rows(net, blocks + hidden, gate_rows))
-    cell_block = constant((np.arange(hidden) // cells_per_block).astype(np.int64))
-    per_cell_input_gate = node("Gather", input_gate, cell_block, axis=1)
-    per_cell_output_gate = node("Gather", output_gate, cell_block, axis=1)
-    cell_state = node("Add", cell_in, node("Mul", per_cell_input_gate, cell_input))
-    cell_output = node("Mul", per_cell_output_gate, squash(cell_state, 1.0))
-    if gate_feedback:
-        recurrent = node("Concat", input_gate, cell_output, output_gate, axis=1)
-    else:
-        recurrent = node("Identity", cell_output)
-    step_output = node("Identity", cell_output)
-    for value, name in ((recurrent, "recurrent_out"), (cell_state, "cell_state_out"),
-                        (step_output, "cell_output")):
-        value.name = prefix + name
-    body = ir.Graph([state_in, cell_in, step_in], [recurrent, cell_state, step_output],
-                    nodes=nodes, name=prefix + "body")
-    # reverse: the steps run from the last to the first, the outputs stay in the input's order.
-    h_n, s_n, output = _traced_node("Scan", [h0, s0, projected], 3, body=body, num_scan_inputs=1,
-                                    scan_input_directions=[int(reverse)],
-                                    scan_output_directions=[int(reverse)])
-    return output, h_n, s_n
+        return self.op("Constant", value=ir.tensor(np.array(array, order="C")))
 
 
 def _traced_node(op_type: str, inputs, num_outputs: int, **attributes):
@@ -318,8 +371,8 @@ def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=Non
     import onnx_ir as ir
 
     if gate_feedback or input.dtype != ir.DataType.FLOAT:
-        return _scan_layer(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation,
-                           blocks, hidden, cells_per_block, gate_feedback)
+        return _scan_layer(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
+                           s0, activation, blocks, hidden, cells_per_block, gate_feedback)
     return _lstm_operator(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
                           s0, activation, blocks, hidden, cells_per_block)
 
@@ -330,7 +383,6 @@ def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, we
                                batch_sizes=None, cells_per_block: int = 1,
                                gate_feedback: bool = False):
     import onnx_ir as ir
-    from onnxscript import opset18 as op
 
     _check_options(activation, batch_sizes)
     blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
@@ -339,19 +391,8 @@ def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, we
     if not gate_feedback and input.dtype == ir.DataType.FLOAT:
         return _bidirectional_operator(_OnnxscriptGraph(), input, directions, h0, s0, activation,
                                        blocks, hidden, cells_per_block)
-    results = []
-    for direction, weights in enumerate(directions):
-        def state(stacked):
-            return None if stacked is None else op.Gather(stacked, op.Constant(value_int=direction),
-                                                          axis=0)
-
-        results.append(_scan_layer(input, *weights, state(h0), state(s0), activation, blocks,
-                                   hidden, cells_per_block, gate_feedback, reverse=direction == 1))
-    (output, h_n, s_n), (output_reverse, h_n_reverse, s_n_reverse) = results
-    zero = op.Constant(value_ints=[0])
-    return (op.Concat(output, output_reverse, axis=-1),
-            op.Concat(op.Unsqueeze(h_n, zero), op.Unsqueeze(h_n_reverse, zero), axis=0),
-            op.Concat(op.Unsqueeze(s_n, zero), op.Unsqueeze(s_n_reverse, zero), axis=0))
+    return _layer_as_scans(_OnnxscriptGraph(), input, directions, h0, s0, activation, blocks,
+                           hidden, cells_per_block, gate_feedback)
 
 
 translation_table = {torch.ops.lstm1997.lstm.default: _lstm_dynamo,
@@ -365,8 +406,9 @@ exporter): ``torch.onnx.export(model, args, path, custom_translation_table=trans
 class _TorchScriptGraph(_Graph):
     _SUFFIX = {int: "i", float: "f", str: "s"}
 
-    def __init__(self, g):
+    def __init__(self, g, dtype):
         self._g = g
+        self._dtype = dtype  # the layer's numpy dtype: the constants' too
 
     def op(self, op_type, *inputs, outputs=1, **attributes):
         unused = _torchscript_exporter_module("symbolic_opset9").unused
@@ -381,12 +423,44 @@ class _TorchScriptGraph(_Graph):
         return self._g.op(op_type, *inputs, outputs=outputs, **named)
 
     def constant(self, array):
-        return self._g.op("Constant", value_t=torch.from_numpy(np.ascontiguousarray(array)))
+        return self._g.op("Constant", value_t=torch.from_numpy(np.array(array, order="C")))
 
     def constant_like(self, array, like):
         # Typed at once rather than CastLike: the exporter's constant folding then folds the
         # weight rewriting into the initializers.
-        return self.constant(np.asarray(array, dtype=np.float32))
+        return self.constant(np.asarray(array, dtype=self._dtype))
+
+    def scan(self, states, widths, step_input, step_width, like, body, reverse):
+        # The TorchScript-based exporter writes a node's block as a graph attribute for Loop and
+        # If only: the steps go as a Loop that gathers its step of the input.
+        jit_utils = _torchscript_exporter_module("jit_utils")
+        utils = _torchscript_exporter_module("utils")
+        g = self._g
+        zero = self.constant(np.array([0], dtype=np.int64))
+
+        def reversed_steps(value):  # value[::-1] along the steps
+            return self.op("Slice", value, self.constant(np.array([-1], dtype=np.int64)),
+                           self.constant(np.array([-(2 ** 63) + 1], dtype=np.int64)), zero,
+                           self.constant(np.array([-1], dtype=np.int64)))
+
+        if reverse:
+            step_input = reversed_steps(step_input)
+        steps = g.op("Squeeze", g.op("Shape", step_input, start_i=0, end_i=1), zero)
+        keep_going = self.constant(np.array(True))
+        outputs, (context,), _ = jit_utils.add_op_with_blocks(
+            g, "Loop", steps, keep_going, *states, outputs=len(states) + 1, n_blocks=1)
+        iteration = utils._add_input_to_block(context.block)
+        condition = utils._add_input_to_block(context.block)
+        state_inputs = [utils._add_input_to_block(context.block) for _ in states]
+        step_graph = _TorchScriptGraph(context, self._dtype)
+        step = step_graph.op("Gather", step_input, iteration, axis=0)
+        utils._add_output_to_block(context.block, step_graph.op("Identity", condition))
+        for value in body(step_graph, state_inputs, step):
+            utils._add_output_to_block(context.block, value)
+        outputs = list(outputs)
+        if reverse:  # the loop's outputs come last step first: back to the input's order
+            outputs[-1] = reversed_steps(outputs[-1])
+        return outputs
 
 
 def _static_shape(value) -> Optional[List[int]]:
@@ -411,39 +485,48 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
     def optional(value):
         return None if symbolic_helper._is_none(value) else value
 
-    activation, cells_per_block, blocks, hidden = _torchscript_layer_options(
-        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback)
+    activation, cells_per_block, gate_feedback, blocks, hidden, scan, dtype = \
+        _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
+                                   gate_feedback)
+    graph = _TorchScriptGraph(g, dtype)
+    if scan:
+        if optional(batch_sizes) is not None:
+            _refuse("packed input with gate feedback or in a dtype other than float32 cannot "
+                    "be exported (ONNX's Scan has no sequence lengths): export padded input")
+        return _scan_layer(graph, input, weight_ih, weight_hh, optional(bias_ih),
+                           optional(bias_hh), optional(h0), optional(s0), activation, blocks,
+                           hidden, cells_per_block, gate_feedback)
     # Packed input: the exporter traces pack_padded_sequence as a placeholder whose outputs are
     # the padded input and the lengths; the lengths reach this op as batch_sizes, and its pass
     # (as for torch.nn.LSTM) takes the placeholder away once an LSTM with sequence_lens reads it.
-    return _lstm_operator(_TorchScriptGraph(g), input, weight_ih, weight_hh, optional(bias_ih),
+    return _lstm_operator(graph, input, weight_ih, weight_hh, optional(bias_ih),
                           optional(bias_hh), optional(h0), optional(s0), activation, blocks,
                           hidden, cells_per_block, optional(batch_sizes))
 
 
+_NUMPY_DTYPES = {"Float": np.float32, "Double": np.float64, "Half": np.float16}
+
+
 def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
                                gate_feedback):
-    """The options of a call, as constants, checked for what the TorchScript exporter writes:
-    (activation, cells_per_block, blocks, hidden)."""
+    """The options of a call, as constants: (graph, activation, cells_per_block, gate_feedback,
+    blocks, hidden, scan), scan telling whether the layer goes as a Scan (gate feedback, or a
+    dtype onnxruntime's LSTM does not run) rather than as ONNX's LSTM."""
     symbolic_helper = _torchscript_exporter_module("symbolic_helper")
     activation = symbolic_helper._maybe_get_const(activation, "s")
     cells_per_block = int(symbolic_helper._maybe_get_const(cells_per_block, "i"))
-    gate_feedback = symbolic_helper._maybe_get_const(gate_feedback, "b")
+    gate_feedback = bool(symbolic_helper._maybe_get_const(gate_feedback, "b"))
     _check_options(activation, None)
-    if gate_feedback:
-        _refuse("gate_feedback=True cannot be exported by the TorchScript-based exporter "
-                "(dynamo=False): use the default exporter with "
-                "custom_translation_table=lstm1997.onnx.translation_table, which writes it as a Scan")
     dtype = input.type().scalarType()
-    if dtype != "Float":
-        _refuse(f"input: the TorchScript-based exporter (dynamo=False) writes ONNX's LSTM, which "
-                f"onnxruntime runs in float32 only; got {dtype}: export a float32 model, or use "
-                f"the default exporter, which writes other dtypes as a Scan")
+    if dtype not in _NUMPY_DTYPES:
+        _refuse(f"input: expected float32, float64 or float16, got {dtype}")
     weight_ih_shape, weight_hh_shape = _static_shape(weight_ih), _static_shape(weight_hh)
     if weight_ih_shape is None or weight_hh_shape is None:
         _refuse("the weights' shapes are unknown to the exporter")
-    blocks, hidden = _layer_sizes(weight_ih_shape, weight_hh_shape, cells_per_block, False)
-    return activation, cells_per_block, blocks, hidden
+    blocks, hidden = _layer_sizes(weight_ih_shape, weight_hh_shape, cells_per_block,
+                                  gate_feedback)
+    return (activation, cells_per_block, gate_feedback, blocks, hidden,
+            gate_feedback or dtype != "Float", _NUMPY_DTYPES[dtype])
 
 
 def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh,
@@ -455,13 +538,21 @@ def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bia
     def optional(value):
         return None if symbolic_helper._is_none(value) else value
 
-    activation, cells_per_block, blocks, hidden = _torchscript_layer_options(
-        input, weight_ih, weight_hh, activation, cells_per_block, gate_feedback)
+    activation, cells_per_block, gate_feedback, blocks, hidden, scan, dtype = \
+        _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
+                                   gate_feedback)
+    graph = _TorchScriptGraph(g, dtype)
     directions = [(weight_ih, weight_hh, optional(bias_ih), optional(bias_hh)),
                   (weight_ih_reverse, weight_hh_reverse, optional(bias_ih_reverse),
                    optional(bias_hh_reverse))]
-    return _bidirectional_operator(_TorchScriptGraph(g), input, directions, optional(h0),
-                                   optional(s0), activation, blocks, hidden, cells_per_block,
+    if scan:
+        if optional(batch_sizes) is not None:
+            _refuse("packed input with gate feedback or in a dtype other than float32 cannot "
+                    "be exported (ONNX's Scan has no sequence lengths): export padded input")
+        return _layer_as_scans(graph, input, directions, optional(h0), optional(s0), activation,
+                               blocks, hidden, cells_per_block, gate_feedback)
+    return _bidirectional_operator(graph, input, directions, optional(h0), optional(s0),
+                                   activation, blocks, hidden, cells_per_block,
                                    optional(batch_sizes))
 
 
