@@ -366,9 +366,10 @@ def _traced_node(op_type: str, inputs, num_outputs: int, **attributes):
 def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, s0=None,
                  truncate: bool = True, activation: str = "tanh", batch_sizes=None,
                  cells_per_block: int = 1, gate_feedback: bool = False):
+    import onnx_ir as ir
+
     _check_options(activation, batch_sizes)
     blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
-    import onnx_ir as ir
 
     if gate_feedback or input.dtype != ir.DataType.FLOAT:
         return _scan_layer(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
@@ -490,9 +491,7 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
                                    gate_feedback)
     graph = _TorchScriptGraph(g, dtype)
     if scan:
-        if optional(batch_sizes) is not None:
-            _refuse("packed input with gate feedback or in a dtype other than float32 cannot "
-                    "be exported (ONNX's Scan has no sequence lengths): export padded input")
+        _refuse_packed_steps(optional(batch_sizes))
         return _scan_layer(graph, input, weight_ih, weight_hh, optional(bias_ih),
                            optional(bias_hh), optional(h0), optional(s0), activation, blocks,
                            hidden, cells_per_block, gate_feedback)
@@ -507,11 +506,18 @@ def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, 
 _NUMPY_DTYPES = {"Float": np.float32, "Double": np.float64, "Half": np.float16}
 
 
+def _refuse_packed_steps(batch_sizes) -> None:
+    if batch_sizes is not None:
+        _refuse("packed input with gate feedback or in a dtype other than float32 cannot be "
+                "exported (the Loop over the steps takes no sequence lengths): export padded "
+                "input")
+
+
 def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
                                gate_feedback):
-    """The options of a call, as constants: (graph, activation, cells_per_block, gate_feedback,
-    blocks, hidden, scan), scan telling whether the layer goes as a Scan (gate feedback, or a
-    dtype onnxruntime's LSTM does not run) rather than as ONNX's LSTM."""
+    """The options of a call, as constants: (activation, cells_per_block, gate_feedback, blocks,
+    hidden, scan, numpy dtype), scan telling whether the layer goes step by step (gate feedback,
+    or a dtype onnxruntime's LSTM does not run) rather than as ONNX's LSTM."""
     symbolic_helper = _torchscript_exporter_module("symbolic_helper")
     activation = symbolic_helper._maybe_get_const(activation, "s")
     cells_per_block = int(symbolic_helper._maybe_get_const(cells_per_block, "i"))
@@ -546,9 +552,7 @@ def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bia
                   (weight_ih_reverse, weight_hh_reverse, optional(bias_ih_reverse),
                    optional(bias_hh_reverse))]
     if scan:
-        if optional(batch_sizes) is not None:
-            _refuse("packed input with gate feedback or in a dtype other than float32 cannot "
-                    "be exported (ONNX's Scan has no sequence lengths): export padded input")
+        _refuse_packed_steps(optional(batch_sizes))
         return _layer_as_scans(graph, input, directions, optional(h0), optional(s0), activation,
                                blocks, hidden, cells_per_block, gate_feedback)
     return _bidirectional_operator(graph, input, directions, optional(h0), optional(s0),
@@ -556,7 +560,7 @@ def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bia
                                    optional(batch_sizes))
 
 
-# CastLike, which the translation uses for its floating-point constants, came with opset 15.
+# Shape with start and end (the step-by-step form) came with opset 15.
 torch.onnx.register_custom_op_symbolic("lstm1997::lstm", _lstm_torchscript, 15)
 torch.onnx.register_custom_op_symbolic("lstm1997::lstm_bidirectional",
                                        _lstm_bidirectional_torchscript, 15)
