@@ -281,6 +281,21 @@ def test_packed_input_exports_as_sequence_lens(tmp_path, options, with_state):
             np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_the_default_exporter_finds_the_translation_by_itself(tmp_path):
+    """torch.onnx.export(model, args, path), as for torch.nn.LSTM: no translation table passed."""
+    assert lstm1997.onnx.registered_with_the_default_exporter
+    torch.manual_seed(0)
+    module = lstm1997.LSTM(I, H, num_layers=2, bidirectional=True).eval()
+    path = tmp_path / "plain.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        T, B = torch.export.Dim("T"), torch.export.Dim("B")
+        torch.onnx.export(module, (make_input(*TRACED),), path, dynamic_shapes=({0: T, 1: B},))
+    assert op_types(onnx.load(str(path))).count("LSTM") == 2
+    for T, B in [TRACED] + OTHERS:
+        assert_matches_eager(module, path, (make_input(T, B),), 1e-5)
+
+
 def test_translation_checks_the_layout():
     """The translation's own checks: a weight layout that is no layer of the op."""
     with pytest.raises(ValueError, match=r"weight_ih: expected K \+ H \+ K rows"):

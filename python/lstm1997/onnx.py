@@ -4,7 +4,9 @@
 PyTorch's exporters know ATen ops, not this package's, so the translation is handed to them:
 
 * the default exporter (``torch.onnx.export(..., dynamo=True)``, built on torch.export and
-  onnxscript) takes it as ``custom_translation_table=lstm1997.onnx.translation_table``;
+  onnxscript) finds it by itself once this module is imported, where PyTorch's table of
+  translations is where this module looks for it (``registered_with_the_default_exporter``);
+  ``custom_translation_table=lstm1997.onnx.translation_table`` passes it explicitly;
 * the TorchScript-based exporter (``dynamo=False``) finds it by itself once this module is
   imported (``torch.onnx.register_custom_op_symbolic``).
 
@@ -34,7 +36,7 @@ from typing import Any, List, Optional, Sequence
 import numpy as np
 import torch
 
-__all__ = ["translation_table", "FORGET_BIAS"]
+__all__ = ["translation_table", "registered_with_the_default_exporter", "FORGET_BIAS"]
 
 # The forget gate's bias: sigmoid(FORGET_BIAS) is 1 in float16, float32 and float64.
 FORGET_BIAS = 1.0e4
@@ -400,6 +402,24 @@ translation_table = {torch.ops.lstm1997.lstm.default: _lstm_dynamo,
                      torch.ops.lstm1997.lstm_bidirectional.default: _lstm_bidirectional_dynamo}
 """``custom_translation_table`` for ``torch.onnx.export`` (the default, torch.export-based
 exporter): ``torch.onnx.export(model, args, path, custom_translation_table=translation_table)``."""
+
+
+def _register_with_the_default_exporter() -> bool:
+    """Adds the translations to the default exporter's own table, so that torch.onnx.export finds
+    them with no argument, as it finds torch.nn.LSTM's. That table is private to PyTorch (its
+    own translations of higher-order ops register there the same way): where it is missing or
+    onnxscript is not installed, nothing is added and translation_table is the way."""
+    try:
+        from torch.onnx._internal.exporter._torchlib._torchlib_registry import onnx_impl
+    except ImportError:
+        return False
+    for target, function in translation_table.items():
+        onnx_impl(target, no_compile=True)(function)
+    return True
+
+
+registered_with_the_default_exporter = _register_with_the_default_exporter()
+"""Whether ``torch.onnx.export`` finds the translations without ``custom_translation_table``."""
 
 
 # --- the TorchScript-based exporter (dynamo=False) -----------------------------------------------
