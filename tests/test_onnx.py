@@ -91,14 +91,17 @@ CONFIGS = {
 }
 
 
-@pytest.mark.parametrize("with_state", [False, True], ids=["no hx", "hx"])
-@pytest.mark.parametrize("config", list(CONFIGS), ids=list(CONFIGS))
+# hx (h0, s0) given on three of the configurations, none on all of them.
+WITH_STATE = ["one layer", "two layers, bidirectional, paper, blocks of 3, no bias",
+              "gate feedback, blocks, paper, two layers, bidirectional"]
+CASES = [(config, False) for config in CONFIGS] + [(config, True) for config in WITH_STATE]
+
+
+@pytest.mark.parametrize("config, with_state", CASES,
+                         ids=[f"{c}{', hx' if h else ''}" for c, h in CASES])
 @pytest.mark.parametrize("dynamo", [True, False], ids=["default exporter", "torchscript exporter"])
 def test_export_runs_in_onnxruntime(tmp_path, dynamo, config, with_state):
     options = CONFIGS[config]
-    if with_state and config not in ("one layer", "two layers, bidirectional, paper, blocks of 3, no bias",
-                                     "gate feedback, blocks, paper, two layers, bidirectional"):
-        pytest.skip("hx is tested on three configurations")
     torch.manual_seed(0)
     module = lstm1997.LSTM(I, H, **options).eval()
     batch_first = options.get("batch_first", False)
