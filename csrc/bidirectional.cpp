@@ -7,13 +7,14 @@
 // (python/lstm1997/onnx.py) write one ONNX LSTM with direction="bidirectional" per layer.
 #include "api.h"
 #include "checks.h"
+#include "layer_ops.h"
 #include "step_rows.h"
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 #include <torch/library.h>
 
-#include <functional>
+#include <optional>
 #include <vector>
 
 namespace lstm1997 {
@@ -48,8 +49,8 @@ std::optional<at::Tensor> direction_state(const std::optional<at::Tensor>& state
 
 // The rows that read packed input backwards: row (t, b) takes the row of sequence b at step
 // length(b) - 1 - t. A permutation that is its own inverse.
-at::Tensor packed_reverse_rows(LayerArgs args) {
-  check_layer_args(args);                  // fills args.sizes
+at::Tensor packed_reverse_rows(LayerArgs args) {  // a copy: the check fills its sizes
+  check_layer_args(args);
   const StepRows steps = step_rows(args);  // checks batch_sizes' values
   const std::vector<int64_t> lengths = sequence_lengths(steps);
   std::vector<int64_t> rows;
@@ -78,30 +79,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidirectional(
   check_like(weight_hh_reverse, "weight_hh_reverse", weight_hh, "weight_hh");
   check_like(bias_ih_reverse, "bias_ih_reverse", bias_ih, "bias_ih");
   check_like(bias_hh_reverse, "bias_hh_reverse", bias_hh, "bias_hh");
-  const auto [output, h_n, s_n] =
-      lstm(input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
-           direction_state(s0, "s0", 0), truncate, activation, batch_sizes, cells_per_block,
-           gate_feedback);
+  const LayerArgs forward_call = describe_lstm_args(
+      input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
+      direction_state(s0, "s0", 0), truncate, activation, batch_sizes, cells_per_block,
+      gate_feedback);
+  const LayerOutputs forward = dispatch_lstm(forward_call);
   // lstm has checked the forward direction's call, batch_sizes included.
-  std::function<at::Tensor(const at::Tensor&)> reverse = [](const at::Tensor& t) {
-    return t.flip(0);
-  };
+  std::optional<at::Tensor> packed_rows;  // the rows that read each packed sequence backwards
   if (packed) {
     TORCH_CHECK(!batch_sizes->is_meta(),
                 "lstm1997: batch_sizes: expected a CPU tensor with values (lstm_bidirectional "
                 "reads them to reverse each sequence), got a meta tensor");
-    const at::Tensor rows = packed_reverse_rows(describe_lstm_args(
-        input, weight_ih, weight_hh, bias_ih, bias_hh, direction_state(h0, "h0", 0),
-        direction_state(s0, "s0", 0), truncate, activation, batch_sizes, cells_per_block,
-        gate_feedback));
-    reverse = [rows](const at::Tensor& t) { return t.index_select(0, rows); };
+    packed_rows = packed_reverse_rows(forward_call);
   }
-  const auto [reversed_output, h_n_reverse, s_n_reverse] =
-      lstm(reverse(input), weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
-           bias_hh_reverse, direction_state(h0, "h0", 1), direction_state(s0, "s0", 1), truncate,
-           activation, batch_sizes, cells_per_block, gate_feedback);
-  return {at::cat({output, reverse(reversed_output)}, -1), at::stack({h_n, h_n_reverse}),
-          at::stack({s_n, s_n_reverse})};
+  const auto reverse = [&packed_rows](const at::Tensor& t) {
+    return packed_rows ? t.index_select(0, *packed_rows) : t.flip(0);
+  };
+  const LayerOutputs backward = dispatch_lstm(describe_lstm_args(
+      reverse(input), weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse,
+      direction_state(h0, "h0", 1), direction_state(s0, "s0", 1), truncate, activation,
+      batch_sizes, cells_per_block, gate_feedback));
+  return {at::cat({forward.output, reverse(backward.output)}, -1),
+          at::stack({forward.h_n, backward.h_n}), at::stack({forward.s_n, backward.s_n})};
 }
 
 TORCH_LIBRARY_IMPL(lstm1997, CompositeImplicitAutograd, m) {

@@ -365,19 +365,46 @@ def _traced_node(op_type: str, inputs, num_outputs: int, **attributes):
     return made.outputs
 
 
-def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, s0=None,
-                 truncate: bool = True, activation: str = "tanh", batch_sizes=None,
-                 cells_per_block: int = 1, gate_feedback: bool = False):
+def _layer(graph: _Graph, input, directions, h0, s0, activation: str, cells_per_block: int,
+           gate_feedback: bool, weight_shapes, float32: bool, sequence_lens=None):
+    """The translation of lstm (one direction in `directions`) or lstm_bidirectional (two), on
+    either exporter's graph: ONNX's LSTM, or step by step where it cannot serve (gate feedback,
+    or a dtype onnxruntime's LSTM does not run)."""
+    blocks, hidden = _layer_sizes(*weight_shapes, cells_per_block, gate_feedback)
+    options = (activation, blocks, hidden, cells_per_block)
+    if gate_feedback or not float32:
+        _refuse_packed_steps(sequence_lens)
+        if len(directions) == 1:
+            return _scan_layer(graph, input, *directions[0], h0, s0, *options, gate_feedback)
+        return _layer_as_scans(graph, input, directions, h0, s0, *options, gate_feedback)
+    if len(directions) == 1:
+        return _lstm_operator(graph, input, *directions[0], h0, s0, *options, sequence_lens)
+    return _bidirectional_operator(graph, input, directions, h0, s0, *options, sequence_lens)
+
+
+def _refuse_packed_steps(sequence_lens) -> None:
+    if sequence_lens is not None:
+        _refuse("packed input with gate feedback or in a dtype other than float32 cannot be "
+                "exported (the Loop over the steps takes no sequence lengths): export padded "
+                "input")
+
+
+def _dynamo_layer(input, directions, h0, s0, activation, batch_sizes, cells_per_block,
+                  gate_feedback):
     import onnx_ir as ir
 
     _check_options(activation, batch_sizes)
-    blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
+    weight_ih, weight_hh = directions[0][:2]
+    return _layer(_OnnxscriptGraph(), input, directions, h0, s0, activation, cells_per_block,
+                  gate_feedback, (weight_ih.shape, weight_hh.shape),
+                  input.dtype == ir.DataType.FLOAT)
 
-    if gate_feedback or input.dtype != ir.DataType.FLOAT:
-        return _scan_layer(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
-                           s0, activation, blocks, hidden, cells_per_block, gate_feedback)
-    return _lstm_operator(_OnnxscriptGraph(), input, weight_ih, weight_hh, bias_ih, bias_hh, h0,
-                          s0, activation, blocks, hidden, cells_per_block)
+
+def _lstm_dynamo(input, weight_ih, weight_hh, bias_ih=None, bias_hh=None, h0=None, s0=None,
+                 truncate: bool = True, activation: str = "tanh", batch_sizes=None,
+                 cells_per_block: int = 1, gate_feedback: bool = False):
+    return _dynamo_layer(input, [(weight_ih, weight_hh, bias_ih, bias_hh)], h0, s0, activation,
+                         batch_sizes, cells_per_block, gate_feedback)
 
 
 def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, weight_ih_reverse,
@@ -385,17 +412,10 @@ def _lstm_bidirectional_dynamo(input, weight_ih, weight_hh, bias_ih, bias_hh, we
                                s0=None, truncate: bool = True, activation: str = "tanh",
                                batch_sizes=None, cells_per_block: int = 1,
                                gate_feedback: bool = False):
-    import onnx_ir as ir
-
-    _check_options(activation, batch_sizes)
-    blocks, hidden = _layer_sizes(weight_ih.shape, weight_hh.shape, cells_per_block, gate_feedback)
     directions = [(weight_ih, weight_hh, bias_ih, bias_hh),
                   (weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)]
-    if not gate_feedback and input.dtype == ir.DataType.FLOAT:
-        return _bidirectional_operator(_OnnxscriptGraph(), input, directions, h0, s0, activation,
-                                       blocks, hidden, cells_per_block)
-    return _layer_as_scans(_OnnxscriptGraph(), input, directions, h0, s0, activation, blocks,
-                           hidden, cells_per_block, gate_feedback)
+    return _dynamo_layer(input, directions, h0, s0, activation, batch_sizes, cells_per_block,
+                         gate_feedback)
 
 
 translation_table = {torch.ops.lstm1997.lstm.default: _lstm_dynamo,
@@ -499,85 +519,52 @@ def _torchscript_exporter_module(name: str):
         return importlib.import_module(f"torch.onnx.{name}")
 
 
-def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
-                      activation, batch_sizes, cells_per_block, gate_feedback):
+_NUMPY_DTYPES = {"Float": np.float32, "Double": np.float64, "Half": np.float16}
+
+
+def _torchscript_layer(g, input, directions, h0, s0, activation, batch_sizes, cells_per_block,
+                       gate_feedback):
+    """The TorchScript exporter's call of _layer: the options read as constants, absent
+    optional tensors as None. Packed input: the exporter traces pack_padded_sequence as a
+    placeholder whose outputs are the padded input and the lengths; the lengths reach the op as
+    batch_sizes, and its pass (as for torch.nn.LSTM) takes the placeholder away once an LSTM
+    with sequence_lens reads it."""
     symbolic_helper = _torchscript_exporter_module("symbolic_helper")
 
     def optional(value):
         return None if symbolic_helper._is_none(value) else value
 
-    activation, cells_per_block, gate_feedback, blocks, hidden, scan, dtype = \
-        _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
-                                   gate_feedback)
-    graph = _TorchScriptGraph(g, dtype)
-    if scan:
-        _refuse_packed_steps(optional(batch_sizes))
-        return _scan_layer(graph, input, weight_ih, weight_hh, optional(bias_ih),
-                           optional(bias_hh), optional(h0), optional(s0), activation, blocks,
-                           hidden, cells_per_block, gate_feedback)
-    # Packed input: the exporter traces pack_padded_sequence as a placeholder whose outputs are
-    # the padded input and the lengths; the lengths reach this op as batch_sizes, and its pass
-    # (as for torch.nn.LSTM) takes the placeholder away once an LSTM with sequence_lens reads it.
-    return _lstm_operator(graph, input, weight_ih, weight_hh, optional(bias_ih),
-                          optional(bias_hh), optional(h0), optional(s0), activation, blocks,
-                          hidden, cells_per_block, optional(batch_sizes))
-
-
-_NUMPY_DTYPES = {"Float": np.float32, "Double": np.float64, "Half": np.float16}
-
-
-def _refuse_packed_steps(batch_sizes) -> None:
-    if batch_sizes is not None:
-        _refuse("packed input with gate feedback or in a dtype other than float32 cannot be "
-                "exported (the Loop over the steps takes no sequence lengths): export padded "
-                "input")
-
-
-def _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
-                               gate_feedback):
-    """The options of a call, as constants: (activation, cells_per_block, gate_feedback, blocks,
-    hidden, scan, numpy dtype), scan telling whether the layer goes step by step (gate feedback,
-    or a dtype onnxruntime's LSTM does not run) rather than as ONNX's LSTM."""
-    symbolic_helper = _torchscript_exporter_module("symbolic_helper")
     activation = symbolic_helper._maybe_get_const(activation, "s")
-    cells_per_block = int(symbolic_helper._maybe_get_const(cells_per_block, "i"))
-    gate_feedback = bool(symbolic_helper._maybe_get_const(gate_feedback, "b"))
     _check_options(activation, None)
     dtype = input.type().scalarType()
     if dtype not in _NUMPY_DTYPES:
         _refuse(f"input: expected float32, float64 or float16, got {dtype}")
-    weight_ih_shape, weight_hh_shape = _static_shape(weight_ih), _static_shape(weight_hh)
-    if weight_ih_shape is None or weight_hh_shape is None:
+    weight_shapes = (_static_shape(directions[0][0]), _static_shape(directions[0][1]))
+    if None in weight_shapes:
         _refuse("the weights' shapes are unknown to the exporter")
-    blocks, hidden = _layer_sizes(weight_ih_shape, weight_hh_shape, cells_per_block,
-                                  gate_feedback)
-    return (activation, cells_per_block, gate_feedback, blocks, hidden,
-            gate_feedback or dtype != "Float", _NUMPY_DTYPES[dtype])
+    directions = [(w_ih, w_hh, optional(b_ih), optional(b_hh))
+                  for w_ih, w_hh, b_ih, b_hh in directions]
+    return _layer(_TorchScriptGraph(g, _NUMPY_DTYPES[dtype]), input, directions, optional(h0),
+                  optional(s0), activation,
+                  int(symbolic_helper._maybe_get_const(cells_per_block, "i")),
+                  bool(symbolic_helper._maybe_get_const(gate_feedback, "b")), weight_shapes,
+                  dtype == "Float", optional(batch_sizes))
+
+
+def _lstm_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate,
+                      activation, batch_sizes, cells_per_block, gate_feedback):
+    return _torchscript_layer(g, input, [(weight_ih, weight_hh, bias_ih, bias_hh)], h0, s0,
+                              activation, batch_sizes, cells_per_block, gate_feedback)
 
 
 def _lstm_bidirectional_torchscript(g, input, weight_ih, weight_hh, bias_ih, bias_hh,
                                     weight_ih_reverse, weight_hh_reverse, bias_ih_reverse,
                                     bias_hh_reverse, h0, s0, truncate, activation, batch_sizes,
                                     cells_per_block, gate_feedback):
-    symbolic_helper = _torchscript_exporter_module("symbolic_helper")
-
-    def optional(value):
-        return None if symbolic_helper._is_none(value) else value
-
-    activation, cells_per_block, gate_feedback, blocks, hidden, scan, dtype = \
-        _torchscript_layer_options(input, weight_ih, weight_hh, activation, cells_per_block,
-                                   gate_feedback)
-    graph = _TorchScriptGraph(g, dtype)
-    directions = [(weight_ih, weight_hh, optional(bias_ih), optional(bias_hh)),
-                  (weight_ih_reverse, weight_hh_reverse, optional(bias_ih_reverse),
-                   optional(bias_hh_reverse))]
-    if scan:
-        _refuse_packed_steps(optional(batch_sizes))
-        return _layer_as_scans(graph, input, directions, optional(h0), optional(s0), activation,
-                               blocks, hidden, cells_per_block, gate_feedback)
-    return _bidirectional_operator(graph, input, directions, optional(h0), optional(s0),
-                                   activation, blocks, hidden, cells_per_block,
-                                   optional(batch_sizes))
+    directions = [(weight_ih, weight_hh, bias_ih, bias_hh),
+                  (weight_ih_reverse, weight_hh_reverse, bias_ih_reverse, bias_hh_reverse)]
+    return _torchscript_layer(g, input, directions, h0, s0, activation, batch_sizes,
+                              cells_per_block, gate_feedback)
 
 
 # Shape with start and end (the step-by-step form) came with opset 15.
