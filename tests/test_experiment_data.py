@@ -291,3 +291,86 @@ def test_nets_have_the_papers_weight_counts(name, options, weights):
     if name != "two-sequence":
         without = make_net(experiment, parse_args([name, "--gate-feedback", "off"]), seed=0)
         assert not without.gate_feedback and without.weight_count() < weights
+
+
+# --- The generators draw in bulk: the same data as one Python draw per value --------------------
+
+def test_uniform_values_equal_random_uniform_bit_for_bit():
+    from lstm1997.experiments.adding import uniform_values
+    for low, high in ((-1.0, 1.0), (0.0, 1.0), (-0.3, 2.5)):
+        ours, reference = random.Random(11), random.Random(11)
+        for count in (1, 2, 7, 1100):
+            values = uniform_values(ours, count, low, high)
+            assert values.dtype == torch.float64
+            assert values.tolist() == [reference.uniform(low, high) for _ in range(count)]
+        assert ours.getstate() == reference.getstate()
+
+
+def test_gauss_values_equal_random_gauss_bit_for_bit():
+    from lstm1997.experiments.noise_signal import gauss_values
+    ours, reference = random.Random(5), random.Random(5)
+    ours.gauss(0, 1), reference.gauss(0, 1)  # leaves a value pending in both
+    for count in (0, 1, 2, 3, 10, 1001):  # odd counts leave one pending for the next call
+        for mu, sigma in ((0, 0.2 ** 0.5), (1.0, 0.5)):
+            assert gauss_values(ours, count, mu, sigma) == [reference.gauss(mu, sigma)
+                                                            for _ in range(count)]
+            assert ours.getstate() == reference.getstate()
+
+
+def marked_pair_sequence_one_draw_per_value(rng, T, low, first_marked_value):
+    """The marked-pair generator written value by value (as it first was): the reference."""
+    length = rng.randint(T, T + T // 10)
+    values = [rng.uniform(low, 1.0) for _ in range(length)]
+    markers = [0.0] * length
+    markers[0] = markers[-1] = -1.0
+    first = rng.randrange(min(10, T // 2 - 1))
+    second = rng.choice([k for k in range(T // 2 - 1) if k != first])
+    markers[first] = markers[second] = 1.0
+    if markers[0] == 1.0:
+        values[0] = first_marked_value
+    return torch.tensor([values, markers]).T.contiguous(), values[first], values[second]
+
+
+@pytest.mark.parametrize("T", [6, 7, 20, 100, 1000])
+def test_marked_pairs_equal_one_draw_per_value(T):
+    for low, first_marked_value in ((-1.0, 0.0), (0.0, 1.0)):
+        ours, reference = random.Random(T), random.Random(T)
+        for _ in range(200 if T < 1000 else 20):
+            pairs, x1, x2 = marked_pair_sequence(ours, T, low, first_marked_value)
+            expected, e1, e2 = marked_pair_sequence_one_draw_per_value(reference, T, low,
+                                                                       first_marked_value)
+            assert torch.equal(pairs, expected) and (x1, x2) == (e1, e2)
+        assert ours.getstate() == reference.getstate()
+
+
+@pytest.mark.parametrize("variant", ["a", "b", "c"])
+def test_noise_signal_values_equal_one_draw_per_value(variant):
+    from lstm1997.experiments.noise_signal import NOISE_STD, noise_signal_sequence
+    ours, reference = random.Random(3), random.Random(3)
+    for T, N in ((100, 3), (100, 1), (1000, 3), (11, 1)):
+        for _ in range(20):
+            values, label = noise_signal_sequence(ours, T, N, variant)
+            expected_label = reference.randrange(2)
+            length = reference.randint(T, T + T // 10)
+            signal = 1.0 if expected_label == 0 else -1.0
+            expected = [signal + (reference.gauss(0, NOISE_STD) if variant != "a" else 0.0)
+                        for _ in range(N)]
+            expected += [reference.gauss(0, NOISE_STD) for _ in range(length - N)]
+            assert (values, label) == (expected, expected_label)
+    assert ours.getstate() == reference.getstate()
+
+
+@pytest.mark.parametrize("experiment", [Adding(seed=0, T=20), Multiplication(seed=0, T=20),
+                                        LongLag(seed=0, q=10, p=10)])
+def test_stopping_rules_count_the_window_as_it_moves(experiment):
+    """The rules' counts, kept as sequences enter and leave the window, against a pass over it."""
+    experiment.window = 50
+    experiment.recent = type(experiment.recent)(maxlen=50)
+    rng = random.Random(0)
+    for _ in range(400):
+        error = rng.choice([0.0, 0.01, experiment.tolerance, 0.05, 0.3, rng.random() * 0.1])
+        experiment.target = torch.zeros(1)
+        experiment.solved(None, torch.full((1, 1), error))
+        largest = [entry[0] for entry in experiment.recent]
+        assert experiment.all_recent_correct() == all(e < experiment.tolerance for e in largest)
+        assert experiment.recent_over_tolerance == sum(e > experiment.tolerance for e in largest)

@@ -7,6 +7,7 @@ if the first pair is marked its value is set to 0. The target, due at the last s
 0.5 + (X1 + X2) / 4, in [0, 1]; a prediction is correct if its error is below 0.04. Lengths are
 uniform in [T, T + T/10], so the time lag between the marked pairs and the target is at least T/2.
 """
+import array
 from typing import Optional, Tuple
 
 import torch
@@ -78,23 +79,34 @@ def check_length(T: int, experiment: str) -> None:
                          f"pairs other than X1), got {T}")
 
 
+def uniform_values(rng, count: int, low: float, high: float) -> Tensor:
+    """``[rng.uniform(low, high) for _ in range(count)]`` as a float64 tensor, bit for bit (the
+    same draws, and low + (high - low) * u rounded the same way), without a Python call per value."""
+    draw = rng.random
+    units = torch.frombuffer(array.array("d", [draw() for _ in range(count)]), dtype=torch.float64)
+    return units * (high - low) + low
+
+
 def marked_pair_sequence(rng, T: int, low: float, first_marked_value: float):
     """One sequence of (value, marker) pairs as the paper defines exp 4 and 5: length uniform in
     [T, T + T/10], values uniform in [low, 1], one of the first 10 pairs marked (X1), then one of
     the first T/2 - 1 pairs not yet marked (X2); the first and last pairs get marker -1 unless
     marked; a marked first pair's value is replaced by `first_marked_value` (exp 4: X1 = 0, exp 5:
-    X1 = 1.0). Returns (pairs (L, 2), X1, X2)."""
+    X1 = 1.0). Returns (pairs (L, 2) float32, X1, X2)."""
     length = rng.randint(T, T + T // 10)
-    values = [rng.uniform(low, 1.0) for _ in range(length)]
-    markers = [0.0] * length
-    markers[0] = markers[-1] = -1.0
+    values = uniform_values(rng, length, low, 1.0)
     first = rng.randrange(min(10, T // 2 - 1))
-    second = rng.choice([k for k in range(T // 2 - 1) if k != first])
-    markers[first] = markers[second] = 1.0
-    if markers[0] == 1.0:
+    # X2 among the T/2 - 2 pairs other than X1: one draw below T/2 - 2 (as random.choice of that
+    # list draws), then skip X1.
+    second = rng.randrange(T // 2 - 2)
+    second += second >= first
+    if 0 in (first, second):  # a marked first pair, whichever mark it holds
         values[0] = first_marked_value
-    pairs = torch.tensor([values, markers]).T.contiguous()
-    return pairs, values[first], values[second]
+    markers = torch.zeros(length, dtype=torch.float64)
+    markers[0] = markers[-1] = -1.0
+    markers[first] = markers[second] = 1.0
+    pairs = torch.stack([values, markers], dim=1).float()
+    return pairs, float(values[first]), float(values[second])
 
 
 class Adding(FinalTargetExperiment):
@@ -124,4 +136,4 @@ class Adding(FinalTargetExperiment):
         return pairs, torch.tensor([0.5 + (x1 + x2) / 4])
 
     def stopped(self) -> bool:
-        return self.mean_recent_absolute_error() < 0.01 and self.all_recent_correct()
+        return self.all_recent_correct() and self.mean_recent_absolute_error() < 0.01

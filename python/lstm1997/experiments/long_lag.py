@@ -20,7 +20,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from .final_target import FinalTargetExperiment
+from .final_target import FinalTargetExperiment, one_hot_rows
 
 
 def long_lag_sequence(rng: random.Random, q: int, p: int) -> Tuple[list, int]:
@@ -54,7 +54,7 @@ class LongLag(FinalTargetExperiment):
 
     def sample(self, rng: random.Random) -> Tuple[Tensor, Tensor]:
         symbols, label = long_lag_sequence(rng, self.q, self.p)
-        inputs = torch.nn.functional.one_hot(torch.tensor(symbols), self.p + 4).float()
+        inputs = one_hot_rows(symbols, self.p + 4)
         target = torch.zeros(2)
         target[label] = 1.0
         return inputs, target

@@ -34,5 +34,4 @@ class Multiplication(FinalTargetExperiment):
         return pairs, torch.tensor([x1 * x2])
 
     def stopped(self) -> bool:
-        wrong = sum(largest > self.tolerance for largest, _ in self.recent)
-        return wrong < self.n_seq
+        return self.recent_over_tolerance < self.n_seq

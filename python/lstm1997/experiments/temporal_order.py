@@ -21,7 +21,7 @@ from typing import List, Tuple
 import torch
 from torch import Tensor
 
-from .final_target import FinalTargetExperiment
+from .final_target import FinalTargetExperiment, one_hot_rows
 
 SYMBOLS = "EBabcdXY"
 INDEX = {s: i for i, s in enumerate(SYMBOLS)}
@@ -64,11 +64,10 @@ class TemporalOrder(FinalTargetExperiment):
 
     def sample(self, rng: random.Random) -> Tuple[Tensor, Tensor]:
         symbols, label, _ = temporal_order_sequence(rng, self.variant)
-        inputs = torch.nn.functional.one_hot(torch.tensor([INDEX[s] for s in symbols]),
-                                             len(SYMBOLS)).float()
+        inputs = one_hot_rows([INDEX[s] for s in symbols], len(SYMBOLS))
         target = torch.zeros(self.classes)
         target[label] = 1.0
         return inputs, target
 
     def stopped(self) -> bool:
-        return self.mean_recent_absolute_error() < 0.1 and self.all_recent_correct()
+        return self.all_recent_correct() and self.mean_recent_absolute_error() < 0.1
