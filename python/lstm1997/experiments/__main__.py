@@ -77,6 +77,12 @@ def parse_args(argv=None):
     parser.add_argument("--gate-feedback", dest="gate_feedback", choices=("on", "off"),
                         default="on", help="on (the paper's network): cells and gates also see "
                         "the gate outputs of t-1; off: the cell outputs only")
+    parser.add_argument("--input-gate-bias", dest="input_gate_bias", type=float, default=None,
+                        help="an extra run outside the paper's set-up: every block's input gate "
+                        "starts with this bias (the paper's remedy for state drift), learned like "
+                        "the other weights, in nets whose input gates have none or a drawn one")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trials run in this many processes at once, one thread each")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
     parser.add_argument("--results", default="results.jsonl", help="JSON lines file to append to")
     parser.add_argument("--checkpoint-every", dest="checkpoint_every", type=float, default=300.0,
@@ -86,6 +92,12 @@ def parse_args(argv=None):
     parser.add_argument("--plot", default=None, help="learning curve PNG")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs: expected at least 1, got {args.jobs}")
+    if args.input_gate_bias is not None and (args.model != "lstm1997"
+                                             or args.experiment in ("two-sequence", "gradient-flow")):
+        parser.error("--input-gate-bias: only for the paper's memory cell nets (model lstm1997; "
+                     "not two-sequence, whose net has its own input gate, nor gradient-flow)")
     if args.experiment in EXPERIMENTS and args.recipe is None:
         every_step = getattr(EXPERIMENTS[args.experiment], "targets_every_step", True)
         args.recipe = "online" if every_step else "sequence"
@@ -125,8 +137,10 @@ def make_net(experiment, args, seed):
     """The experiment's own net where the paper's differs from PaperNet (exp 2a), else PaperNet."""
     if hasattr(experiment, "make_net") and args.model == "lstm1997":
         return experiment.make_net(seed)
-    return PaperNet(**experiment.net_options(), model=args.model, seed=seed,
-                    gate_feedback=args.gate_feedback == "on")
+    options = experiment.net_options()
+    if args.input_gate_bias is not None:
+        options["input_gate_bias"] = [args.input_gate_bias] * options["blocks"]
+    return PaperNet(**options, model=args.model, seed=seed, gate_feedback=args.gate_feedback == "on")
 
 
 def trainer(net, recipe):
@@ -135,10 +149,16 @@ def trainer(net, recipe):
     return getattr(type(net), "train_" + recipe, None) or TRAINERS[recipe]
 
 
+# Options added after records were made, with the default that leaves a trial as it was: left out
+# of the command key at that default, so older records and checkpoints still match their command.
+LATER_OPTIONS = {"input_gate_bias": None}
+
+
 def command_key(args):
     """What identifies a run's trials: every argument that changes what a trial computes."""
-    ignored = {"trials", "results", "plot", "quiet", "checkpoint_every"}
-    return {name: value for name, value in sorted(vars(args).items()) if name not in ignored}
+    ignored = {"trials", "results", "plot", "quiet", "checkpoint_every", "jobs"}
+    return {name: value for name, value in sorted(vars(args).items())
+            if name not in ignored and not (name in LATER_OPTIONS and value == LATER_OPTIONS[name])}
 
 
 def checkpoint_path(args, trial):
@@ -198,6 +218,7 @@ def train_and_test(args, trial):
     bar = progress(args.budget, args.quiet)
     start = last_checkpoint = time.perf_counter()
     for sequence in range(state["sequence"] + 1, args.budget + 1):
+        check_run_alive()
         if time.perf_counter() - last_checkpoint >= args.checkpoint_every:
             state.update(sequence=sequence - 1, curve=curve, window=window,
                          seconds=state["seconds"] + time.perf_counter() - start,
@@ -261,17 +282,52 @@ def plot(records, path):
     print(f"learning curve: {path}")
 
 
+def run_trial_in_worker(args, trial, parent):
+    """run_trial in a process of --jobs: it ends when the run that started it is gone (checked
+    before every sequence, so before every checkpoint), rather than going on writing the trial's
+    checkpoint beside the run started again after a kill."""
+    global _RUN_PROCESS
+    _RUN_PROCESS = parent
+    return run_trial(args, trial)
+
+
+_RUN_PROCESS = None  # in a process of --jobs: the run's process
+
+
+def check_run_alive():
+    if _RUN_PROCESS is not None and os.getppid() != _RUN_PROCESS:
+        os._exit(1)
+
+
+def run_trials(args, trials):
+    """Yields the record of each trial as it ends: one after another, or in --jobs processes.
+    Trials are independent and each runs on one thread, so processes, not threads, spread them
+    over the cores; the spawn start method gives each a fresh interpreter and torch."""
+    if args.jobs == 1 or len(trials) < 2:
+        for trial in trials:
+            yield run_trial(args, trial)
+        return
+    import importlib
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    # Run as `python -m`, this file is the module "__main__", whose functions a spawned process
+    # cannot find by that name: hand it the same functions from the module imported by its name.
+    this = importlib.import_module("lstm1997.experiments.__main__")
+    with ProcessPoolExecutor(max_workers=min(args.jobs, len(trials)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(this.run_trial_in_worker, args, t, os.getpid()) for t in trials]
+        for future in as_completed(futures):
+            yield future.result()
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.experiment == "gradient-flow":
         return gradient_flow.run(args.T or 1000, args.plot, args.quiet)
-    records = []
-    recorded = recorded_trials(args)
-    for trial in range(args.trials):
-        if trial in recorded:  # a run of this command that was stopped after this trial
-            records.append(recorded[trial])
-            continue
-        record = run_trial(args, trial)
+    recorded = recorded_trials(args)  # a run of this command stopped after these trials
+    records = [recorded[trial] for trial in range(args.trials) if trial in recorded]
+    for record in run_trials(args, [t for t in range(args.trials) if t not in recorded]):
+        trial = record["trial"]
         records.append(record)
         with open(args.results, "a") as f:
             f.write(json.dumps(record) + "\n")
@@ -282,6 +338,7 @@ def main(argv=None):
         print(f"{args.experiment} {record['setting']} {args.model}/{args.recipe} trial {trial}: "
               f"{found}, {100 * record['fraction_wrong_test']:.2f}% of test sequences wrong, "
               f"{record['seconds']} s (paper: {record['paper']})", flush=True)
+    records.sort(key=lambda record: record["trial"])
     if args.plot:
         plot(records, args.plot)
     return records
