@@ -377,3 +377,42 @@ def test_a_killed_run_resumes_and_writes_the_uninterrupted_record(tmp_path):
 
     assert len(records(resumed)) == 2
     assert records(resumed) == records(whole)
+
+
+def train_online_with_autograd(net, inputs, targets, mask, alpha):
+    """The online recipe with autograd for the output units at every step: the reference for
+    train_online's written-out delta rule."""
+    online = net.online_layer()
+    online.reset()
+    outputs = []
+    for t in range(inputs.shape[0]):
+        hidden = online(inputs[t])
+        output = torch.sigmoid(net.readout(hidden))
+        outputs.append(output.detach())
+        if mask[t]:
+            loss = 0.5 * (output - targets[t]).square().sum()
+            readout = list(net.readout.parameters())
+            grad_hidden, *grad_readout = torch.autograd.grad(loss, [hidden, *readout])
+            online.update(grad_hidden, alpha)
+            with torch.no_grad():
+                for parameter, grad in zip(readout, grad_readout):
+                    parameter.sub_(grad, alpha=alpha)
+            net.enforce_structure()
+    return torch.stack(outputs)
+
+
+@pytest.mark.parametrize("experiment", [Reber(seed=0, cells_per_block=2),
+                                        TwoSequence(seed=0, p=6), Adding(seed=0, T=12)])
+def test_online_recipe_equals_autograd_at_every_step(experiment):
+    options = experiment.net_options()
+    nets = [PaperNet(**options, seed=2).double() for _ in range(2)]
+    for _ in range(3):
+        inputs, targets, mask = experiment.training_sequence()
+        inputs, targets = inputs.double(), targets.double()
+        ours = train_online(nets[0], inputs, targets, mask, 0.5)
+        reference = train_online_with_autograd(nets[1], inputs, targets, mask, 0.5)
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert any((p != q).any() for p, q in zip(nets[0].parameters(),
+                                              PaperNet(**options, seed=2).double().parameters()))
