@@ -14,7 +14,7 @@ from lstm1997.experiments.final_target import final_target_task
 from lstm1997.experiments.long_lag import LongLag
 from lstm1997.experiments.multiplication import Multiplication
 from lstm1997.experiments.noise_signal import NoiseSignal
-from lstm1997.experiments.paper_net import PaperNet, train_online, train_sequence
+from lstm1997.experiments.paper_net import PaperNet, squared_error, train_online, train_sequence
 from lstm1997.experiments.reber import Reber
 from lstm1997.experiments.temporal_order import TemporalOrder
 from lstm1997.experiments.two_sequence import TwoSequence
@@ -416,3 +416,34 @@ def test_online_recipe_equals_autograd_at_every_step(experiment):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert any((p != q).any() for p, q in zip(nets[0].parameters(),
                                               PaperNet(**options, seed=2).double().parameters()))
+
+
+def train_sequence_with_autograd(net, inputs, targets, mask, alpha):
+    """The sequence recipe with autograd through the whole net: the reference for
+    train_sequence's written-out output units."""
+    outputs = net(inputs)
+    parameters = net.trainable()
+    grads = torch.autograd.grad(squared_error(outputs, targets, mask), parameters)
+    with torch.no_grad():
+        for parameter, grad in zip(parameters, grads):
+            parameter.sub_(grad, alpha=alpha)
+    net.enforce_structure()
+    return outputs.detach()
+
+
+@pytest.mark.parametrize("model", ["lstm1997", "lstm", "rnn"])
+@pytest.mark.parametrize("experiment", [Reber(seed=0, cells_per_block=2), Adding(seed=0, T=12),
+                                        TemporalOrder(seed=0, variant="a")])
+def test_sequence_recipe_equals_autograd(experiment, model):
+    options = experiment.net_options()
+    nets = [PaperNet(**options, seed=2, model=model).double() for _ in range(2)]
+    for _ in range(3):
+        inputs, targets, mask = experiment.training_sequence()
+        inputs, targets = inputs.double(), targets.double()
+        ours = train_sequence(nets[0], inputs, targets, mask, 0.5)
+        reference = train_sequence_with_autograd(nets[1], inputs, targets, mask, 0.5)
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert any((p != q).any() for p, q in zip(
+        nets[0].parameters(), PaperNet(**options, seed=2, model=model).double().parameters()))

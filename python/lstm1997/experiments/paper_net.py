@@ -139,18 +139,49 @@ def squared_error(outputs: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
     return 0.5 * ((outputs - targets).square().sum(-1).sum(-1) * mask).sum()
 
 
+def output_unit_errors(outputs: Tensor, targets: Tensor, mask) -> Tensor:
+    """The error of each logistic output unit's net input under the loss 1/2 (output - target)^2:
+    (y - target) y (1 - y), zero where `mask` (bools over the steps, or True) has no target."""
+    error = (outputs - targets) * outputs * (1 - outputs)
+    return error if mask is True else error * mask.reshape(-1, *[1] * (error.dim() - 1))
+
+
 def train_sequence(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
                    alpha: float) -> Tensor:
     """One sequence (inputs (T, 1, I), targets (T, 1, O)), one gradient step at its end. Returns
-    the outputs the net gave during the sequence (before the step)."""
-    outputs = net(inputs)
-    parameters = net.trainable()
-    grads = torch.autograd.grad(squared_error(outputs, targets, mask), parameters)
+    the outputs the net gave during the sequence (before the step).
+
+    The output units' gradient is written out (the delta rule, as in train_online); autograd
+    runs only through the memory cells (or the baselines' torch.nn layers), from the error that
+    reaches their outputs: a loss and readout graph per sequence would cost more than the
+    layer's own backward. Tests compare it with autograd's gradient of the whole net. A net of
+    another kind (exp 2a's) gets autograd's gradient of its whole forward."""
+    if not isinstance(net, PaperNet):
+        outputs = net(inputs)
+        parameters = net.trainable()
+        grads = torch.autograd.grad(squared_error(outputs, targets, mask), parameters)
+        with torch.no_grad():
+            for parameter, grad in zip(parameters, grads):
+                parameter.sub_(grad, alpha=alpha)
+        net.enforce_structure()
+        return outputs.detach()
+    hidden, _ = net.cells(inputs)
+    weight, bias = net.readout.weight, net.readout.bias
     with torch.no_grad():
-        for parameter, grad in zip(parameters, grads):
+        outputs = torch.sigmoid(net.readout(hidden))
+        error = output_unit_errors(outputs, targets, mask)
+        grad_hidden = error @ weight
+    layer_parameters = [p for p in net.cells.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(hidden, layer_parameters, grad_hidden)
+    with torch.no_grad():
+        error, seen = error.reshape(-1, error.shape[-1]), hidden.reshape(-1, hidden.shape[-1])
+        weight.sub_(error.t() @ seen, alpha=alpha)
+        if bias is not None:
+            bias.sub_(error.sum(0), alpha=alpha)
+        for parameter, grad in zip(layer_parameters, grads):
             parameter.sub_(grad, alpha=alpha)
     net.enforce_structure()
-    return outputs.detach()
+    return outputs
 
 
 def train_online(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
@@ -171,7 +202,7 @@ def train_online(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
             output = torch.sigmoid(net.readout(hidden))
             outputs.append(output)
             if mask[t]:
-                error = (output - targets[t]) * output * (1 - output)  # (1, O)
+                error = output_unit_errors(output, targets[t], True)  # (1, O)
                 grad_hidden = error @ weight
                 online.update(grad_hidden, alpha)
                 weight.sub_(error.t() @ hidden, alpha=alpha)
