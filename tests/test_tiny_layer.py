@@ -120,9 +120,10 @@ MATRIX_PRODUCTS = {"aten::mm", "aten::addmm", "aten::matmul", "aten::linear", "a
 
 
 @pytest.mark.parametrize("I,H,S,gate_feedback", [(2, 4, 2, True), (7, 4, 1, False),
-                                                 (1, 3, 1, True)])
+                                                 (1, 3, 1, True), (104, 2, 1, True)])
 def test_the_papers_layers_take_it_by_size(I, H, S, gate_feedback):
-    """Exp 4's, exp 1's and exp 3's layers (one sequence at a time): forward and backward call no
+    """Exp 4's, exp 1's, exp 3's and exp 2c's (p = 100) layers (one sequence at a time): forward
+    and backward call no
     matrix product or other ATen op per step, only the buffers' allocations."""
     module = lstm1997.LSTM(I, H, cells_per_block=S, gate_feedback=gate_feedback)
     x = torch.randn(50, 1, I)
@@ -141,3 +142,98 @@ def test_switch_off_gives_the_other_path(monkeypatch):
     with torch.profiler.profile() as profile:
         module(x)
     assert {event.name for event in profile.events()} & MATRIX_PRODUCTS
+
+
+# Wide inputs (kTinyWideInputs = 32 or more): dot products per gate row in the forward, the input
+# weights' gradient once per row in the backward.
+@pytest.mark.parametrize("I", [32, 33, 41, 104])
+@pytest.mark.parametrize("H,S", [(1, 1), (2, 1), (6, 3), (12, 1)])
+@pytest.mark.parametrize("B", [1, 2, 7])
+@pytest.mark.parametrize("gate_feedback", [False, True])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_wide_inputs_match_reference(tiny, I, H, S, B, gate_feedback, truncate):
+    args = make_args(5, B, I, H, cells_per_block=S, gate_feedback=gate_feedback, state=B != 2,
+                     seed=I * 10 + H + B)
+    options = dict(truncate=truncate, activation="paper" if I % 2 else "tanh",
+                   cells_per_block=S, gate_feedback=gate_feedback)
+    ours = OPS.lstm(*args, **options)
+    expected = reference_lstm(*args, **options)
+    for actual, reference in zip(ours, expected):
+        torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-10)
+    weights = torch.randn(ours[0].shape, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(2))
+    given = [a for a in args if a is not None]
+    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
+    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
+    for grad, expected_grad in zip(grads, expected_grads):
+        if expected_grad is None:
+            assert grad is None or not grad.any()
+        else:
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+
+
+def test_exp_2c_layer_at_p_1000_matches_reference():
+    """The paper's 2c net at q = p = 1000: 1,004 one-hot inputs, 2 blocks of 1 cell, gate
+    feedback, no biases; taken by size."""
+    T, I = 40, 1004
+    generator = torch.Generator().manual_seed(0)
+    x = torch.zeros(T, 1, I, dtype=torch.float64)
+    x[torch.arange(T), 0, torch.randint(0, I, (T,), generator=generator)] = 1
+    weight_ih = (torch.rand(6, I, generator=generator, dtype=torch.float64) - 0.5) * 0.4
+    weight_hh = (torch.rand(6, 6, generator=generator, dtype=torch.float64) - 0.5) * 0.4
+    args = [x, weight_ih.requires_grad_(), weight_hh.requires_grad_(), None, None, None, None]
+    options = dict(activation="paper", gate_feedback=True)
+    ours = OPS.lstm(*args, **options)
+    expected = reference_lstm(*args, **options)
+    for actual, reference in zip(ours, expected):
+        torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-10)
+    grads = torch.autograd.grad(ours[0][-1].sum(), [weight_ih, weight_hh])
+    expected_grads = torch.autograd.grad(expected[0][-1].sum(), [weight_ih, weight_hh])
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_packed_wide_inputs_match_per_sequence_reference(tiny, truncate):
+    torch.manual_seed(3)
+    module = lstm1997.LSTM(40, 4, truncate=truncate, activation="paper", cells_per_block=2,
+                           gate_feedback=True, dtype=torch.float64)
+    sequences = [torch.randn(n, 40, dtype=torch.float64) for n in (7, 3, 5, 1, 7)]
+    check_packed_module(module, sequences)
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_wide_inputs_same_bits_for_every_thread_count(truncate):
+    args = make_args(20, 23, 50, 4, dtype=torch.float32, cells_per_block=2, gate_feedback=True)
+    options = dict(truncate=truncate, cells_per_block=2, gate_feedback=True)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            outputs = OPS.lstm(*args, **options)
+            grads = torch.autograd.grad(sum(o.sum() for o in outputs), args)
+            results.append([t.clone() for t in (*outputs, *grads)])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("wide,I", [("1", 3), ("1", 9), ("0", 41)])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_wide_input_switch_gives_the_same_results(tiny, monkeypatch, wide, I, truncate):
+    """LSTM1997_TINY_WIDE_INPUTS=1 takes narrow inputs through the dot products, =0 wide ones
+    through the columns' product: both against the reference."""
+    monkeypatch.setenv("LSTM1997_TINY_WIDE_INPUTS", wide)
+    args = make_args(6, 3, I, 6, cells_per_block=2, gate_feedback=True, seed=I)
+    options = dict(truncate=truncate, activation="paper", cells_per_block=2, gate_feedback=True)
+    ours = OPS.lstm(*args, **options)
+    expected = reference_lstm(*args, **options)
+    for actual, reference in zip(ours, expected):
+        torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-10)
+    grads = torch.autograd.grad(sum(o.sum() for o in ours), args[:5])
+    expected_grads = torch.autograd.grad(sum(o.sum() for o in expected), args[:5])
+    for grad, expected_grad in zip(grads, expected_grads):
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)

@@ -23,9 +23,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <functional>
 #include <type_traits>
 #include <vector>
 
@@ -83,6 +85,12 @@ struct TinyLayer {
   int64_t I, H, S, K, G, R, C, hidden_offset;
   int64_t Hp, Gp, Cp;  // H, G and C = I + R rounded up to whole vectors
   bool feedback;
+  // Many inputs (kTinyWideInputs or more, e.g. exp 2c's one-hot symbols): the forward takes each
+  // gate row's product with the step's input as one dot product over by_rows (the columns'
+  // layout would pad every gate to whole vectors and stream more weights than a cache holds),
+  // and the backward adds the input weights' gradient once per row, after its steps, from the
+  // net errors it keeps per step.
+  bool wide;
   // [W_ih | W_hh] by columns, per cell, (C, 3 Hp): row c holds input c's weights into the input
   // gate, cell input and output gate of every cell (a block's gate rows repeated for its cells),
   // each gate padded to Hp. The forward's product then leaves every cell's three net inputs in
@@ -111,6 +119,8 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
   K = H / S;
   C = I + R;
   feedback = args.options.gate_feedback;
+  const Switch wide_mode = read_switch("LSTM1997_TINY_WIDE_INPUTS");
+  wide = wide_mode == Switch::kAuto ? I >= kTinyWideInputs : wide_mode == Switch::kForce;
   hidden_offset = lstm1997::hidden_offset(H, S, feedback);
   Hp = round_up(H, L);
   Gp = round_up(G, L);
@@ -124,14 +134,14 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
     return c < I ? w_ih[k * I + c] : w_hh[k * R + (c - I)];
   };
   by_cells.assign(C * kNumGates * Hp, scalar_t(0));
-  for (int64_t c = 0; c < C; ++c) {
+  for (int64_t c = wide ? I : 0; c < C; ++c) {
     for (int64_t gate = 0; gate < kNumGates; ++gate) {
       for (int64_t j = 0; j < H; ++j) {
         by_cells[c * kNumGates * Hp + gate * Hp + j] = weight(gate_row(gate, j), c);
       }
     }
   }
-  if (backward_products) {
+  if (backward_products || wide) {
     by_rows.assign(G * Cp, scalar_t(0));
     for (int64_t k = 0; k < G; ++k) {
       for (int64_t c = 0; c < C; ++c) {
@@ -183,6 +193,47 @@ struct ForwardBuffers {
   scalar_t *output, *gates, *squashed_state, *h_n, *s_n;  // gates, squashed_state: when saving
 };
 
+// Wide inputs: out[gate * Hp + j] = (W_ih x)[gate row of cell j] for x = one step's input (I
+// values): a dot product per gate row, eight rows at a time, then spread to the cells.
+template <typename scalar_t>
+void input_products(const TinyLayer<scalar_t>& layer, const scalar_t* x, scalar_t* out) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  constexpr int64_t kRows = 8;
+  const int64_t I = layer.I, G = layer.G, Cp = layer.Cp;
+  scalar_t* rows = out + kNumGates * layer.Hp;  // (G): the gate rows' products
+  for (int64_t k0 = 0; k0 < G; k0 += kRows) {
+    const int64_t count = std::min(kRows, G - k0);
+    Vec sum[kRows];
+    for (int64_t k = 0; k < kRows; ++k) {
+      sum[k] = Vec(0);
+    }
+    int64_t c = 0;
+    for (; c + L <= I; c += L) {
+      const Vec value = Vec::loadu(x + c);
+      for (int64_t k = 0; k < count; ++k) {
+        sum[k] = at::vec::fmadd(value, Vec::loadu(layer.by_rows.data() + (k0 + k) * Cp + c),
+                                sum[k]);
+      }
+    }
+    if (c < I) {  // the rest, zero past x's end (by_rows holds W_hh there)
+      const Vec value = Vec::loadu(x + c, I - c);
+      for (int64_t k = 0; k < count; ++k) {
+        sum[k] = at::vec::fmadd(value, Vec::loadu(layer.by_rows.data() + (k0 + k) * Cp + c),
+                                sum[k]);
+      }
+    }
+    for (int64_t k = 0; k < count; ++k) {
+      rows[k0 + k] = at::vec::vec_reduce_all<scalar_t>(std::plus<Vec>(), sum[k]);
+    }
+  }
+  for (int64_t gate = 0; gate < kNumGates; ++gate) {
+    for (int64_t j = 0; j < layer.H; ++j) {
+      out[gate * layer.Hp + j] = rows[layer.gate_row(gate, j)];
+    }
+  }
+}
+
 // The steps [0, length) of batch row b; V vectors hold one gate's cells.
 template <typename scalar_t, int64_t V>
 void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
@@ -191,7 +242,8 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
   constexpr int64_t L = TinyLayer<scalar_t>::L;
   const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, R = layer.R, C = layer.C;
   // scratch: the step's input [x_t | r_{t-1}] (C), then the step's activated gates and h_t, one
-  // gate after the other (4 Hp), from which r_t is gathered.
+  // gate after the other (4 Hp), from which r_t is gathered; with wide inputs then the cells' net
+  // inputs from x_t (3 Hp) and the gate rows' (Gp).
   scalar_t* step_input = scratch;
   scalar_t* recurrent = step_input + I;
   scalar_t* activated = scratch + layer.Cp;
@@ -209,18 +261,25 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
   }
   const scalar_t* weights = layer.by_cells.data();
   constexpr int64_t kNets = kNumGates * V;
+  // Wide inputs: each cell's three net inputs from x_t (a block's gate rows repeated for its
+  // cells), then the step's product covers r_{t-1} only.
+  scalar_t* from_input = activated + (kNumGates + 1) * layer.Hp;
   for (int64_t t = 0; t < length; ++t) {
     const int64_t row = steps.offset[t] + b;
-    for (int64_t c = 0; c < I; ++c) {
-      step_input[c] = io.input[row * I + c];
+    if (layer.wide) {
+      input_products(layer, io.input + row * I, from_input);
+    } else {
+      for (int64_t c = 0; c < I; ++c) {
+        step_input[c] = io.input[row * I + c];
+      }
     }
     // Two sums, so that the chain of dependent multiply-adds through r_{t-1} is half as long.
     Vec net[kNets], other[kNets];
     for (int64_t n = 0; n < kNets; ++n) {
       net[n] = Vec::loadu(layer.cell_bias.data() + n * L);
-      other[n] = Vec(0);
+      other[n] = layer.wide ? Vec::loadu(from_input + n * L) : Vec(0);
     }
-    int64_t c = 0;
+    int64_t c = layer.wide ? I : 0;
     for (; c + 1 < C; c += 2) {
       const Vec first(step_input[c]), second(step_input[c + 1]);
       const scalar_t* column = weights + c * kNets * L;
@@ -302,7 +361,8 @@ void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardRes
   with_cell_vectors<scalar_t>(layer.Hp / layer.L, [&](auto vectors) {
     at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
                      [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> scratch(layer.Cp + (kNumGates + 1) * layer.Hp, scalar_t(0));
+      std::vector<scalar_t> scratch(
+          layer.Cp + (2 * kNumGates + 1) * layer.Hp + layer.Gp, scalar_t(0));
       for (int64_t b = begin; b < end; ++b) {
         forward_row<scalar_t, decltype(vectors)::value>(layer, steps, b, lengths[b], io,
                                                         scratch.data());
@@ -319,6 +379,52 @@ struct BackwardBuffers {
   scalar_t *grad_input, *grad_h0, *grad_s0;  // grad_input null when not wanted
 };
 
+// Wide inputs: dW_ih += sum over the row's steps of dnet_t x_t^T, into `grad_columns` ((C, Gp)
+// by columns), from the steps' net errors (length, Gp). Eight input columns at a time, each step's
+// eight inputs read once for all gate rows in a vector; steps in passes of kStepsPerPass, whose
+// inputs stay in cache while every column goes over them (the row's inputs may not fit).
+template <typename scalar_t>
+void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows& steps,
+                                int64_t b, int64_t length, const scalar_t* input,
+                                const scalar_t* step_net_errors, scalar_t* grad_columns) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  constexpr int64_t kColumns = 8;
+  const int64_t I = layer.I, Gp = layer.Gp;
+  constexpr int64_t kStepsPerPass = 64;
+  int64_t begin = 0, end = 0;
+  const auto add_columns = [&](int64_t first, int64_t v, auto columns) {
+    constexpr int64_t kCount = decltype(columns)::value;
+    Vec sum[kCount];
+    for (int64_t c = 0; c < kCount; ++c) {
+      sum[c] = Vec(0);
+    }
+    for (int64_t t = begin; t < end; ++t) {
+      const scalar_t* x = input + (steps.offset[t] + b) * I + first;
+      const Vec error = Vec::loadu(step_net_errors + t * Gp + v);
+      for (int64_t c = 0; c < kCount; ++c) {
+        sum[c] = at::vec::fmadd(Vec(x[c]), error, sum[c]);
+      }
+    }
+    for (int64_t c = 0; c < kCount; ++c) {
+      scalar_t* column = grad_columns + (first + c) * Gp + v;
+      (Vec::loadu(column) + sum[c]).store(column);
+    }
+  };
+  for (begin = 0; begin < length; begin = end) {
+    end = std::min(length, begin + kStepsPerPass);
+    for (int64_t v = 0; v < Gp; v += L) {
+      int64_t first = 0;
+      for (; first + kColumns <= I; first += kColumns) {
+        add_columns(first, v, std::integral_constant<int64_t, kColumns>{});
+      }
+      for (; first < I; ++first) {
+        add_columns(first, v, std::integral_constant<int64_t, 1>{});
+      }
+    }
+  }
+}
+
 // The steps of batch row b in reverse; V vectors hold one gate's cells. Adds the row's weight
 // gradients into `grad_columns` ((C, Gp): dW by columns) and `grad_bias` (Gp).
 template <typename scalar_t, int64_t V>
@@ -332,13 +438,16 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   const bool feedback = layer.feedback;
   // scratch: the step's input [x_t | r_{t-1}] (Cp), its error (Cp + Hp), the net errors (Gp, zero
   // past G), then with memory cell blocks the per-cell errors of the input and output gates
-  // before their sigmoid's derivative (Hp each), which a block sums.
+  // before their sigmoid's derivative (Hp each), which a block sums; with wide inputs then the net
+  // errors of every step.
   scalar_t* step_input = scratch;
   scalar_t* step_input_error = step_input + Cp;
   scalar_t* net_error = step_input_error + Cp + Hp;
   scalar_t* input_gate_error = net_error + Gp;
   scalar_t* output_gate_error = input_gate_error + Hp;
   std::fill(scratch, output_gate_error + Hp, scalar_t(0));
+  // With wide inputs, every step's net errors (length, Gp), for the input weights' gradient.
+  scalar_t* step_net_errors = output_gate_error + Hp;
   // The error of r_t: from h_n at the last step; in exact mode, from step t + 1 at the others
   // (truncated, zero there). Its parts: input gates, h_t, output gates.
   scalar_t* recurrent_error = step_input_error + I;
@@ -397,8 +506,8 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
         net_error[K + H + k] = output_gate;
       }
     }
-    // The step's input [x_t | r_{t-1}].
-    for (int64_t c = 0; c < I; ++c) {
+    // The step's input [x_t | r_{t-1}] (with wide inputs, r_{t-1} only: x_t's part waits).
+    for (int64_t c = 0; c < (layer.wide ? 0 : I); ++c) {
       step_input[c] = io.input[row * I + c];
     }
     scalar_t* previous = step_input + I;
@@ -425,7 +534,10 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
     for (int64_t v = 0; v < Gp; v += L) {
       (Vec::loadu(grad_bias + v) + Vec::loadu(net_error + v)).store(grad_bias + v);
     }
-    for (int64_t c = 0; c < C; ++c) {
+    if (layer.wide) {
+      std::copy(net_error, net_error + Gp, step_net_errors + t * Gp);
+    }
+    for (int64_t c = layer.wide ? I : 0; c < C; ++c) {
       const Vec value(step_input[c]);
       scalar_t* column = grad_columns + c * Gp;
       for (int64_t v = 0; v < Gp; v += L) {
@@ -458,6 +570,10 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   }
   for (int64_t c = 0; c < R; ++c) {
     io.grad_h0[b * R + c] = recurrent_error[c];
+  }
+  if (layer.wide) {
+    add_input_weight_gradients(layer, steps, b, length, io.input, step_net_errors,
+                               grad_columns);
   }
 }
 
@@ -493,7 +609,8 @@ void tiny_backward_typed(const BackwardArgs& args, const StepRows& steps,
   const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;
   const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
   std::vector<scalar_t> sums(chunks * sums_per_chunk, scalar_t(0));
-  const int64_t scratch_size = 2 * layer.Cp + layer.Gp + 3 * layer.Hp;
+  const int64_t scratch_size =
+      2 * layer.Cp + layer.Gp + 3 * layer.Hp + (layer.wide ? steps.steps() * layer.Gp : 0);
   with_cell_vectors<scalar_t>(layer.Hp / L, [&](auto vectors) {
     at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> scratch(scratch_size);

@@ -15,6 +15,11 @@ constexpr int64_t kTinyMaxHidden = 32;
 // small-layer loop of small_layer.h, whose register tiles share each weight load between rows,
 // where forward.cpp's choose_path picks it).
 constexpr int64_t kTinyMaxBatch = 8;
+// From this many inputs on, the path takes the input's products as dot products per gate row and
+// the input weights' gradient once per row (tiny_layer.cpp, TinyLayer::wide): exp 2c's one-hot
+// symbols (p + 4 of them, up to 1,004). LSTM1997_TINY_WIDE_INPUTS=0 or =1 turns that off or on
+// whatever the input size (tests and benchmarks/bench.py compare the two).
+constexpr int64_t kTinyWideInputs = 32;
 
 // Whether a call takes the path: float or double, hidden_size <= kTinyMaxHidden, at least one
 // step and one row, and memory cell blocks or fewer than kTinyMaxBatch rows.

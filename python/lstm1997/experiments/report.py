@@ -25,7 +25,8 @@ from . import rows as paper_rows
 
 HEADER = """# Results: the paper's experiments, ours beside the paper's
 
-Produced by `python -m lstm1997.experiments.report` from the JSON lines that
+Produced by `python -m lstm1997.experiments.report docs/results.jsonl docs/runs/*.jsonl --notes
+docs/results_notes.md --figures docs/figures > RESULTS.md` from the JSON lines that
 `python -m lstm1997.experiments` appends. "Sequences" is the mean number of training sequences
 presented until the paper's success criterion held, over the trials that succeeded within the
 budget; "paper" gives the paper's success rate and mean sequences until success. "Final train
@@ -170,7 +171,7 @@ def figures(records, directory) -> list:
             for i, r in enumerate(group):
                 if r["curve"]:
                     x, y = zip(*r["curve"])
-                    label = (" ".join(row.setting[1:]) or row.name) if i == 0 else None
+                    label = row.name if i == 0 else None
                     axes.plot(x, y, color=f"C{colour % 10}", linewidth=0.8, label=label)
         axes.set_xlabel("training sequences")
         axes.set_ylabel("error per target step, 1/2 sum of squares\n(mean over 100 sequences)")
