@@ -72,6 +72,9 @@ def test_the_report_counts_only_each_rows_own_command():
     assert "10 trials, no success rate given, 74,000 sequences, test 1/2560" in line
     table = report.paper_table([])
     assert table.count("not run yet") == len(rows.ALL)
+    # a trial run again by the same command (into another file): the later record counts
+    again = fake_record(row, 1, True, 50000)
+    assert [r["success"] for r in report.records_of(row, records + [again])] == [True] * 3
 
 
 def test_the_report_draws_a_figure_per_experiment(tmp_path):

@@ -92,8 +92,11 @@ def row_key(row):
 
 
 def records_of(row, records):
+    """The records of the row's command, one per trial: where a trial was run again (by the same
+    command into another file), the later record in `records`."""
     key = row_key(row)
-    return sorted((r for r in records if r.get("command") == key), key=lambda r: r["trial"])
+    by_trial = {r["trial"]: r for r in records if r.get("command") == key}
+    return [by_trial[trial] for trial in sorted(by_trial)]
 
 
 def sequences_text(values) -> str:
