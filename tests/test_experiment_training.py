@@ -401,23 +401,6 @@ def train_online_with_autograd(net, inputs, targets, mask, alpha):
     return torch.stack(outputs)
 
 
-@pytest.mark.parametrize("experiment", [Reber(seed=0, cells_per_block=2),
-                                        TwoSequence(seed=0, p=6), Adding(seed=0, T=12)])
-def test_online_recipe_equals_autograd_at_every_step(experiment):
-    options = experiment.net_options()
-    nets = [PaperNet(**options, seed=2).double() for _ in range(2)]
-    for _ in range(3):
-        inputs, targets, mask = experiment.training_sequence()
-        inputs, targets = inputs.double(), targets.double()
-        ours = train_online(nets[0], inputs, targets, mask, 0.5)
-        reference = train_online_with_autograd(nets[1], inputs, targets, mask, 0.5)
-        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
-    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
-    assert any((p != q).any() for p, q in zip(nets[0].parameters(),
-                                              PaperNet(**options, seed=2).double().parameters()))
-
-
 def train_sequence_with_autograd(net, inputs, targets, mask, alpha):
     """The sequence recipe with autograd through the whole net: the reference for
     train_sequence's written-out output units."""
@@ -431,17 +414,24 @@ def train_sequence_with_autograd(net, inputs, targets, mask, alpha):
     return outputs.detach()
 
 
-@pytest.mark.parametrize("model", ["lstm1997", "lstm", "rnn"])
+@pytest.mark.parametrize("recipe,model", [("online", "lstm1997"), ("sequence", "lstm1997"),
+                                          ("sequence", "lstm"), ("sequence", "rnn")])
 @pytest.mark.parametrize("experiment", [Reber(seed=0, cells_per_block=2), Adding(seed=0, T=12),
-                                        TemporalOrder(seed=0, variant="a")])
-def test_sequence_recipe_equals_autograd(experiment, model):
+                                        TemporalOrder(seed=0, variant="a"),
+                                        TwoSequence(seed=0, p=6)])
+def test_recipes_equal_autograd(experiment, recipe, model):
+    """The recipes' written-out output units against autograd through the whole net (online: at
+    every step with a target), float64, three sequences in a row."""
+    ours_step, reference_step = {
+        "online": (train_online, train_online_with_autograd),
+        "sequence": (train_sequence, train_sequence_with_autograd)}[recipe]
     options = experiment.net_options()
     nets = [PaperNet(**options, seed=2, model=model).double() for _ in range(2)]
     for _ in range(3):
         inputs, targets, mask = experiment.training_sequence()
         inputs, targets = inputs.double(), targets.double()
-        ours = train_sequence(nets[0], inputs, targets, mask, 0.5)
-        reference = train_sequence_with_autograd(nets[1], inputs, targets, mask, 0.5)
+        ours = ours_step(nets[0], inputs, targets, mask, 0.5)
+        reference = reference_step(nets[1], inputs, targets, mask, 0.5)
         torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-12)
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
