@@ -299,3 +299,45 @@ def test_net_errors_give_the_backward_gradients():
         torch.testing.assert_close(grad_s0, full[5])
         torch.library.opcheck(torch.ops.lstm1997._lstm_net_errors.default, (*grads, *saved),
                               dict(truncate=truncate, **options))
+
+
+@pytest.mark.parametrize("truncate", [True, False])
+def test_compiled_vmap_of_an_ensemble_and_of_per_sample_gradients(truncate):
+    """torch.compile (fullgraph) of the ensembling recipe's vmap(grad) and of per-sample
+    gradients, against each member's and each sample's own eager backward (the C++ autograd)
+    and the reference loop."""
+    torch.manual_seed(3)
+    nets = [lstm1997.LSTM(2, 4, truncate=truncate, cells_per_block=2, gate_feedback=True,
+                          dtype=f64) for _ in range(3)]
+    params, buffers = stack_module_state(nets)
+    x = torch.randn(6, 2, 2, dtype=f64)
+
+    def loss(params, buffers, x):
+        output, (h_n, s_n) = functional_call(nets[0], (params, buffers), (x,))
+        return output.square().sum() + s_n.sum()
+
+    torch._dynamo.reset()
+    grads = torch.compile(vmap(grad(loss), in_dims=(0, 0, None)), fullgraph=True)(
+        params, buffers, x)
+    for e, net in enumerate(nets):
+        output, (h_n, s_n) = net(x)
+        (output.square().sum() + s_n.sum()).backward()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(grads[name][e], p.grad, rtol=1e-10, atol=1e-10)
+
+    module = nets[0]
+    weights = {k: v.detach() for k, v in module.named_parameters()}
+    samples = torch.randn(4, 6, 1, 2, dtype=f64)
+    per_sample = torch.compile(vmap(grad(module_loss(module)), in_dims=(None, 0)),
+                               fullgraph=True)(weights, samples)
+    names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+    def reference_loss(layer_weights, x):
+        output, h_n, s_n = reference_lstm(x, *layer_weights, truncate=truncate,
+                                          gate_feedback=True, cells_per_block=2)
+        return output.square().sum() + h_n.sum() + s_n.sum()
+
+    for i in range(4):
+        wanted = grad(reference_loss)(tuple(weights[n] for n in names), samples[i])
+        for name, want in zip(names, wanted):
+            torch.testing.assert_close(per_sample[name][i], want, rtol=1e-10, atol=1e-10)
