@@ -325,21 +325,6 @@ def test_paper_columns_state_only_what_the_paper_reports():
     assert {"3b T=100,N=1", "3b T=1000,N=1", "3c T=100,N=1"} <= set(NoiseSignal.paper)
 
 
-def test_two_sequence_net_online_step_is_the_gradient_step():
-    """Exp 2a's net updates by hand, with forward traces: with one target in the sequence its
-    online step must be the plain gradient step that autograd gives."""
-    experiment = TwoSequence(seed=0, p=6)
-    nets = [experiment.make_net(3) for _ in range(2)]
-    inputs, targets, mask = experiment.training_sequence()
-    single = torch.zeros_like(mask)
-    single[-2] = True
-    nets[0].train_online(inputs, targets, single, 1.0)
-    train_sequence(nets[1], inputs, targets, single, 1.0)
-    assert any((p != q).any() for p, q in zip(nets[0].parameters(), experiment.make_net(3).parameters()))
-    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-
-
 def test_a_killed_run_resumes_and_writes_the_uninterrupted_record(tmp_path):
     """A run checkpoints its trial every --checkpoint-every seconds; killed (SIGKILL) and started
     again, the same command continues from the last checkpoint, skips the trials it already
@@ -437,3 +422,40 @@ def test_recipes_equal_autograd(experiment, recipe, model):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     assert any((p != q).any() for p, q in zip(
         nets[0].parameters(), PaperNet(**options, seed=2, model=model).double().parameters()))
+
+
+def test_two_sequence_net_grows_its_cell_when_the_error_stops_decreasing():
+    """Exp 2a's sequential construction: without the cell the outputs see the inputs only and
+    the cell's weights stay as drawn; the cell comes once a window's mean error is less than 1%
+    below the previous window's."""
+    experiment = TwoSequence(seed=0, p=6)
+    net = experiment.make_net(3)
+    drawn = [p.detach().clone() for p in (net.cell_input, net.input_gate, net.readout)]
+    for _ in range(3):
+        inputs, targets, mask = experiment.training_sequence()
+        net.train_online(inputs, targets, mask, 1.0)
+    assert torch.equal(net.cell_input, drawn[0]) and torch.equal(net.input_gate, drawn[1])
+    assert torch.equal(net.readout[:, -1], drawn[2][:, -1])
+    assert not torch.equal(net.readout, drawn[2])
+    # the rule, on given errors: falling windows, then one that falls by less than 1%
+    for window, error in enumerate([1.0, 0.5, 0.3, 0.299]):
+        for _ in range(100):
+            assert not net.cell_added
+            experiment.presented += 1
+            experiment.construct(net, error)
+    assert net.cell_added and experiment.milestones == {"cell added": 400}
+
+
+@pytest.mark.parametrize("cell_added", [False, True])
+def test_two_sequence_net_online_step_is_the_gradient_step_in_both_phases(cell_added):
+    experiment = TwoSequence(seed=0, p=6)
+    nets = [experiment.make_net(3) for _ in range(2)]
+    for net in nets:
+        net.cell_added = cell_added
+    inputs, targets, mask = experiment.training_sequence()
+    single = torch.zeros_like(mask)
+    single[-2] = True
+    nets[0].train_online(inputs, targets, single, 1.0)
+    train_sequence(nets[1], inputs, targets, single, 1.0)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
