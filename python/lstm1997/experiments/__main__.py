@@ -13,7 +13,8 @@ Each trial generates its data from the paper's definition (seeded), trains one s
 with plain gradient steps until the paper's success criterion holds or --budget sequences have been
 presented, tests on fresh sequences, prints sequences until success and the fraction wrong beside
 the paper's numbers, and appends a record to --results (JSON lines). --plot draws the learning
-curve (matplotlib, when installed). python -m lstm1997.experiments.report turns the records into
+curve (matplotlib, when installed). python -m lstm1997.experiments.rows gives each row of the
+paper's tables its one command; python -m lstm1997.experiments.report turns the records into
 RESULTS.md.
 
 The default recipe is the paper's: "online" (an update after every step with a target) for the
