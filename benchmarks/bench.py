@@ -76,6 +76,7 @@ GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
 PAPER_LAYERS = [  # (T, B, I, H, cells_per_block): the paper's nets, one sequence at a time
     (1000, 1, 7, 4, 1),    # exp 1: 4 blocks of 1 cell
     (1000, 1, 104, 2, 1),  # exp 2c (p = 100): 2 blocks of 1 cell, one-hot input of p + 4
+    (1000, 1, 1004, 2, 1),  # exp 2c (p = 1000), the q = 1000 rows' largest input
     (1000, 1, 1, 3, 1),    # exp 3: 3 blocks of 1 cell
     (1000, 1, 2, 4, 2),    # exp 4 (and 5): 2 blocks of 2 cells
     (1000, 1, 8, 6, 2),    # exp 6b: 3 blocks of 2 cells
