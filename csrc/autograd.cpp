@@ -129,7 +129,13 @@ class LstmFunction : public torch::autograd::Function<LstmFunction> {
     }
     args.wanted = GradientMask{ctx->needs_input_grad(0), ctx->needs_input_grad(1),
                                ctx->needs_input_grad(2), bias_needed};
-    const LayerGradients gradients = dispatch_backward(args);
+    // Straight to the backend's kernel: the Autograd key's kernel of _lstm_backward only guards
+    // against differentiating it, and boxing its sixteen arguments to say so would be a fixed
+    // cost of every backward.
+    const LayerGradients gradients = [&] {
+      at::AutoDispatchBelowADInplaceOrView guard;
+      return dispatch_backward(args);
+    }();
     // Both biases get the same gradient; give each its own tensor, since .grad tensors that share
     // storage would be scaled twice by in-place users such as clip_grad_norm_.
     const at::Tensor& grad_bias = gradients.grad_bias;

@@ -229,3 +229,48 @@ def test_deterministic_algorithms_keep_every_product_on_blas(monkeypatch):
         assert "oneDNN" not in libraries_used(train_and_infer)
     finally:
         torch.use_deterministic_algorithms(previous)
+
+
+def in_layout(tensor, layout):
+    """The same values as `tensor`, stored another way: as a column-major copy, or as every other
+    column of a wider tensor."""
+    if layout == "column-major":
+        view = tensor.detach().t().contiguous().t()
+    elif layout == "strided":
+        wide = torch.zeros(tensor.shape[0], 2 * tensor.shape[1], dtype=tensor.dtype)
+        wide[:, ::2] = tensor.detach()
+        view = wide[:, ::2]
+    else:
+        view = tensor.detach().clone()
+    return view.requires_grad_()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "column-major", "strided"])
+@pytest.mark.parametrize("T, B", [(1, 1), (1, 9), (3, 2), (3, 9)])
+@pytest.mark.parametrize("gate_feedback", [False, True])
+def test_small_layer_loop_with_weights_in_any_layout(monkeypatch, dtype, layout, T, B,
+                                                     gate_feedback):
+    # The loop packs W_ih and W_hh into panels at every call, from whatever layout they have; a
+    # call of one step (LSTMCell, online learning) is the case where packing is most of the call.
+    # H = 37: a partial panel. 9 rows: the input product folded into the steps. Exact mode: the
+    # backward's per-step products run on panels of W_hh's column slices.
+    monkeypatch.setenv("LSTM1997_SMALL_LAYER", "1")
+    args = make_args(T, B, 5, 37, gate_feedback=gate_feedback)
+    ours = [a.detach().to(dtype).requires_grad_() for a in args]
+    ours[1], ours[2] = in_layout(ours[1], layout), in_layout(ours[2], layout)
+    assert layout == "contiguous" or not ours[1].is_contiguous()
+    output, h_n, s_n = torch.ops.lstm1997.lstm(*ours, truncate=False, activation="paper",
+                                               gate_feedback=gate_feedback)
+    expected, expected_h, expected_s = reference_lstm(*args, truncate=False, activation="paper",
+                                                      gate_feedback=gate_feedback,
+                                                      cells_per_block=1)
+    tol = 1e-12 if dtype == torch.float64 else 5e-6
+    for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
+        assert relative_error(actual, reference) < tol
+    weights = torch.randn(expected.shape, dtype=torch.float64)
+    grads = torch.autograd.grad((output * weights.to(dtype)).sum() + h_n.sum() + s_n.sum(), ours)
+    expected_grads = torch.autograd.grad(
+        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert relative_error(grad, expected_grad) < 4 * tol

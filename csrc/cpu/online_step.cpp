@@ -88,19 +88,29 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   // Rows per task: enough values that a task outweighs its hand-off (as at::parallel_for's users
   // in ATen size theirs).
   const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, B * (I + R + 1)));
+  // A thread takes its rows in blocks, and each block batch row by batch row: the block's rows
+  // of a batch row lie next to each other in the traces (read as one stretch of memory, where
+  // reading one row per batch row would jump a whole batch row's trace each time), and the block's
+  // gradient sums stay in L1 while every batch row adds to them, in the same order as before.
+  constexpr int64_t kRowsPerBlock = 16;
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
-    for (int64_t r = r_begin; r < r_end; ++r) {
+    for (int64_t block = r_begin; block < r_end; block += kRowsPerBlock) {
+      const int64_t block_end = std::min(r_end, block + kRowsPerBlock);
       for (int64_t b = 0; b < B; ++b) {
-        const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
-        // local[t, b, r] for t = 0, 1, ...: stride B * traced.
-        const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
-        const int64_t local_stride = B * traced;
-        pass_row(rows.trace_ih + (b * traced + r) * I, I, e, sums ? rows.sum_ih + r * I : nullptr,
-                 row_local, local_stride, T > 0 ? rows.input + b * I : nullptr, B * I, T);
-        pass_row(rows.trace_hh + (b * traced + r) * R, R, e, sums ? rows.sum_hh + r * R : nullptr,
-                 row_local, local_stride, T > 0 ? rows.previous + b * R : nullptr, B * R, T);
-        pass_row(rows.trace_bias + b * traced + r, 1, e, sums ? rows.sum_bias + r : nullptr,
-                 row_local, local_stride, &one, 0, T);
+        for (int64_t r = block; r < block_end; ++r) {
+          const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
+          // local[t, b, r] for t = 0, 1, ...: stride B * traced.
+          const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
+          const int64_t local_stride = B * traced;
+          pass_row(rows.trace_ih + (b * traced + r) * I, I, e,
+                   sums ? rows.sum_ih + r * I : nullptr, row_local, local_stride,
+                   T > 0 ? rows.input + b * I : nullptr, B * I, T);
+          pass_row(rows.trace_hh + (b * traced + r) * R, R, e,
+                   sums ? rows.sum_hh + r * R : nullptr, row_local, local_stride,
+                   T > 0 ? rows.previous + b * R : nullptr, B * R, T);
+          pass_row(rows.trace_bias + b * traced + r, 1, e, sums ? rows.sum_bias + r : nullptr,
+                   row_local, local_stride, &one, 0, T);
+        }
       }
     }
   });

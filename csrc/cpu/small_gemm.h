@@ -164,13 +164,65 @@ inline void grouped_row_tail(const std::array<GroupedOperand<scalar_t>, S>& oper
 
 }  // namespace small_gemm
 
+// B (K, V N), V groups of N columns, as panels for small_gemm_grouped: (ceil(N / L), K, V, L).
+// Panel p holds, for every k, columns [p L, p L + L) of each group in turn (zero past column N),
+// so one stream of loads brings a tile the same columns of all V groups: for the gates, the three
+// net inputs of the same L cells.
+//
+// Written as one loop over B in the order it lies in memory, not as ATen's pad, permute and
+// contiguous: those copy elementwise through strided iterators, a fixed cost per call larger than
+// a step's arithmetic, which calls of one step (LSTMCell, online learning) pay in full
+// (benchmarks/bench.py --online).
+template <typename scalar_t>
+at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t groups) {
+  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
+  const int64_t K = b.size(0), N = b.size(1) / groups, P = (N + L - 1) / L;
+  // Weights arrive as W^T (column-major B, the usual case) or as rows of B (a slice of W_hh's
+  // columns); anything else is copied to rows first.
+  const bool column_major = b.stride(0) == 1 && K > 1;
+  const bool row_major = !column_major && (b.stride(1) == 1 || b.size(1) <= 1);
+  const at::Tensor source = column_major || row_major ? b : b.contiguous();
+  const scalar_t* in = source.const_data_ptr<scalar_t>();
+  const int64_t row_stride = source.stride(0), column_stride = source.stride(1);
+  at::Tensor packed = N % L == 0 ? at::empty({P, K, groups, L}, b.options())
+                                 : at::zeros({P, K, groups, L}, b.options());
+  scalar_t* out = packed.data_ptr<scalar_t>();
+  const int64_t k_stride = groups * L, panel_stride = K * k_stride;
+  if (column_major) {
+    // Each column of B (a row of W) is contiguous: a panel's L columns are read side by side, and
+    // each k's L values written together.
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t count = std::min(L, N - p * L);
+      for (int64_t g = 0; g < groups; ++g) {
+        const scalar_t* columns = in + (g * N + p * L) * column_stride;
+        scalar_t* target = out + p * panel_stride + g * L;
+        for (int64_t k = 0; k < K; ++k) {
+          for (int64_t l = 0; l < count; ++l) {
+            target[k * k_stride + l] = columns[l * column_stride + k];
+          }
+        }
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const scalar_t* row = in + k * row_stride + g * N;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t count = std::min(L, N - p * L);
+          std::copy(row + p * L, row + p * L + count, out + p * panel_stride + k * k_stride + g * L);
+        }
+      }
+    }
+  }
+  return packed;
+}
+
 // B (K, N) as column panels for small_gemm_accumulate: (ceil(N / L), K, L), panel p holding
 // columns [p L, p L + L) of every row, zero past column N. L is the SIMD width of scalar_t.
 template <typename scalar_t>
 at::Tensor pack_panels(const at::Tensor& b) {
-  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
-  const int64_t K = b.size(0), N = b.size(1), P = (N + L - 1) / L;
-  return at::constant_pad_nd(b, {0, P * L - N}).view({K, P, L}).permute({1, 0, 2}).contiguous();
+  const at::Tensor packed = pack_grouped_panels<scalar_t>(b, 1);
+  return packed.view({packed.size(0), packed.size(1), packed.size(3)});
 }
 
 // C[r, c] += sum_k A[r, k] * B[k, c] for rows r < `rows` and columns c in [c_begin, c_end), with B
@@ -207,19 +259,6 @@ void small_gemm_accumulate(const scalar_t* A, int64_t lda, const scalar_t* panel
   }
 }
 
-// B (K, V N), V groups of N columns, as panels for small_gemm_grouped: (ceil(N / L), K, V, L).
-// Panel p holds, for every k, columns [p L, p L + L) of each group in turn (zero past column N),
-// so one stream of loads brings a tile the same columns of all V groups: for the gates, the three
-// net inputs of the same L cells.
-template <typename scalar_t>
-at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t groups) {
-  constexpr int64_t L = at::vec::Vectorized<scalar_t>::size();
-  const int64_t K = b.size(0), N = b.size(1) / groups, P = (N + L - 1) / L;
-  return at::constant_pad_nd(b.reshape({K, groups, N}), {0, P * L - N})
-      .view({K, groups, P, L})
-      .permute({2, 0, 1, 3})
-      .contiguous();
-}
 
 // For rows [0, rows) and panels p in [p_begin, p_end): acc[v] = init(row, p, v) + the sum over
 // the operands of A[row, :] @ (group v's columns of panel p), handed to finish(row, p, acc) while

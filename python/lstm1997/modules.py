@@ -400,6 +400,8 @@ class LSTM(_LayerModule):
                                               final_state)
             if self.dropout > 0 and self.training and layer + 1 < self.num_layers:
                 layer_input = F.dropout(layer_input, self.dropout, True)
+        if len(final_hidden) == 1:  # one layer, one op: its states as they are (cat would copy)
+            return layer_input, final_hidden[0], final_state[0]
         return layer_input, torch.cat(final_hidden), torch.cat(final_state)
 
     def _check_hx(self, hx: Tuple[Tensor, Tensor], leading: List[int], layout: str) -> None:
