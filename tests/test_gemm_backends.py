@@ -99,6 +99,20 @@ def test_float32_packed_module_matches_float64(monkeypatch, path, truncate):
         assert relative_error(actual, expected) < 5e-5
 
 
+def check_gradients(ours, outputs, args, expected_outputs, tol):
+    """The gradients of one random loss on (output, h_n, s_n) with respect to every argument, ours
+    against the reference's."""
+    output, h_n, s_n = outputs
+    expected, expected_h, expected_s = expected_outputs
+    weights = torch.randn(expected.shape, dtype=torch.float64)
+    grads = torch.autograd.grad((output * weights.to(output.dtype)).sum() + h_n.sum() + s_n.sum(),
+                                ours)
+    expected_grads = torch.autograd.grad(
+        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert relative_error(grad, expected_grad) < tol
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(4, 1, 3, 5), (5, 7, 9, 37), (3, 5, 16, 64), (4, 13, 8, 100)])
 def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
@@ -115,12 +129,7 @@ def test_small_layer_loop_at_odd_sizes(monkeypatch, dtype, shape):
         inference, _, _ = torch.ops.lstm1997.lstm(*ours, truncate=False)
     assert relative_error(inference, expected) < tol
     # Exact BPTT: the small-layer loop also runs the backward's per-step product.
-    weights = torch.randn(expected.shape, dtype=torch.float64)
-    grads = torch.autograd.grad((output * weights.to(dtype)).sum() + h_n.sum() + s_n.sum(), ours)
-    expected_grads = torch.autograd.grad(
-        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert relative_error(grad, expected_grad) < 4 * tol
+    check_gradients(ours, (output, h_n, s_n), args, (expected, expected_h, expected_s), 4 * tol)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -268,9 +277,4 @@ def test_small_layer_loop_with_weights_in_any_layout(monkeypatch, dtype, layout,
     tol = 1e-12 if dtype == torch.float64 else 5e-6
     for actual, reference in [(output, expected), (h_n, expected_h), (s_n, expected_s)]:
         assert relative_error(actual, reference) < tol
-    weights = torch.randn(expected.shape, dtype=torch.float64)
-    grads = torch.autograd.grad((output * weights.to(dtype)).sum() + h_n.sum() + s_n.sum(), ours)
-    expected_grads = torch.autograd.grad(
-        (expected * weights).sum() + expected_h.sum() + expected_s.sum(), args)
-    for grad, expected_grad in zip(grads, expected_grads):
-        assert relative_error(grad, expected_grad) < 4 * tol
+    check_gradients(ours, (output, h_n, s_n), args, (expected, expected_h, expected_s), 4 * tol)
