@@ -334,7 +334,8 @@ def test_a_killed_run_resumes_and_writes_the_uninterrupted_record(tmp_path):
     import sys
     import time
 
-    command = [sys.executable, "-m", "lstm1997.experiments", "reber", "--budget", "200",
+    # A budget that lasts several checkpoints past the first, however fast the steps run.
+    command = [sys.executable, "-m", "lstm1997.experiments", "reber", "--budget", "600",
                "--trials", "2", "--quiet", "--checkpoint-every", "0.5"]
     whole, resumed = tmp_path / "whole.jsonl", tmp_path / "resumed.jsonl"
     subprocess.run(command + ["--results", str(whole)], check=True, timeout=600)
