@@ -209,7 +209,8 @@ at::Tensor pack_grouped_panels(const at::Tensor& b, int64_t groups) {
         const scalar_t* row = in + k * row_stride + g * N;
         for (int64_t p = 0; p < P; ++p) {
           const int64_t count = std::min(L, N - p * L);
-          std::copy(row + p * L, row + p * L + count, out + p * panel_stride + k * k_stride + g * L);
+          std::copy(row + p * L, row + p * L + count,
+                    out + p * panel_stride + k * k_stride + g * L);
         }
       }
     }
