@@ -173,7 +173,7 @@ LayerOutputs lstm_autograd(const LayerArgs& args) {
   return {outputs[0], outputs[1], outputs[2]};
 }
 
-// _lstm_forward, _lstm_backward, _lstm_net_errors and the online ops are pieces of gradient
+// _lstm_forward, _lstm_backward, _lstm_net_errors, the ensemble ops and the online ops are pieces of gradient
 // computations and have no derivatives of their own. Called with inputs that require grad, they
 // say so rather than return results that silently carry no gradient. One boxed kernel serves them
 // all: it reads the tensor arguments off the stack.
@@ -212,7 +212,8 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
 TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
   m.impl("lstm", lstm_passing_kernel<&lstm_autograd>);
   for (const char* piece :
-       {"_lstm_forward", "_lstm_backward", "_lstm_net_errors", "lstm_online_traces",
+       {"_lstm_forward", "_lstm_backward", "_lstm_net_errors", "_lstm_ensemble_forward",
+        "_lstm_ensemble_backward", "lstm_online_traces",
         "lstm_online_grads", "lstm_online_step_"}) {
     m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }

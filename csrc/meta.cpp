@@ -1,5 +1,6 @@
 // Shape-only kernels, so that torch.compile, torch.export and FakeTensor can trace the ops. They
 // run the same argument checks as the real kernels (layer_ops.h) and work with symbolic sizes.
+#include "ensemble.h"
 #include "layer_ops.h"
 
 #include <ATen/ATen.h>
@@ -47,6 +48,22 @@ NetErrorResult lstm_net_errors_meta(const BackwardArgs& args) {
           input.new_empty_symint({sizes.batch, sizes.hidden_size})};
 }
 
+ForwardResult lstm_ensemble_forward_meta(const EnsembleArgs& args) {
+  const ForwardResult one = lstm_forward_meta(args.member(0));
+  const c10::SymInt& E = args.members;
+  return {with_members(one.h_n, E), with_members(one.s_n, E),
+          {with_members(one.saved.output, E), with_members(one.saved.squashed_state, E),
+           with_members(one.saved.gates, E)}};
+}
+
+LayerGradients lstm_ensemble_backward_meta(const EnsembleBackwardArgs& args) {
+  const LayerGradients one = lstm_backward_meta(args.member(0));
+  const c10::SymInt& E = args.members;
+  return {with_members(one.grad_input, E), with_members(one.grad_weight_ih, E),
+          with_members(one.grad_weight_hh, E), with_members(one.grad_bias, E),
+          with_members(one.grad_h0, E), with_members(one.grad_s0, E)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Meta, m) {
@@ -54,6 +71,8 @@ TORCH_LIBRARY_IMPL(lstm1997, Meta, m) {
   m.impl("_lstm_forward", forward_kernel<&lstm_forward_meta>);
   m.impl("_lstm_backward", backward_kernel<&lstm_backward_meta>);
   m.impl("_lstm_net_errors", net_errors_kernel<&lstm_net_errors_meta>);
+  m.impl("_lstm_ensemble_forward", ensemble_forward_kernel<&lstm_ensemble_forward_meta>);
+  m.impl("_lstm_ensemble_backward", ensemble_backward_kernel<&lstm_ensemble_backward_meta>);
 }
 
 }  // namespace lstm1997

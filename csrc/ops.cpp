@@ -69,6 +69,24 @@ TORCH_LIBRARY(lstm1997, m) {
       "Tensor gates, *, bool truncate=True, str activation=\"tanh\", Tensor? batch_sizes=None, "
       "int cells_per_block=1, bool gate_feedback=False) -> (Tensor net_errors, Tensor grad_h0, "
       "Tensor grad_s0)");
+  // An ensemble of E layers of the same sizes and options (torch.func's vmap over stacked
+  // weights): _lstm_forward and _lstm_backward of every member in one call. Every tensor argument
+  // and result has the members in front (dim 0) and one member's tensor behind; batch_sizes is
+  // shared. See ensemble.h.
+  m.def(
+      "_lstm_ensemble_forward(Tensor input, Tensor weight_ih, Tensor weight_hh, "
+      "Tensor? bias_ih=None, Tensor? bias_hh=None, Tensor? h0=None, Tensor? s0=None, *, "
+      "str activation=\"tanh\", Tensor? batch_sizes=None, int cells_per_block=1, "
+      "bool gate_feedback=False) -> (Tensor output, Tensor h_n, Tensor s_n, "
+      "Tensor squashed_state, Tensor gates)");
+  m.def(
+      "_lstm_ensemble_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_s_n, "
+      "Tensor input, Tensor weight_ih, Tensor weight_hh, Tensor? h0, Tensor output, "
+      "Tensor squashed_state, Tensor gates, *, bool truncate=True, str activation=\"tanh\", "
+      "Tensor? batch_sizes=None, bool[4] output_mask=[True, True, True, True], "
+      "int cells_per_block=1, bool gate_feedback=False) -> (Tensor grad_input, "
+      "Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias, Tensor grad_h0, "
+      "Tensor grad_s0)");
   // Online learning: the paper's truncated gradient computed forward in time. The traces hold,
   // for each batch row, the derivative of the cell state with respect to the weights of the rows
   // it depends on through the carousel, the input-gate and cell-input rows of each cell (2H, a

@@ -80,7 +80,8 @@ def count_calls(fn):
         result = fn()
     names = [event.name for event in profile.events()]
     return result, {op: names.count(f"lstm1997::{op}")
-                    for op in ("_lstm_forward", "_lstm_backward", "_lstm_net_errors")}
+                    for op in ("_lstm_forward", "_lstm_backward", "_lstm_net_errors",
+                               "_lstm_ensemble_forward", "_lstm_ensemble_backward")}
 
 
 @pytest.mark.parametrize("batched", ["input", "input h0 s0", "h0"])
@@ -140,7 +141,8 @@ def test_per_sample_gradients_in_one_pass(truncate, cells_per_block, gate_feedba
     samples = torch.randn(6, 7, 1, 3, dtype=f64)  # 6 samples, each a (T, B=1, I) sequence
     loss = module_loss(module)
     per_sample, calls = count_calls(lambda: vmap(grad(loss), in_dims=(None, 0))(params, samples))
-    assert calls == {"_lstm_forward": 1, "_lstm_backward": 0, "_lstm_net_errors": 1}
+    assert calls == {"_lstm_forward": 1, "_lstm_backward": 0, "_lstm_net_errors": 1,
+                     "_lstm_ensemble_forward": 0, "_lstm_ensemble_backward": 0}
     names = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
 
     def reference_loss(weights, x):
@@ -196,6 +198,183 @@ def test_ensemble_of_independent_nets(truncate):
         for name, p in net.named_parameters():
             torch.testing.assert_close(grads[name][e], p.grad, rtol=1e-10, atol=1e-10)
 
+
+def stacked_args(E, T, B, I, H, batched, cells_per_block, gate_feedback, bias=True):
+    """E members' op arguments, each member's drawn apart (make_args), stacked in front where
+    `batched` names the argument ("weights" names the four weights), the first member's
+    otherwise; and the in_dims that say so."""
+    names = ("input", "weight_ih", "weight_hh", "bias_ih", "bias_hh", "h0", "s0")
+    members = [make_args(T, B, I, H, requires_grad=False, seed=e, scale=0.8, bias=bias,
+                         cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+               for e in range(E)]
+    wanted = set(batched.split()) | (set(names[1:5]) if "weights" in batched else set())
+    args, dims = [], []
+    for i, name in enumerate(names):
+        on = name in wanted and members[0][i] is not None
+        args.append(torch.stack([m[i] for m in members]) if on else members[0][i])
+        dims.append(0 if on else None)
+    return args, tuple(dims)  # args a list: a test may replace one
+
+
+def member_of(args, dims, e):
+    return [a if d is None or a is None else a.select(d, e) for a, d in zip(args, dims)]
+
+
+def each_ensemble_path(monkeypatch, joint):
+    """The ensemble ops, or one call per member (the path where a transform differentiates the
+    vmapped results): both tested on the same cases."""
+    if not joint:
+        monkeypatch.setattr(lstm1997._transforms, "_ENSEMBLE_OP", False)
+    return joint
+
+
+@pytest.mark.parametrize("joint", [True, False], ids=["ensemble-op", "per-member"])
+@pytest.mark.parametrize("truncate", [True, False])
+@pytest.mark.parametrize("cells_per_block, gate_feedback, activation",
+                         [(1, False, "tanh"), (2, False, "paper"), (2, True, "tanh"),
+                          (3, True, "paper")])
+@pytest.mark.parametrize("batched", ["weights", "weights input h0 s0", "weight_hh s0"])
+def test_ensemble_gradients_of_every_argument(monkeypatch, joint, truncate, cells_per_block,
+                                              gate_feedback, activation, batched):
+    """vmap(grad) over E members with weights of their own (some or all), every argument's
+    gradient against each member's through the reference loop; through the ensemble ops, one
+    forward and one backward call for all members."""
+    calls = each_ensemble_path(monkeypatch, joint)
+    E, H = 3, 6 if cells_per_block == 3 else 4
+    args, dims = stacked_args(E, 5, 2, 3, H, batched, cells_per_block, gate_feedback)
+    options = dict(truncate=truncate, activation=activation, cells_per_block=cells_per_block,
+                   gate_feedback=gate_feedback)
+    loss = layer_loss(lstm1997.lstm, options)
+    reference = layer_loss(reference_lstm, reference_options(options))
+    (gradients, values), counted = count_calls(
+        lambda: vmap(torch.func.grad_and_value(loss), in_dims=(dims,))(tuple(args)))
+    if calls:
+        assert counted["_lstm_ensemble_forward"] == 1 and counted["_lstm_ensemble_backward"] == 1
+    else:
+        assert counted["_lstm_forward"] == E
+    for e in range(E):
+        member = member_of(args, dims, e)
+        torch.testing.assert_close(values[e], reference(member), rtol=1e-10, atol=1e-10)
+        for got, want in zip(gradients, grad(reference)(member)):
+            torch.testing.assert_close(got[e], want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("joint", [True, False], ids=["ensemble-op", "per-member"])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_ensemble_of_packed_sequences_without_biases(monkeypatch, joint, truncate):
+    each_ensemble_path(monkeypatch, joint)
+    E = 4
+    args, dims = stacked_args(E, 5, 3, 2, 4, "weights", 2, True, bias=False)
+    x, w_ih, w_hh, _, _, h0, s0 = args
+    data = torch.randn(int(BATCH_SIZES.sum()), 2, dtype=f64)
+    options = dict(truncate=truncate, cells_per_block=2, gate_feedback=True)
+
+    def loss(tensors):
+        data, w_ih, w_hh, h0, s0 = tensors
+        output, h_n, s_n = lstm1997.lstm(data, w_ih, w_hh, None, None, h0, s0,
+                                         batch_sizes=BATCH_SIZES, **options)
+        return output.square().sum() + h_n.sum() + s_n.square().sum()
+
+    gradients = vmap(grad(loss), in_dims=((None, 0, 0, None, None),))(
+        (data, w_ih, w_hh, h0, s0))
+
+    def reference_loss(tensors):
+        """Each sequence of the packed batch alone through the reference loop."""
+        data, w_ih, w_hh, h0, s0 = tensors
+        starts = [0, *BATCH_SIZES.cumsum(0).tolist()]
+        sequences = [data[[starts[t] + b for t in range(len(BATCH_SIZES))
+                           if BATCH_SIZES[t] > b]] for b in range(int(BATCH_SIZES[0]))]
+        total = 0
+        for b, sequence in enumerate(sequences):
+            output, h_n, s_n = reference_lstm(sequence.unsqueeze(1), w_ih, w_hh, None, None,
+                                              h0[b:b + 1], s0[b:b + 1], **options)
+            total = total + output.square().sum() + h_n.sum() + s_n.square().sum()
+        return total
+
+    for e in range(E):
+        wanted = grad(reference_loss)((data, w_ih[e], w_hh[e], h0, s0))
+        for got, want in zip(gradients, wanted):
+            torch.testing.assert_close(got[e], want, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("joint", [True, False], ids=["ensemble-op", "per-member"])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_ensemble_meta_gradient(monkeypatch, joint, truncate):
+    """grad of grad over each member (MAML's meta-gradient, vmapped over an ensemble): the
+    inner gradient must stay differentiable."""
+    each_ensemble_path(monkeypatch, joint)
+    E = 3
+    args, dims = stacked_args(E, 4, 2, 2, 4, "weights input", 2, True)
+    options = dict(truncate=truncate, cells_per_block=2, gate_feedback=True)
+
+    def meta(layer):
+        def loss(w_ih, w_hh, x):
+            output, h_n, s_n = layer(x, w_ih, w_hh, None, None, None, None, **options)
+            return output.square().sum() + h_n.sum() + s_n.square().sum()
+
+        def outer(w_hh, w_ih, x):
+            inner = grad(loss)(w_ih, w_hh, x)
+            return loss(w_ih - 0.1 * inner, w_hh, x)
+        return grad(outer)
+
+    x, w_ih, w_hh = args[0], args[1], args[2]
+    got = vmap(meta(lstm1997.lstm))(w_hh, w_ih, x)
+    for e in range(E):
+        torch.testing.assert_close(got[e], meta(reference_lstm)(w_hh[e], w_ih[e], x[e]),
+                                   rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("joint", [True, False], ids=["ensemble-op", "per-member"])
+@pytest.mark.parametrize("truncate", [True, False])
+def test_ensemble_under_autograd_outside_the_vmap(monkeypatch, joint, truncate):
+    """Stacked weights that require grad (as stack_module_state makes them): autograd through a
+    vmapped forward, and through vmap(grad) (a penalty on each member's gradient, so a double
+    backward), against the reference loop member by member."""
+    each_ensemble_path(monkeypatch, joint)
+    E = 3
+    args, dims = stacked_args(E, 5, 2, 2, 4, "weights input", 2, True)
+    x, w_ih, w_hh, b_ih, b_hh = args[:5]
+    options = dict(truncate=truncate, cells_per_block=2, gate_feedback=True)
+    weights = [w.clone().requires_grad_() for w in (w_ih, w_hh, b_ih, b_hh)]
+
+    def loss_of(layer):
+        def loss(weights, x):
+            output, h_n, s_n = layer(x, *weights, None, None, **options)
+            return output.square().sum() + h_n.sum() + s_n.square().sum()
+        return loss
+
+    vmap(loss_of(lstm1997.lstm))(tuple(weights), x).sum().backward()
+    for e in range(E):
+        wanted = grad(loss_of(reference_lstm))(tuple(w[e].detach() for w in weights), x[e])
+        for w, want in zip(weights, wanted):
+            torch.testing.assert_close(w.grad[e], want, rtol=1e-10, atol=1e-10)
+
+    def penalty_of(layer):
+        def penalty(weights, x):
+            return sum(g.square().sum() for g in grad(loss_of(layer))(weights, x))
+        return penalty
+
+    for w in weights:
+        w.grad = None
+    gradients = vmap(grad(loss_of(lstm1997.lstm)))(tuple(weights), x)
+    sum(g.square().sum() for g in gradients).backward()
+    for e in range(E):
+        wanted = grad(penalty_of(reference_lstm))(tuple(w[e].detach() for w in weights), x[e])
+        for w, want in zip(weights, wanted):
+            torch.testing.assert_close(w.grad[e], want, rtol=1e-9, atol=1e-9)
+
+
+def test_ensemble_of_larger_members_in_one_call():
+    """Members beyond the tiny-layer path's sizes: the ensemble op runs them one after the other,
+    inside one call."""
+    E, H = 3, 40
+    args, dims = stacked_args(E, 3, 2, 2, H, "weights", 1, False)
+    outputs, counted = count_calls(lambda: vmap(lambda a: lstm1997.lstm(*a)[0],
+                                                in_dims=(dims,))(tuple(args)))
+    assert counted["_lstm_ensemble_forward"] == 1
+    for e in range(E):
+        torch.testing.assert_close(outputs[e], reference_lstm(*member_of(args, dims, e))[0],
+                                   rtol=1e-10, atol=1e-10)
 
 def test_lstm_cell_under_grad():
     torch.manual_seed(3)

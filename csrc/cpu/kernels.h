@@ -3,6 +3,7 @@
 // modes in truncated_backward.cpp and exact_backward.cpp.
 #pragma once
 
+#include "../ensemble.h"
 #include "../layer_args.h"
 #include "../step_rows.h"
 
@@ -14,6 +15,10 @@ namespace cpu {
 // forward.cpp: the lstm op without autograd (nothing saved for backward), and _lstm_forward.
 LayerOutputs lstm_inference(const LayerArgs& args);
 ForwardResult lstm_forward(const LayerArgs& args);
+
+// ensemble.cpp: _lstm_ensemble_forward and _lstm_ensemble_backward.
+ForwardResult lstm_ensemble_forward(const EnsembleArgs& args);
+LayerGradients lstm_ensemble_backward(const EnsembleBackwardArgs& args);
 
 // backward.cpp: _lstm_backward, and its first half, _lstm_net_errors.
 LayerGradients lstm_backward(const BackwardArgs& args);

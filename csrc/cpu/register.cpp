@@ -31,6 +31,14 @@ TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
   m.impl("_lstm_net_errors",
          net_errors_kernel<&cpu_or_generic<NetErrorResult, BackwardArgs, &cpu::lstm_net_errors,
                                            &generic::lstm_net_errors>>);
+  m.impl("_lstm_ensemble_forward",
+         ensemble_forward_kernel<&cpu_or_generic<ForwardResult, EnsembleArgs,
+                                                 &cpu::lstm_ensemble_forward,
+                                                 &ensemble_forward_by_member>>);
+  m.impl("_lstm_ensemble_backward",
+         ensemble_backward_kernel<&cpu_or_generic<LayerGradients, EnsembleBackwardArgs,
+                                                  &cpu::lstm_ensemble_backward,
+                                                  &ensemble_backward_by_member>>);
 }
 
 }  // namespace lstm1997

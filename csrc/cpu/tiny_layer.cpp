@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -58,6 +59,13 @@ constexpr int64_t kRowsPerChunk = 4;
 
 int64_t round_up(int64_t value, int64_t multiple) {
   return (value + multiple - 1) / multiple * multiple;
+}
+
+// Member e's part of a fresh (contiguous) result of E members, members in front (E = 1: the
+// whole tensor, with or without a member dimension).
+template <typename scalar_t>
+scalar_t* member_data(const at::Tensor& result, int64_t e, int64_t members) {
+  return result.data_ptr<scalar_t>() + e * (result.numel() / members);
 }
 
 // Stores the first `count` lanes of `value` (count <= its size). A vector's masked store
@@ -340,31 +348,43 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
   }
 }
 
+// Row e * B + b of a call of E members (E = 1: one layer) is batch row b of member e.
 template <typename scalar_t>
-void tiny_forward_typed(const LayerArgs& args, const StepRows& steps, ForwardResult& result,
-                        bool save) {
-  const TinyLayer<scalar_t> layer(args, /*backward_products=*/false);
-  const at::Tensor input = args.input.contiguous();
-  const at::Tensor h0 = present(args.h0) ? args.h0->contiguous() : at::Tensor();
-  const at::Tensor s0 = present(args.s0) ? args.s0->contiguous() : at::Tensor();
-  const ForwardBuffers<scalar_t> io{
-      input.const_data_ptr<scalar_t>(),
-      h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
-      s0.defined() ? s0.const_data_ptr<scalar_t>() : nullptr,
-      result.saved.output.data_ptr<scalar_t>(),
-      save ? result.saved.gates.data_ptr<scalar_t>() : nullptr,
-      save ? result.saved.squashed_state.data_ptr<scalar_t>() : nullptr,
-      result.h_n.data_ptr<scalar_t>(),
-      result.s_n.data_ptr<scalar_t>()};
+void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& steps,
+                        ForwardResult& result, bool save) {
+  const int64_t E = static_cast<int64_t>(members.size());
+  std::vector<TinyLayer<scalar_t>> layers;
+  std::vector<ForwardBuffers<scalar_t>> io;
+  std::vector<at::Tensor> inputs;  // the contiguous tensors io points into
+  layers.reserve(E);
+  for (int64_t e = 0; e < E; ++e) {
+    const LayerArgs& args = members[e];
+    layers.emplace_back(args, /*backward_products=*/false);
+    const at::Tensor input = args.input.contiguous();
+    const at::Tensor h0 = present(args.h0) ? args.h0->contiguous() : at::Tensor();
+    const at::Tensor s0 = present(args.s0) ? args.s0->contiguous() : at::Tensor();
+    inputs.insert(inputs.end(), {input, h0, s0});
+    io.push_back({input.const_data_ptr<scalar_t>(),
+                  h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
+                  s0.defined() ? s0.const_data_ptr<scalar_t>() : nullptr,
+                  member_data<scalar_t>(result.saved.output, e, E),
+                  save ? member_data<scalar_t>(result.saved.gates, e, E) : nullptr,
+                  save ? member_data<scalar_t>(result.saved.squashed_state, e, E) : nullptr,
+                  member_data<scalar_t>(result.h_n, e, E),
+                  member_data<scalar_t>(result.s_n, e, E)});
+  }
+  const TinyLayer<scalar_t>& layer = layers.front();  // the members' sizes are the same
   const std::vector<int64_t> lengths = sequence_lengths(steps);
+  const int64_t B = steps.batch;
   const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
   with_cell_vectors<scalar_t>(layer.Hp / layer.L, [&](auto vectors) {
-    at::parallel_for(0, steps.batch, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
+    at::parallel_for(0, E * B, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
                      [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> scratch(
           layer.Cp + (2 * kNumGates + 1) * layer.Hp + layer.Gp, scalar_t(0));
-      for (int64_t b = begin; b < end; ++b) {
-        forward_row<scalar_t, decltype(vectors)::value>(layer, steps, b, lengths[b], io,
+      for (int64_t row = begin; row < end; ++row) {
+        const int64_t e = row / B, b = row % B;
+        forward_row<scalar_t, decltype(vectors)::value>(layers[e], steps, b, lengths[b], io[e],
                                                         scratch.data());
       }
     });
@@ -577,130 +597,199 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   }
 }
 
+// Member e's rows form chunks of their own; each member's weight gradients are the sum of its
+// chunks in order, whatever the thread count.
 template <typename scalar_t>
-void tiny_backward_typed(const BackwardArgs& args, const StepRows& steps,
+void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRows& steps,
                          LayerGradients& gradients) {
-  const LayerArgs& layer_args = args.layer;
-  const bool exact = !layer_args.options.truncate;
-  const TinyLayer<scalar_t> layer(layer_args,
-                                  /*backward_products=*/exact || args.wanted.input);
-  // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
-  const at::Tensor grad_output = args.grad_output.contiguous();
-  const at::Tensor grad_h_n = args.grad_h_n.contiguous(), grad_s_n = args.grad_s_n.contiguous();
-  const at::Tensor input = layer_args.input.contiguous();
-  const at::Tensor h0 = present(layer_args.h0) ? layer_args.h0->contiguous() : at::Tensor();
-  const at::Tensor output = args.saved.output.contiguous();
-  const at::Tensor squashed_state = args.saved.squashed_state.contiguous();
-  const at::Tensor gates = args.saved.gates.contiguous();
-  const BackwardBuffers<scalar_t> io{
-      grad_output.const_data_ptr<scalar_t>(),
-      grad_h_n.const_data_ptr<scalar_t>(),
-      grad_s_n.const_data_ptr<scalar_t>(),
-      input.const_data_ptr<scalar_t>(),
-      h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
-      output.const_data_ptr<scalar_t>(),
-      squashed_state.const_data_ptr<scalar_t>(),
-      gates.const_data_ptr<scalar_t>(),
-      gradients.grad_input.defined() ? gradients.grad_input.data_ptr<scalar_t>() : nullptr,
-      gradients.grad_h0.data_ptr<scalar_t>(),
-      gradients.grad_s0.data_ptr<scalar_t>()};
+  const int64_t E = static_cast<int64_t>(members.size());
+  const bool exact = !members.front().layer.options.truncate;
+  const bool input_wanted = members.front().wanted.input;
+  std::vector<TinyLayer<scalar_t>> layers;
+  std::vector<BackwardBuffers<scalar_t>> io;
+  std::vector<at::Tensor> inputs;  // the contiguous tensors io points into
+  layers.reserve(E);
+  for (int64_t e = 0; e < E; ++e) {
+    const BackwardArgs& args = members[e];
+    const LayerArgs& layer_args = args.layer;
+    layers.emplace_back(layer_args, /*backward_products=*/exact || input_wanted);
+    // Incoming gradients are often expanded (stride 0) views, e.g. from a sum().
+    const at::Tensor grad_output = args.grad_output.contiguous();
+    const at::Tensor grad_h_n = args.grad_h_n.contiguous();
+    const at::Tensor grad_s_n = args.grad_s_n.contiguous();
+    const at::Tensor input = layer_args.input.contiguous();
+    const at::Tensor h0 = present(layer_args.h0) ? layer_args.h0->contiguous() : at::Tensor();
+    const at::Tensor output = args.saved.output.contiguous();
+    const at::Tensor squashed_state = args.saved.squashed_state.contiguous();
+    const at::Tensor gates = args.saved.gates.contiguous();
+    inputs.insert(inputs.end(),
+                  {grad_output, grad_h_n, grad_s_n, input, h0, output, squashed_state, gates});
+    io.push_back({grad_output.const_data_ptr<scalar_t>(),
+                  grad_h_n.const_data_ptr<scalar_t>(),
+                  grad_s_n.const_data_ptr<scalar_t>(),
+                  input.const_data_ptr<scalar_t>(),
+                  h0.defined() ? h0.const_data_ptr<scalar_t>() : nullptr,
+                  output.const_data_ptr<scalar_t>(),
+                  squashed_state.const_data_ptr<scalar_t>(),
+                  gates.const_data_ptr<scalar_t>(),
+                  gradients.grad_input.defined()
+                      ? member_data<scalar_t>(gradients.grad_input, e, E) : nullptr,
+                  member_data<scalar_t>(gradients.grad_h0, e, E),
+                  member_data<scalar_t>(gradients.grad_s0, e, E)});
+  }
+  const TinyLayer<scalar_t>& layer = layers.front();  // the members' sizes are the same
   const std::vector<int64_t> lengths = sequence_lengths(steps);
   constexpr int64_t L = TinyLayer<scalar_t>::L;
-  const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;
+  const int64_t chunks = (steps.batch + kRowsPerChunk - 1) / kRowsPerChunk;  // per member
   const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
-  std::vector<scalar_t> sums(chunks * sums_per_chunk, scalar_t(0));
+  std::vector<scalar_t> sums(E * chunks * sums_per_chunk, scalar_t(0));
   const int64_t scratch_size =
       2 * layer.Cp + layer.Gp + 3 * layer.Hp + (layer.wide ? steps.steps() * layer.Gp : 0);
   with_cell_vectors<scalar_t>(layer.Hp / L, [&](auto vectors) {
-    at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, E * chunks, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> scratch(scratch_size);
-      for (int64_t chunk = begin; chunk < end; ++chunk) {
-        scalar_t* grad_columns = sums.data() + chunk * sums_per_chunk;
+      for (int64_t task = begin; task < end; ++task) {
+        const int64_t e = task / chunks, chunk = task % chunks;
+        scalar_t* grad_columns = sums.data() + task * sums_per_chunk;
         scalar_t* grad_bias = grad_columns + layer.C * layer.Gp;
         const int64_t b_end = std::min(steps.batch, (chunk + 1) * kRowsPerChunk);
         for (int64_t b = chunk * kRowsPerChunk; b < b_end; ++b) {
-          backward_row<scalar_t, decltype(vectors)::value>(layer, steps, b, lengths[b], exact,
-                                                           io, grad_columns, grad_bias,
-                                                           scratch.data());
+          backward_row<scalar_t, decltype(vectors)::value>(layers[e], steps, b, lengths[b],
+                                                           exact, io[e], grad_columns,
+                                                           grad_bias, scratch.data());
         }
       }
     });
   });
-  for (int64_t chunk = 1; chunk < chunks; ++chunk) {
-    const scalar_t* chunk_sums = sums.data() + chunk * sums_per_chunk;
-    for (int64_t e = 0; e < sums_per_chunk; ++e) {
-      sums[e] += chunk_sums[e];
-    }
-  }
   const int64_t G = layer.G, I = layer.I, R = layer.R, Gp = layer.Gp;
-  const auto fill = [&](at::Tensor& out, int64_t first_column, int64_t columns) {
-    scalar_t* data = out.data_ptr<scalar_t>();
-    for (int64_t k = 0; k < G; ++k) {
-      for (int64_t c = 0; c < columns; ++c) {
-        data[k * columns + c] = sums[(first_column + c) * Gp + k];
+  for (int64_t e = 0; e < E; ++e) {
+    scalar_t* member_sums = sums.data() + e * chunks * sums_per_chunk;
+    for (int64_t chunk = 1; chunk < chunks; ++chunk) {
+      const scalar_t* chunk_sums = member_sums + chunk * sums_per_chunk;
+      for (int64_t k = 0; k < sums_per_chunk; ++k) {
+        member_sums[k] += chunk_sums[k];
       }
     }
-  };
-  if (gradients.grad_weight_ih.defined()) {
-    fill(gradients.grad_weight_ih, 0, I);
-  }
-  if (gradients.grad_weight_hh.defined()) {
-    fill(gradients.grad_weight_hh, I, R);
-  }
-  if (gradients.grad_bias.defined()) {
-    std::copy(sums.begin() + layer.C * Gp, sums.begin() + layer.C * Gp + G,
-              gradients.grad_bias.data_ptr<scalar_t>());
+    const auto fill = [&](const at::Tensor& out, int64_t first_column, int64_t columns) {
+      scalar_t* data = member_data<scalar_t>(out, e, E);
+      for (int64_t k = 0; k < G; ++k) {
+        for (int64_t c = 0; c < columns; ++c) {
+          data[k * columns + c] = member_sums[(first_column + c) * Gp + k];
+        }
+      }
+    };
+    if (gradients.grad_weight_ih.defined()) {
+      fill(gradients.grad_weight_ih, 0, I);
+    }
+    if (gradients.grad_weight_hh.defined()) {
+      fill(gradients.grad_weight_hh, I, R);
+    }
+    if (gradients.grad_bias.defined()) {
+      std::copy(member_sums + layer.C * Gp, member_sums + layer.C * Gp + G,
+                member_data<scalar_t>(gradients.grad_bias, e, E));
+    }
   }
 }
 
 }  // namespace
 
-ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save) {
+namespace {
+
+// The results of E members (`members` E, or nullopt: one layer, no member dimension).
+ForwardResult allocate_forward(const LayerArgs& args, const StepRows& steps, bool save,
+                               std::optional<int64_t> members) {
   const auto options = args.input.options();
   const int64_t N = args.sizes.rows.expect_int(), H = args.sizes.hidden_size.expect_int();
   const int64_t B = steps.batch;
+  const auto shape = [&](std::vector<int64_t> dims) {
+    if (members) {
+      dims.insert(dims.begin(), *members);
+    }
+    return at::empty(dims, options);
+  };
   const auto per_step = [&](int64_t width) {
-    return args.sizes.packed ? at::empty({N, width}, options)
-                             : at::empty({steps.steps(), B, width}, options);
+    return args.sizes.packed ? shape({N, width}) : shape({steps.steps(), B, width});
   };
   ForwardResult result;
-  result.h_n = at::empty({B, args.sizes.recurrent_size.expect_int()}, options);
-  result.s_n = at::empty({B, H}, options);
+  result.h_n = shape({B, args.sizes.recurrent_size.expect_int()});
+  result.s_n = shape({B, H});
   result.saved.output = per_step(H);
   if (save) {
     result.saved.squashed_state = per_step(H);
     result.saved.gates = per_step(kNumGates * H);
   }
-  AT_DISPATCH_FLOATING_TYPES(args.input.scalar_type(), "lstm1997_tiny_forward_cpu", [&] {
-    tiny_forward_typed<scalar_t>(args, steps, result, save);
-  });
   return result;
 }
 
-LayerGradients tiny_layer_backward(const BackwardArgs& args, const StepRows& steps) {
+LayerGradients allocate_gradients(const BackwardArgs& args, const StepRows& steps,
+                                  std::optional<int64_t> members) {
   const LayerArgs& layer = args.layer;
   const auto options = layer.input.options();
   const int64_t G = layer.sizes.gate_rows.expect_int(), H = layer.sizes.hidden_size.expect_int(),
                 R = layer.sizes.recurrent_size.expect_int();
+  const auto shape = [&](std::vector<int64_t> dims) {
+    if (members) {
+      dims.insert(dims.begin(), *members);
+    }
+    return at::empty(dims, options);
+  };
   LayerGradients gradients;
   if (args.wanted.input) {
-    gradients.grad_input = at::empty(layer.input.sizes(), options);
+    gradients.grad_input = shape(layer.input.sizes().vec());
   }
   if (args.wanted.weight_ih) {
-    gradients.grad_weight_ih = at::empty({G, layer.sizes.input_size.expect_int()}, options);
+    gradients.grad_weight_ih = shape({G, layer.sizes.input_size.expect_int()});
   }
   if (args.wanted.weight_hh) {
-    gradients.grad_weight_hh = at::empty({G, R}, options);
+    gradients.grad_weight_hh = shape({G, R});
   }
   if (args.wanted.bias) {
-    gradients.grad_bias = at::empty({G}, options);
+    gradients.grad_bias = shape({G});
   }
-  gradients.grad_h0 = at::empty({steps.batch, R}, options);
-  gradients.grad_s0 = at::empty({steps.batch, H}, options);
-  AT_DISPATCH_FLOATING_TYPES(layer.input.scalar_type(), "lstm1997_tiny_backward_cpu", [&] {
-    tiny_backward_typed<scalar_t>(args, steps, gradients);
+  gradients.grad_h0 = shape({steps.batch, R});
+  gradients.grad_s0 = shape({steps.batch, H});
+  return gradients;
+}
+
+ForwardResult run_tiny_forward(const std::vector<LayerArgs>& members, const StepRows& steps,
+                               bool save, std::optional<int64_t> member_dimension) {
+  const LayerArgs& first = members.front();
+  ForwardResult result = allocate_forward(first, steps, save, member_dimension);
+  AT_DISPATCH_FLOATING_TYPES(first.input.scalar_type(), "lstm1997_tiny_forward_cpu", [&] {
+    tiny_forward_typed<scalar_t>(members, steps, result, save);
+  });
+  return result;
+}
+
+LayerGradients run_tiny_backward(const std::vector<BackwardArgs>& members,
+                                 const StepRows& steps, std::optional<int64_t> member_dimension) {
+  const BackwardArgs& first = members.front();
+  LayerGradients gradients = allocate_gradients(first, steps, member_dimension);
+  AT_DISPATCH_FLOATING_TYPES(first.layer.input.scalar_type(), "lstm1997_tiny_backward_cpu", [&] {
+    tiny_backward_typed<scalar_t>(members, steps, gradients);
   });
   return gradients;
+}
+
+}  // namespace
+
+ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save) {
+  return run_tiny_forward({args}, steps, save, std::nullopt);
+}
+
+LayerGradients tiny_layer_backward(const BackwardArgs& args, const StepRows& steps) {
+  return run_tiny_backward({args}, steps, std::nullopt);
+}
+
+ForwardResult tiny_ensemble_forward(const std::vector<LayerArgs>& members,
+                                    const StepRows& steps) {
+  return run_tiny_forward(members, steps, /*save=*/true,
+                          static_cast<int64_t>(members.size()));
+}
+
+LayerGradients tiny_ensemble_backward(const std::vector<BackwardArgs>& members,
+                                      const StepRows& steps) {
+  return run_tiny_backward(members, steps, static_cast<int64_t>(members.size()));
 }
 
 }  // namespace cpu

@@ -6,6 +6,8 @@
 #include "../layer_args.h"
 #include "../step_rows.h"
 
+#include <vector>
+
 namespace lstm1997 {
 namespace cpu {
 
@@ -31,6 +33,13 @@ bool use_tiny_layer(const LayerArgs& args);
 ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save);
 // _lstm_backward, both modes.
 LayerGradients tiny_layer_backward(const BackwardArgs& args, const StepRows& steps);
+
+// An ensemble (_lstm_ensemble_forward, _lstm_ensemble_backward: ensemble.h): E members of the
+// same sizes and options, each taking the path (use_tiny_layer of one is that of all), their rows
+// split between threads together; results with the members in front.
+ForwardResult tiny_ensemble_forward(const std::vector<LayerArgs>& members, const StepRows& steps);
+LayerGradients tiny_ensemble_backward(const std::vector<BackwardArgs>& members,
+                                      const StepRows& steps);
 
 }  // namespace cpu
 }  // namespace lstm1997

@@ -17,13 +17,18 @@ TorchScript and LibTorch reach the C++ autograd as before.
 
 The vmap rule runs a batch of E members in one call of the layer when the weights are shared (the
 inputs, h0 and s0 batched: per-sample gradients, a batch of sequences): the members become more
-rows of the batch. Members with weights of their own (an ensemble) are run one call per member.
+rows of the batch. Members with weights of their own (an ensemble: stacked weights) run in one
+call of _lstm_ensemble_forward and one of _lstm_ensemble_backward, which take the members in front
+(on the CPU, members of the paper's sizes run together on the tiny-layer path). Those two ops are
+not differentiable: under a transform that differentiates the rule's results (grad of a vmapped
+ensemble), members run one differentiable call each.
 
 First-order gradients come from the fast ops (_lstm_forward, _lstm_backward, _lstm_net_errors).
 Forward mode, and the derivatives of a gradient (grad of grad, hessian), go through
 _lstm_differentiable: the layer as a composition of ATen ops, which torch.func differentiates by
 itself (slower, but only where such a derivative is asked for).
 """
+import types
 from typing import Optional
 
 import torch
@@ -37,6 +42,8 @@ _WEIGHTS = (1, 2, 3, 4)
 _BATCH_SIZES = 9
 _BACKWARD_WEIGHTS = (4, 5)
 _BACKWARD_BATCH_SIZES = 13
+# Ensembles through the ensemble ops (tests turn it off to check the per-member path).
+_ENSEMBLE_OP = True
 
 
 def _member(tensor: Optional[Tensor], dim: Optional[int], index: int) -> Optional[Tensor]:
@@ -104,6 +111,19 @@ def _composite_of(primals, present, batch_sizes, options):
     return outputs
 
 
+def _layer_gradients(ctx, grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0,
+                     grad_s0):
+    """_lstm_backward's results as the gradients of the layer Functions' twelve arguments."""
+    has_bias_ih, has_bias_hh, has_h0, has_s0 = ctx.given
+    grad_bias_hh = None
+    if has_bias_hh and grad_bias is not None:
+        # Each bias its own tensor, as the C++ autograd gives (in-place users of .grad).
+        grad_bias_hh = grad_bias.clone() if has_bias_ih else grad_bias
+    return (grad_input, grad_weight_ih, grad_weight_hh, grad_bias if has_bias_ih else None,
+            grad_bias_hh, grad_h0 if has_h0 else None, grad_s0 if has_s0 else None,
+            None, None, None, None, None)
+
+
 class _LayerFunction(torch.autograd.Function):
     """lstm1997::lstm for functorch: _lstm_forward, _lstm_backward and a batching rule. Returns
     the op's three results and what the forward saves for backward (not differentiable)."""
@@ -130,20 +150,11 @@ class _LayerFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output, grad_h_n, grad_s_n, _grad_squashed_state, _grad_gates):
-        has_bias_ih, has_bias_hh, has_h0, has_s0 = ctx.given
         needs = ctx.needs_input_grad
         mask = [needs[0], needs[1], needs[2], needs[3] or needs[4]]
-        grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0, grad_s0 = (
-            _BackwardFunction.apply(grad_output, grad_h_n, grad_s_n, *ctx.saved_tensors,
-                                    ctx.batch_sizes, mask, *ctx.options))
-        grad_bias_hh = None
-        if has_bias_hh and grad_bias is not None:
-            # Each bias its own tensor, as the C++ autograd gives (in-place users of .grad).
-            grad_bias_hh = grad_bias.clone() if has_bias_ih else grad_bias
-        return (grad_input, grad_weight_ih, grad_weight_hh,
-                grad_bias if has_bias_ih else None, grad_bias_hh,
-                grad_h0 if has_h0 else None, grad_s0 if has_s0 else None,
-                None, None, None, None, None)
+        return _layer_gradients(ctx, *_BackwardFunction.apply(
+            grad_output, grad_h_n, grad_s_n, *ctx.saved_tensors, ctx.batch_sizes, mask,
+            *ctx.options))
 
     @staticmethod
     def jvp(ctx, *tangents):
@@ -165,7 +176,10 @@ class _LayerFunction(torch.autograd.Function):
                              "a vmap (as a PackedSequence's, on the CPU), got a batched tensor")
         count = info.batch_size
         if any(in_dims[i] is not None for i in _WEIGHTS):
-            # Members with weights of their own: one call each.
+            if _ENSEMBLE_OP and not _wrapped(args):
+                return _ensemble_forward(count, in_dims, *args)
+            # Members with weights of their own, under a transform outside this one: one call
+            # each, through _LayerFunction, which every transform knows.
             results = [_LayerFunction.apply(*(_member(a, d, e) if i < _TENSORS else a
                                               for i, (a, d) in enumerate(zip(args, in_dims))))
                        for e in range(count)]
@@ -241,7 +255,10 @@ class _BackwardFunction(torch.autograd.Function):
         if in_dims[_BACKWARD_BATCH_SIZES] is not None:
             raise ValueError("lstm1997: batch_sizes: expected one batch_sizes for every member of "
                              "a vmap, got a batched tensor")
-        if any(in_dims[i] is not None for i in _BACKWARD_WEIGHTS) or _differentiated(args):
+        weights_batched = any(in_dims[i] is not None for i in _BACKWARD_WEIGHTS)
+        if weights_batched and _ENSEMBLE_OP and not _wrapped(args):
+            return _ensemble_backward(info.batch_size, in_dims, *args)
+        if weights_batched or _differentiated(args):
             # Members with weights of their own, or a transform outside this one that
             # differentiates the result (jacrev of jacrev, hessian): one call each, through
             # _BackwardFunction, which is differentiable (_member_gradients is not).
@@ -254,6 +271,81 @@ class _BackwardFunction(torch.autograd.Function):
         return _member_gradients(info.batch_size, in_dims, *args)
 
 
+
+def _ensemble_forward(count, in_dims, input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0,
+                      truncate, activation, batch_sizes, cells_per_block, gate_feedback):
+    """Members with weights of their own: every member's forward in one _lstm_ensemble_forward
+    call (an argument the members share is expanded to each, as a view), through
+    _EnsembleFunction for autograd outside the vmap (stacked parameters that require grad)."""
+    results = _EnsembleFunction.apply(
+        *(_members_first(t, d, count) for t, d in zip(
+            (input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0), in_dims)),
+        truncate, activation, batch_sizes, cells_per_block, gate_feedback)
+    return results, (0,) * 5
+
+
+class _EnsembleFunction(torch.autograd.Function):
+    """_lstm_ensemble_forward for autograd (members in front), as _LayerFunction is
+    _lstm_forward's; reached only where no functorch transform wraps its arguments. The backward
+    is _EnsembleBackwardFunction's one call."""
+
+    @staticmethod
+    def forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
+                batch_sizes, cells_per_block, gate_feedback):
+        return torch.ops.lstm1997._lstm_ensemble_forward(
+            input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
+            batch_sizes=batch_sizes, cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+
+    setup_context = staticmethod(_LayerFunction.setup_context)
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_h_n, grad_s_n, _grad_squashed_state, _grad_gates):
+        needs = ctx.needs_input_grad
+        mask = [needs[0], needs[1], needs[2], needs[3] or needs[4]]
+        gradients = _EnsembleBackwardFunction.apply(
+            grad_output, grad_h_n, grad_s_n, *ctx.saved_tensors, ctx.batch_sizes, mask,
+            *ctx.options)
+        return _layer_gradients(ctx, *gradients)
+
+
+def _ensemble_backward(count, in_dims, *args):
+    """Members with weights of their own: every member's _lstm_backward in one
+    _lstm_ensemble_backward call, through _EnsembleBackwardFunction."""
+    tensors = [_members_first(t, d, count)
+               for t, d in zip(args[:_BACKWARD_BATCH_SIZES], in_dims)]
+    results = _EnsembleBackwardFunction.apply(*tensors, *args[_BACKWARD_BATCH_SIZES:])
+    return results, tuple(None if r is None else 0 for r in results)
+
+
+class _EnsembleBackwardFunction(torch.autograd.Function):
+    """_lstm_ensemble_backward for autograd, as _BackwardFunction is _lstm_backward's (members
+    in front); reached only where no functorch transform wraps its arguments. Its own backward
+    (a double backward through autograd outside the vmap) is _BackwardFunction's, member by
+    member."""
+
+    @staticmethod
+    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                h0, s0, output, squashed_state, gates, batch_sizes, mask, truncate, activation,
+                cells_per_block, gate_feedback):
+        return torch.ops.lstm1997._lstm_ensemble_backward(
+            grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+            squashed_state, gates, truncate=truncate, activation=activation,
+            batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
+            gate_feedback=gate_feedback)
+
+    setup_context = staticmethod(_BackwardFunction.setup_context)
+
+    @staticmethod
+    def backward(ctx, *cotangents):
+        saved = ctx.saved_tensors
+        per_member = []
+        for e in range(saved[0].shape[0]):
+            member = types.SimpleNamespace(
+                saved_tensors=tuple(None if t is None else t[e] for t in saved),
+                batch_sizes=ctx.batch_sizes, mask=ctx.mask, options=ctx.options)
+            per_member.append(_BackwardFunction.backward(
+                member, *(None if c is None else c[e] for c in cotangents)))
+        return tuple(None if g[0] is None else torch.stack(g) for g in zip(*per_member))
 
 def _refuse_nested_forward_mode() -> None:
     """Forward mode within forward mode (jvp of jvp, jacfwd of jacfwd) gives wrong second
@@ -269,13 +361,19 @@ def _refuse_nested_forward_mode() -> None:
             "(jacfwd of jacrev), jacrev of jacrev, or grad of grad")
 
 
+def _wrapped(args) -> bool:
+    """Whether a functorch transform outside a batching rule sees what the rule computes: some
+    argument is still wrapped by an outer level."""
+    return any(isinstance(a, Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(a)
+               for a in args)
+
+
 def _differentiated(args) -> bool:
     """Whether a transform or autograd outside a batching rule records what the rule computes:
     some argument is still wrapped by an outer functorch level, or requires grad. (torch.func's
     recipes pass detached parameters: {k: v.detach() for k, v in model.named_parameters()}.)"""
-    return any(isinstance(a, Tensor) and (torch._C._functorch.is_functorch_wrapped_tensor(a) or
-                                          (torch.is_grad_enabled() and a.requires_grad))
-               for a in args)
+    return _wrapped(args) or any(isinstance(a, Tensor) and torch.is_grad_enabled() and
+                                 a.requires_grad for a in args)
 
 
 def _gradient_function(ctx):
