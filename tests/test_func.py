@@ -364,6 +364,64 @@ def test_ensemble_under_autograd_outside_the_vmap(monkeypatch, joint, truncate):
             torch.testing.assert_close(w.grad[e], want, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: lstm1997.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=f64),
+    lambda: lstm1997.LSTM(3, 6, cells_per_block=3, gate_feedback=True, truncate=False,
+                          dtype=f64),
+    lambda: lstm1997.LSTMCell(3, 4, dtype=f64)], ids=["stacked-bidirectional", "paper-net", "cell"])
+def test_ensemble_of_modules(make):
+    """PyTorch's ensembling recipe over every module: each member's gradients equal its own
+    backward (the C++ autograd), with the ensemble ops doing the layers' work."""
+    torch.manual_seed(4)
+    nets = [make() for _ in range(3)]
+    params, buffers = stack_module_state(nets)
+    cell = isinstance(nets[0], lstm1997.LSTMCell)
+    x = torch.randn(2, 3, dtype=f64) if cell else torch.randn(5, 2, 3, dtype=f64)
+
+    def loss_of(output, state):
+        if cell:  # (h, s)
+            return output.square().sum() + state.sum()
+        return output.square().sum() + state[0].sum() + state[1].square().sum()
+
+    def loss(params, buffers, x):
+        return loss_of(*functional_call(nets[0], (params, buffers), (x,)))
+
+    grads, counted = count_calls(lambda: vmap(grad(loss), in_dims=(0, 0, None))(
+        params, buffers, x))
+    layers = 1 if cell else nets[0].num_layers * (2 if nets[0].bidirectional else 1)
+    assert counted["_lstm_ensemble_forward"] == layers
+    for e, net in enumerate(nets):
+        loss_of(*net(x)).backward()
+        for name, p in net.named_parameters():
+            torch.testing.assert_close(grads[name][e], p.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_bidirectional_module_under_grad_and_vmap(packed):
+    """lstm_bidirectional (the module's bidirectional layers) under grad and vmap: per-sample
+    gradients against each sample's own backward, with no vmap fallback."""
+    torch.manual_seed(5)
+    module = lstm1997.LSTM(2, 3, bidirectional=True, num_layers=2, dtype=f64)
+    params = {k: v.detach() for k, v in module.named_parameters()}
+    if packed:
+        data = torch.randn(4, int(BATCH_SIZES.sum()), 2, dtype=f64)
+        samples = [torch.nn.utils.rnn.PackedSequence(d, BATCH_SIZES) for d in data]
+
+        def loss(params, data):
+            return module_loss(module)(params, torch.nn.utils.rnn.PackedSequence(data,
+                                                                                BATCH_SIZES))
+    else:
+        data = torch.randn(4, 6, 2, 2, dtype=f64)
+        samples = list(data)
+        loss = module_loss(module)
+    per_sample = vmap(grad(loss), in_dims=(None, 0))(params, data)
+    for i, sample in enumerate(samples):
+        module.zero_grad()
+        module_loss(module)(dict(module.named_parameters()), sample).backward()
+        for name, p in module.named_parameters():
+            torch.testing.assert_close(per_sample[name][i], p.grad, rtol=1e-10, atol=1e-10)
+
+
 def test_ensemble_of_larger_members_in_one_call():
     """Members beyond the tiny-layer path's sizes: the ensemble op runs them one after the other,
     inside one call."""

@@ -111,6 +111,30 @@ def _composite_of(primals, present, batch_sizes, options):
     return outputs
 
 
+def _forward_call(op):
+    """The forward of the layer Functions: `op` (_lstm_forward or _lstm_ensemble_forward) on the
+    Function's arguments."""
+    def forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
+                batch_sizes, cells_per_block, gate_feedback):
+        return op(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
+                  batch_sizes=batch_sizes, cells_per_block=cells_per_block,
+                  gate_feedback=gate_feedback)
+    return staticmethod(forward)
+
+
+def _backward_call(op):
+    """The forward of the backward Functions: `op` (_lstm_backward or _lstm_ensemble_backward)
+    on the Function's arguments (the biases and s0 are there for the double backward)."""
+    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                h0, s0, output, squashed_state, gates, batch_sizes, mask, truncate, activation,
+                cells_per_block, gate_feedback):
+        return op(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
+                  squashed_state, gates, truncate=truncate, activation=activation,
+                  batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
+                  gate_feedback=gate_feedback)
+    return staticmethod(forward)
+
+
 def _layer_gradients(ctx, grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0,
                      grad_s0):
     """_lstm_backward's results as the gradients of the layer Functions' twelve arguments."""
@@ -128,12 +152,7 @@ class _LayerFunction(torch.autograd.Function):
     """lstm1997::lstm for functorch: _lstm_forward, _lstm_backward and a batching rule. Returns
     the op's three results and what the forward saves for backward (not differentiable)."""
 
-    @staticmethod
-    def forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
-                batch_sizes, cells_per_block, gate_feedback):
-        return torch.ops.lstm1997._lstm_forward(
-            input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
-            batch_sizes=batch_sizes, cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+    forward = _forward_call(torch.ops.lstm1997._lstm_forward)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -203,15 +222,7 @@ def _fold_members(count, in_dims, input, weight_ih, weight_hh, bias_ih, bias_hh,
 class _BackwardFunction(torch.autograd.Function):
     """_lstm_backward for functorch, with a batching rule."""
 
-    @staticmethod
-    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, bias_ih, bias_hh,
-                h0, s0, output, squashed_state, gates, batch_sizes, mask, truncate, activation,
-                cells_per_block, gate_feedback):
-        return torch.ops.lstm1997._lstm_backward(
-            grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-            squashed_state, gates, truncate=truncate, activation=activation,
-            batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
-            gate_feedback=gate_feedback)
+    forward = _backward_call(torch.ops.lstm1997._lstm_backward)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -289,12 +300,7 @@ class _EnsembleFunction(torch.autograd.Function):
     _lstm_forward's; reached only where no functorch transform wraps its arguments. The backward
     is _EnsembleBackwardFunction's one call."""
 
-    @staticmethod
-    def forward(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, truncate, activation,
-                batch_sizes, cells_per_block, gate_feedback):
-        return torch.ops.lstm1997._lstm_ensemble_forward(
-            input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
-            batch_sizes=batch_sizes, cells_per_block=cells_per_block, gate_feedback=gate_feedback)
+    forward = _forward_call(torch.ops.lstm1997._lstm_ensemble_forward)
 
     setup_context = staticmethod(_LayerFunction.setup_context)
 
@@ -323,15 +329,7 @@ class _EnsembleBackwardFunction(torch.autograd.Function):
     (a double backward through autograd outside the vmap) is _BackwardFunction's, member by
     member."""
 
-    @staticmethod
-    def forward(grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, bias_ih, bias_hh,
-                h0, s0, output, squashed_state, gates, batch_sizes, mask, truncate, activation,
-                cells_per_block, gate_feedback):
-        return torch.ops.lstm1997._lstm_ensemble_backward(
-            grad_output, grad_h_n, grad_s_n, input, weight_ih, weight_hh, h0, output,
-            squashed_state, gates, truncate=truncate, activation=activation,
-            batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
-            gate_feedback=gate_feedback)
+    forward = _backward_call(torch.ops.lstm1997._lstm_ensemble_backward)
 
     setup_context = staticmethod(_BackwardFunction.setup_context)
 
@@ -495,6 +493,16 @@ def _lstm_under_transforms(input, weight_ih, weight_hh, bias_ih=None, bias_hh=No
     return output, h_n, s_n
 
 
-if not torch._C._dispatch_has_kernel_for_dispatch_key("lstm1997::lstm",
-                                                      "FuncTorchDynamicLayerFrontMode"):
-    _LIBRARY.impl("lstm", _lstm_under_transforms, "FuncTorchDynamicLayerFrontMode")
+def _lstm_bidirectional_under_transforms(*args, **kwargs):
+    """lstm_bidirectional is CompositeImplicitAutograd over lstm. Left to functorch, its
+    decomposition would run below the transforms' layers, where lstm reaches the C++ autograd
+    Function (which functorch refuses) or vmap's slow fallback; decomposed here, above them, its
+    two lstm calls reach _lstm_under_transforms."""
+    return torch.ops.lstm1997.lstm_bidirectional.default.decompose(*args, **kwargs)
+
+
+for _name, _kernel in (("lstm", _lstm_under_transforms),
+                       ("lstm_bidirectional", _lstm_bidirectional_under_transforms)):
+    if not torch._C._dispatch_has_kernel_for_dispatch_key(f"lstm1997::{_name}",
+                                                          "FuncTorchDynamicLayerFrontMode"):
+        _LIBRARY.impl(_name, _kernel, "FuncTorchDynamicLayerFrontMode")
