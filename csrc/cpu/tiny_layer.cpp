@@ -695,17 +695,22 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
 
 namespace {
 
-// The results of E members (`members` E, or nullopt: one layer, no member dimension).
+// A result of shape `dims` per member, the members in front (`members` E, or nullopt: one layer,
+// no member dimension).
+at::Tensor empty_for_members(std::vector<int64_t> dims, std::optional<int64_t> members,
+                             const at::TensorOptions& options) {
+  if (members) {
+    dims.insert(dims.begin(), *members);
+  }
+  return at::empty(dims, options);
+}
+
 ForwardResult allocate_forward(const LayerArgs& args, const StepRows& steps, bool save,
                                std::optional<int64_t> members) {
-  const auto options = args.input.options();
   const int64_t N = args.sizes.rows.expect_int(), H = args.sizes.hidden_size.expect_int();
   const int64_t B = steps.batch;
   const auto shape = [&](std::vector<int64_t> dims) {
-    if (members) {
-      dims.insert(dims.begin(), *members);
-    }
-    return at::empty(dims, options);
+    return empty_for_members(std::move(dims), members, args.input.options());
   };
   const auto per_step = [&](int64_t width) {
     return args.sizes.packed ? shape({N, width}) : shape({steps.steps(), B, width});
@@ -724,14 +729,10 @@ ForwardResult allocate_forward(const LayerArgs& args, const StepRows& steps, boo
 LayerGradients allocate_gradients(const BackwardArgs& args, const StepRows& steps,
                                   std::optional<int64_t> members) {
   const LayerArgs& layer = args.layer;
-  const auto options = layer.input.options();
   const int64_t G = layer.sizes.gate_rows.expect_int(), H = layer.sizes.hidden_size.expect_int(),
                 R = layer.sizes.recurrent_size.expect_int();
   const auto shape = [&](std::vector<int64_t> dims) {
-    if (members) {
-      dims.insert(dims.begin(), *members);
-    }
-    return at::empty(dims, options);
+    return empty_for_members(std::move(dims), members, layer.input.options());
   };
   LayerGradients gradients;
   if (args.wanted.input) {
