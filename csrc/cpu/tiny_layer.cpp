@@ -28,6 +28,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <new>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -77,6 +78,12 @@ inline void store_lanes(const Vec& value, scalar_t* data, int64_t count) {
     value.store(data);
     return;
   }
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, double>) {
+    value.store(data, count);
+    return;
+  }
+#endif
   alignas(64) scalar_t lanes[Vec::size()];
   value.store(lanes);
   for (int64_t k = 0; k < count; ++k) {
@@ -242,38 +249,50 @@ void input_products(const TinyLayer<scalar_t>& layer, const scalar_t* x, scalar_
   }
 }
 
-// The steps [0, length) of batch row b; V vectors hold one gate's cells.
+// One batch row's walk through its steps, a step at a time (forward_rows interleaves rows); V
+// vectors hold one gate's cells.
 template <typename scalar_t, int64_t V>
-void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
-                 int64_t length, const ForwardBuffers<scalar_t>& io, scalar_t* scratch) {
+struct ForwardRow {
   using Vec = typename TinyLayer<scalar_t>::Vec;
-  constexpr int64_t L = TinyLayer<scalar_t>::L;
-  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, R = layer.R, C = layer.C;
+  static constexpr int64_t L = TinyLayer<scalar_t>::L;
+  static constexpr int64_t kNets = kNumGates * V;
+
+  const TinyLayer<scalar_t>& layer;
+  const ForwardBuffers<scalar_t>& io;
+  int64_t b;
   // scratch: the step's input [x_t | r_{t-1}] (C), then the step's activated gates and h_t, one
   // gate after the other (4 Hp), from which r_t is gathered; with wide inputs then the cells' net
   // inputs from x_t (3 Hp) and the gate rows' (Gp).
-  scalar_t* step_input = scratch;
-  scalar_t* recurrent = step_input + I;
-  scalar_t* activated = scratch + layer.Cp;
-  if (io.h0 != nullptr) {
-    for (int64_t c = 0; c < R; ++c) {
-      recurrent[c] = io.h0[b * R + c];
-    }
-  } else {
-    std::fill(recurrent, recurrent + R, scalar_t(0));
-  }
-  Vec state[V];
-  for (int64_t v = 0; v < V; ++v) {
-    const int64_t count = std::min(L, H - v * L);
-    state[v] = io.s0 == nullptr ? Vec(0) : Vec::loadu(io.s0 + b * H + v * L, count);
-  }
-  const scalar_t* weights = layer.by_cells.data();
-  constexpr int64_t kNets = kNumGates * V;
+  scalar_t* step_input;
+  scalar_t* recurrent;
+  scalar_t* activated;
   // Wide inputs: each cell's three net inputs from x_t (a block's gate rows repeated for its
   // cells), then the step's product covers r_{t-1} only.
-  scalar_t* from_input = activated + (kNumGates + 1) * layer.Hp;
-  for (int64_t t = 0; t < length; ++t) {
-    const int64_t row = steps.offset[t] + b;
+  scalar_t* from_input;
+  Vec state[V];
+
+  ForwardRow(const TinyLayer<scalar_t>& layer, const ForwardBuffers<scalar_t>& io, int64_t b,
+             scalar_t* scratch)
+      : layer(layer), io(io), b(b), step_input(scratch), recurrent(scratch + layer.I),
+        activated(scratch + layer.Cp), from_input(activated + (kNumGates + 1) * layer.Hp) {
+    const int64_t R = layer.R, H = layer.H;
+    if (io.h0 != nullptr) {
+      for (int64_t c = 0; c < R; ++c) {
+        recurrent[c] = io.h0[b * R + c];
+      }
+    } else {
+      std::fill(recurrent, recurrent + R, scalar_t(0));
+    }
+    for (int64_t v = 0; v < V; ++v) {
+      const int64_t count = std::min(L, H - v * L);
+      state[v] = io.s0 == nullptr ? Vec(0) : Vec::loadu(io.s0 + b * H + v * L, count);
+    }
+  }
+
+  // The row's step t, whose values lie at row `row` of the step-major tensors.
+  C10_ALWAYS_INLINE void step(int64_t row) {
+    const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, C = layer.C;
+    const scalar_t* weights = layer.by_cells.data();
     if (layer.wide) {
       input_products(layer, io.input + row * I, from_input);
     } else {
@@ -340,11 +359,44 @@ void forward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_
       }
     }
   }
-  for (int64_t c = 0; c < R; ++c) {
-    io.h_n[b * R + c] = recurrent[c];
+
+  void finish() {
+    const int64_t R = layer.R, H = layer.H;
+    for (int64_t c = 0; c < R; ++c) {
+      io.h_n[b * R + c] = recurrent[c];
+    }
+    for (int64_t v = 0; v < V; ++v) {
+      store_lanes(state[v], io.s_n + b * H + v * L, std::min(L, H - v * L));
+    }
   }
-  for (int64_t v = 0; v < V; ++v) {
-    store_lanes(state[v], io.s_n + b * H + v * L, std::min(L, H - v * L));
+};
+
+// Rows that run side by side in one loop (forward_rows): a row's step is a chain of dependent
+// operations (its product needs the previous step's h, the activations need the product), too
+// short to keep the core busy; the steps of independent rows, one after the other in the loop,
+// fill each other's waits.
+constexpr int64_t kInterleavedRows = 4;
+
+// The steps [0, length) of N rows of the same length, rows[n] being batch row bs[n] of the layer
+// layers[n] (members of an ensemble have layers of their own); each row's arithmetic is what it
+// would be alone.
+template <typename scalar_t, int64_t V, int64_t N>
+void forward_rows(const TinyLayer<scalar_t>* const* layers, const StepRows& steps,
+                  const int64_t* bs, int64_t length, const ForwardBuffers<scalar_t>* const* io,
+                  scalar_t* scratch, int64_t scratch_per_row) {
+  alignas(ForwardRow<scalar_t, V>) unsigned char storage[N * sizeof(ForwardRow<scalar_t, V>)];
+  auto* rows = reinterpret_cast<ForwardRow<scalar_t, V>*>(storage);
+  for (int64_t n = 0; n < N; ++n) {
+    new (&rows[n]) ForwardRow<scalar_t, V>(*layers[n], *io[n], bs[n], scratch + n * scratch_per_row);
+  }
+  for (int64_t t = 0; t < length; ++t) {
+    for (int64_t n = 0; n < N; ++n) {
+      rows[n].step(steps.offset[t] + bs[n]);
+    }
+  }
+  for (int64_t n = 0; n < N; ++n) {
+    rows[n].finish();
+    rows[n].~ForwardRow<scalar_t, V>();
   }
 }
 
@@ -377,15 +429,44 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
   const std::vector<int64_t> lengths = sequence_lengths(steps);
   const int64_t B = steps.batch;
   const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
+  // Groups of up to kInterleavedRows consecutive rows (row e * B + b) of the same length.
+  std::vector<int64_t> group_start{0};
+  for (int64_t row = 1; row < E * B; ++row) {
+    if (row - group_start.back() == kInterleavedRows || lengths[row % B] != lengths[(row - 1) % B]) {
+      group_start.push_back(row);
+    }
+  }
+  const int64_t groups = static_cast<int64_t>(group_start.size());
+  group_start.push_back(E * B);
+  const int64_t scratch_per_row = layer.Cp + (2 * kNumGates + 1) * layer.Hp + layer.Gp;
+  const int64_t group_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C *
+                                                      kInterleavedRows);
   with_cell_vectors<scalar_t>(layer.Hp / layer.L, [&](auto vectors) {
-    at::parallel_for(0, E * B, std::max<int64_t>(1, kElementsPerTask * 8 / step_work),
+    constexpr int64_t V = decltype(vectors)::value;
+    at::parallel_for(0, groups, std::max<int64_t>(1, kElementsPerTask * 8 / group_work),
                      [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> scratch(
-          layer.Cp + (2 * kNumGates + 1) * layer.Hp + layer.Gp, scalar_t(0));
-      for (int64_t row = begin; row < end; ++row) {
-        const int64_t e = row / B, b = row % B;
-        forward_row<scalar_t, decltype(vectors)::value>(layers[e], steps, b, lengths[b], io[e],
-                                                        scratch.data());
+      std::vector<scalar_t> scratch(kInterleavedRows * scratch_per_row, scalar_t(0));
+      for (int64_t group = begin; group < end; ++group) {
+        const TinyLayer<scalar_t>* group_layers[kInterleavedRows];
+        const ForwardBuffers<scalar_t>* group_io[kInterleavedRows];
+        int64_t bs[kInterleavedRows];
+        const int64_t first = group_start[group], count = group_start[group + 1] - first;
+        for (int64_t n = 0; n < count; ++n) {
+          const int64_t e = (first + n) / B;
+          bs[n] = (first + n) % B;
+          group_layers[n] = &layers[e];
+          group_io[n] = &io[e];
+        }
+        const int64_t length = lengths[bs[0]];
+        if (count == kInterleavedRows) {
+          forward_rows<scalar_t, V, kInterleavedRows>(group_layers, steps, bs, length, group_io,
+                                                      scratch.data(), scratch_per_row);
+        } else {
+          for (int64_t n = 0; n < count; ++n) {
+            forward_rows<scalar_t, V, 1>(group_layers + n, steps, bs + n, length, group_io + n,
+                                         scratch.data(), scratch_per_row);
+          }
+        }
       }
     });
   });

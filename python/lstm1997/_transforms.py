@@ -28,6 +28,7 @@ Forward mode, and the derivatives of a gradient (grad of grad, hessian), go thro
 _lstm_differentiable: the layer as a composition of ATen ops, which torch.func differentiates by
 itself (slower, but only where such a derivative is asked for).
 """
+import inspect
 import types
 from typing import Optional
 
@@ -111,6 +112,14 @@ def _composite_of(primals, present, batch_sizes, options):
     return outputs
 
 
+def _with_signature(forward):
+    """`forward` as a Function's staticmethod, its signature computed once: Function.apply binds
+    its arguments to forward's signature on every call, and inspect.signature takes a stored
+    __signature__ instead of parsing the function again."""
+    forward.__signature__ = inspect.signature(forward)
+    return staticmethod(forward)
+
+
 def _forward_call(op):
     """The forward of the layer Functions: `op` (_lstm_forward or _lstm_ensemble_forward) on the
     Function's arguments."""
@@ -119,7 +128,7 @@ def _forward_call(op):
         return op(input, weight_ih, weight_hh, bias_ih, bias_hh, h0, s0, activation=activation,
                   batch_sizes=batch_sizes, cells_per_block=cells_per_block,
                   gate_feedback=gate_feedback)
-    return staticmethod(forward)
+    return _with_signature(forward)
 
 
 def _backward_call(op):
@@ -132,7 +141,7 @@ def _backward_call(op):
                   squashed_state, gates, truncate=truncate, activation=activation,
                   batch_sizes=batch_sizes, output_mask=mask, cells_per_block=cells_per_block,
                   gate_feedback=gate_feedback)
-    return staticmethod(forward)
+    return _with_signature(forward)
 
 
 def _layer_gradients(ctx, grad_input, grad_weight_ih, grad_weight_hh, grad_bias, grad_h0,
