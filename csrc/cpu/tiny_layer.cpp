@@ -400,6 +400,159 @@ void forward_rows(const TinyLayer<scalar_t>* const* layers, const StepRows& step
   }
 }
 
+// Lane-packed rows (float, AVX-512): a layer of H <= 8 cells fills at most half of a 16-lane
+// vector, so P = min(kMaxPackedRows, 16 / H) rows of the same length share one: lane p * H + j
+// holds cell j of row p. One instruction stream then carries P rows' steps (each row's weights
+// in its own lanes, so the rows may be ensemble members). A row's step-to-step chain stays in
+// registers: the next step's recurrent inputs are lane permutes of this step's gates and h_t.
+// Every lane computes what the one-row loop (ForwardRow) computes for its cell, with the same
+// operations in the same order: the results are the same bit for bit.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int64_t kMaxPackedRows = 4;
+static_assert(kMaxPackedRows <= kInterleavedRows, "a group's rows fit forward_rows's arrays");
+
+int64_t packed_rows(const TinyLayer<float>& layer) {
+  const Switch mode = read_switch("LSTM1997_TINY_PACKED");
+  if (layer.wide || layer.H > 8 || mode == Switch::kOff) {
+    return 0;
+  }
+  return std::min<int64_t>(kMaxPackedRows, 16 / layer.H);
+}
+
+// The steps [0, length) of P rows of the same length, as forward_rows's.
+void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps,
+                    const int64_t* bs, int64_t P, int64_t length,
+                    const ForwardBuffers<float>* const* io) {
+  using Vec = at::vec::Vectorized<float>;
+  constexpr int64_t L = 16;
+  const TinyLayer<float>& shape = *layers[0];
+  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, K = shape.K, S = shape.S,
+                Hp = shape.Hp;
+  const bool feedback = shape.feedback;
+  // Each row's weights and biases in its lanes: (C, 3) and (3) vectors, zero in unused lanes.
+  std::vector<float> weights((C * kNumGates + kNumGates) * L, 0.0f);
+  float* weight_lanes = weights.data();
+  float* bias_lanes = weight_lanes + C * kNumGates * L;
+  __mmask16 row_mask[kMaxPackedRows];
+  for (int64_t p = 0; p < P; ++p) {
+    row_mask[p] = static_cast<__mmask16>(((1u << H) - 1) << (p * H));
+    for (int64_t gate = 0; gate < kNumGates; ++gate) {
+      for (int64_t j = 0; j < H; ++j) {
+        bias_lanes[gate * L + p * H + j] = layers[p]->cell_bias[gate * Hp + j];
+        for (int64_t c = 0; c < C; ++c) {
+          weight_lanes[(c * kNumGates + gate) * L + p * H + j] =
+              layers[p]->by_cells[c * kNumGates * Hp + gate * Hp + j];
+        }
+      }
+    }
+  }
+  // r_{t-1}'s columns as lane permutes of the previous step's input gates, h and output gates:
+  // column I + k reads lane p * H + cell of its source in the lanes of row p.
+  const int64_t from_input_gates = feedback ? K : 0, from_hidden = from_input_gates + H;
+  std::vector<__m512i> permutes(R);
+  for (int64_t k = 0; k < R; ++k) {
+    const int64_t cell = k < from_input_gates ? k * S
+                         : k < from_hidden    ? k - from_input_gates
+                                              : (k - from_hidden) * S;
+    alignas(64) int32_t index[L] = {0};
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t j = 0; j < H; ++j) {
+        index[p * H + j] = static_cast<int32_t>(p * H + cell);
+      }
+    }
+    permutes[k] = _mm512_load_si512(index);
+  }
+  // The previous step's input gates, h and output gates; before step 0, r_{-1} = h0 (or zeros)
+  // placed where the permutes read it.
+  alignas(64) float start[kNumGates][L] = {{0}};
+  for (int64_t p = 0; p < P; ++p) {
+    const float* h0 = io[p]->h0 == nullptr ? nullptr : io[p]->h0 + bs[p] * R;
+    for (int64_t k = 0; k < R && h0 != nullptr; ++k) {
+      const int64_t source = k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
+      const int64_t cell = k < from_input_gates ? k * S
+                           : k < from_hidden    ? k - from_input_gates
+                                                : (k - from_hidden) * S;
+      start[source][p * H + cell] = h0[k];
+    }
+  }
+  Vec input_gates = Vec::loadu(start[0]), hidden = Vec::loadu(start[1]),
+      output_gates = Vec::loadu(start[2]);
+  Vec state(0);
+  for (int64_t p = 0; p < P; ++p) {
+    if (io[p]->s0 != nullptr) {
+      state = _mm512_mask_loadu_ps(state, row_mask[p], io[p]->s0 + bs[p] * H - p * H);
+    }
+  }
+  // Lanes are written with masked stores at an address shifted back by the row's first lane.
+  const auto store_row = [&](const Vec& value, float* row_data, int64_t p) {
+    _mm512_mask_storeu_ps(row_data - p * H, row_mask[p], value);
+  };
+  for (int64_t t = 0; t < length; ++t) {
+    const int64_t offset = steps.offset[t];
+    Vec net[kNumGates], other[kNumGates];
+    for (int64_t gate = 0; gate < kNumGates; ++gate) {
+      net[gate] = Vec::loadu(bias_lanes + gate * L);
+      other[gate] = Vec(0);
+    }
+    // Column c's value in every lane of a row, into the sums as ForwardRow adds them: even
+    // columns into `net`, odd into `other`.
+    const auto add_column = [&](int64_t c, const Vec& column) {
+      const float* w = weight_lanes + c * kNumGates * L;
+      Vec* sums = c % 2 == 0 ? net : other;
+      for (int64_t gate = 0; gate < kNumGates; ++gate) {
+        sums[gate] = at::vec::fmadd(column, Vec::loadu(w + gate * L), sums[gate]);
+      }
+    };
+    for (int64_t c = 0; c < I; ++c) {
+      __m512 column = _mm512_setzero_ps();
+      for (int64_t p = 0; p < P; ++p) {
+        column = _mm512_mask_broadcastss_ps(
+            column, row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
+      }
+      add_column(c, Vec(column));
+    }
+    for (int64_t k = 0; k < R; ++k) {
+      const Vec& source = k < from_input_gates ? input_gates
+                          : k < from_hidden    ? hidden
+                                               : output_gates;
+      add_column(I + k, Vec(_mm512_permutexvar_ps(permutes[k], source)));
+    }
+    const CellStep<Vec> cell = cell_forward(net[0] + other[0], net[1] + other[1],
+                                            net[2] + other[2], state, shape.g, shape.h);
+    state = cell.cell_state;
+    input_gates = cell.input_gate;
+    hidden = cell.hidden;
+    output_gates = cell.output_gate;
+    for (int64_t p = 0; p < P; ++p) {
+      const ForwardBuffers<float>& row = *io[p];
+      const int64_t index = offset + bs[p];
+      store_row(cell.hidden, row.output + index * H, p);
+      if (row.gates != nullptr) {
+        float* gates = row.gates + index * kNumGates * H;
+        store_row(cell.input_gate, gates + kInputGate * H, p);
+        store_row(cell.cell_input, gates + kCellInput * H, p);
+        store_row(cell.output_gate, gates + kOutputGate * H, p);
+        store_row(cell.squashed_state, row.squashed_state + index * H, p);
+      }
+    }
+  }
+  alignas(64) float last[kNumGates][L];
+  input_gates.store(last[0]);
+  hidden.store(last[1]);
+  output_gates.store(last[2]);
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t k = 0; k < R; ++k) {
+      const int64_t source = k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
+      const int64_t cell = k < from_input_gates ? k * S
+                           : k < from_hidden    ? k - from_input_gates
+                                                : (k - from_hidden) * S;
+      io[p]->h_n[bs[p] * R + k] = last[source][p * H + cell];
+    }
+    store_row(state, io[p]->s_n + bs[p] * H, p);
+  }
+}
+#endif
+
 // Row e * B + b of a call of E members (E = 1: one layer) is batch row b of member e.
 template <typename scalar_t>
 void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& steps,
@@ -429,10 +582,18 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
   const std::vector<int64_t> lengths = sequence_lengths(steps);
   const int64_t B = steps.batch;
   const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
-  // Groups of up to kInterleavedRows consecutive rows (row e * B + b) of the same length.
+  // Groups of up to kInterleavedRows (or of lane-packed rows: packed_rows) consecutive rows (row
+  // e * B + b) of the same length.
+  int64_t packed = 0;
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    packed = packed_rows(layer);
+  }
+#endif
+  const int64_t group_size = packed > 1 ? packed : kInterleavedRows;
   std::vector<int64_t> group_start{0};
   for (int64_t row = 1; row < E * B; ++row) {
-    if (row - group_start.back() == kInterleavedRows || lengths[row % B] != lengths[(row - 1) % B]) {
+    if (row - group_start.back() == group_size || lengths[row % B] != lengths[(row - 1) % B]) {
       group_start.push_back(row);
     }
   }
@@ -447,6 +608,7 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
                      [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> scratch(kInterleavedRows * scratch_per_row, scalar_t(0));
       for (int64_t group = begin; group < end; ++group) {
+        // (kInterleavedRows is at least kMaxPackedRows.)
         const TinyLayer<scalar_t>* group_layers[kInterleavedRows];
         const ForwardBuffers<scalar_t>* group_io[kInterleavedRows];
         int64_t bs[kInterleavedRows];
@@ -458,6 +620,14 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
           group_io[n] = &io[e];
         }
         const int64_t length = lengths[bs[0]];
+#if defined(CPU_CAPABILITY_AVX512)
+        if constexpr (std::is_same_v<scalar_t, float>) {
+          if (packed > 1 && count > 1) {
+            forward_packed(group_layers, steps, bs, count, length, group_io);
+            continue;
+          }
+        }
+#endif
         if (count == kInterleavedRows) {
           forward_rows<scalar_t, V, kInterleavedRows>(group_layers, steps, bs, length, group_io,
                                                       scratch.data(), scratch_per_row);
@@ -678,6 +848,146 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   }
 }
 
+#if defined(CPU_CAPABILITY_AVX512)
+// The truncated backward of P lane-packed rows of the same length (forward_packed's layout),
+// without the input's error. Adds row p's weight gradients into sums[p] ((C + 1, Gp): dW by
+// columns, then db), as backward_row adds them; each lane keeps its cell's sums over the steps,
+// and a block's cells are summed into the block's gate rows at the end.
+void backward_packed(const TinyLayer<float>* const* layers, const StepRows& steps,
+                     const int64_t* bs, int64_t P, int64_t length,
+                     const BackwardBuffers<float>* const* io, float* const* sums) {
+  using Vec = at::vec::Vectorized<float>;
+  constexpr int64_t L = 16;
+  const TinyLayer<float>& shape = *layers[0];
+  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, K = shape.K, S = shape.S,
+                Gp = shape.Gp;
+  const bool feedback = shape.feedback;
+  const int64_t from_input_gates = feedback ? K : 0, from_hidden = from_input_gates + H;
+  __mmask16 row_mask[kMaxPackedRows];
+  for (int64_t p = 0; p < P; ++p) {
+    row_mask[p] = static_cast<__mmask16>(((1u << H) - 1) << (p * H));
+  }
+  // Masked loads of a row's H values into its lanes, from an address shifted back by its first
+  // lane (the other lanes keep `into`).
+  const auto load_rows = [&](const auto& row_data) {
+    __m512 value = _mm512_setzero_ps();
+    for (int64_t p = 0; p < P; ++p) {
+      value = _mm512_mask_loadu_ps(value, row_mask[p], row_data(p) - p * H);
+    }
+    return Vec(value);
+  };
+  std::vector<__m512i> permutes(R);
+  // r's column k: the lane (of row p) of its source (0 input gates, 1 h, 2 output gates).
+  const auto source_of = [&](int64_t k) {
+    return k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
+  };
+  const auto cell_of = [&](int64_t k) {
+    return k < from_input_gates ? k * S : k < from_hidden ? k - from_input_gates
+                                                          : (k - from_hidden) * S;
+  };
+  for (int64_t k = 0; k < R; ++k) {
+    alignas(64) int32_t index[L] = {0};
+    for (int64_t p = 0; p < P; ++p) {
+      for (int64_t j = 0; j < H; ++j) {
+        index[p * H + j] = static_cast<int32_t>(p * H + cell_of(k));
+      }
+    }
+    permutes[k] = _mm512_load_si512(index);
+  }
+  // The error of r_{T-1} (from h_n), in the lanes where its parts act: truncated, it reaches
+  // the last step only.
+  alignas(64) float last_error[kNumGates][L] = {{0}};
+  alignas(64) float start[kNumGates][L] = {{0}};  // r_{-1} = h0, placed as the permutes read it
+  for (int64_t p = 0; p < P; ++p) {
+    for (int64_t k = 0; k < R; ++k) {
+      last_error[source_of(k)][p * H + cell_of(k)] = io[p]->grad_h_n[bs[p] * R + k];
+      if (io[p]->h0 != nullptr) {
+        start[source_of(k)][p * H + cell_of(k)] = io[p]->h0[bs[p] * R + k];
+      }
+    }
+  }
+  Vec state_error = load_rows([&](int64_t p) { return io[p]->grad_s_n + bs[p] * H; });
+  // Per lane: dW by columns, (C, 3) vectors, then db, 3 vectors.
+  std::vector<Vec> gradient((C + 1) * kNumGates, Vec(0));
+  for (int64_t t = length - 1; t >= 0; --t) {
+    const int64_t offset = steps.offset[t];
+    const auto gate_rows = [&](int64_t gate) {
+      return load_rows([&](int64_t p) {
+        return io[p]->gates + (offset + bs[p]) * kNumGates * H + gate * H;
+      });
+    };
+    const Vec i = gate_rows(kInputGate), z = gate_rows(kCellInput), o = gate_rows(kOutputGate);
+    const Vec hs = load_rows([&](int64_t p) { return io[p]->squashed_state + (offset + bs[p]) * H; });
+    Vec dh = load_rows([&](int64_t p) { return io[p]->grad_output + (offset + bs[p]) * H; });
+    if (t == length - 1) {
+      dh = dh + Vec::loadu(last_error[1]);
+    }
+    NetErrors<Vec> errors = cell_backward(dh, state_error, i, z, o, hs, shape.g, shape.h);
+    if (t == length - 1 && feedback) {
+      errors.input_gate = errors.input_gate + Vec::loadu(last_error[0]) * i * (Vec(1) - i);
+      errors.output_gate = errors.output_gate + Vec::loadu(last_error[2]) * o * (Vec(1) - o);
+    }
+    const Vec net_errors[kNumGates] = {errors.input_gate, errors.cell_input, errors.output_gate};
+    Vec* bias_gradient = gradient.data() + C * kNumGates;
+    for (int64_t gate = 0; gate < kNumGates; ++gate) {
+      bias_gradient[gate] = bias_gradient[gate] + net_errors[gate];
+    }
+    const auto add_column = [&](int64_t c, const Vec& column) {
+      Vec* column_gradient = gradient.data() + c * kNumGates;
+      for (int64_t gate = 0; gate < kNumGates; ++gate) {
+        column_gradient[gate] = at::vec::fmadd(column, net_errors[gate], column_gradient[gate]);
+      }
+    };
+    for (int64_t c = 0; c < I; ++c) {
+      __m512 column = _mm512_setzero_ps();
+      for (int64_t p = 0; p < P; ++p) {
+        column = _mm512_mask_broadcastss_ps(
+            column, row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
+      }
+      add_column(c, Vec(column));
+    }
+    Vec previous[kNumGates];
+    if (t == 0) {
+      for (int64_t source = 0; source < kNumGates; ++source) {
+        previous[source] = Vec::loadu(start[source]);
+      }
+    } else {
+      const int64_t previous_offset = steps.offset[t - 1];
+      previous[1] = load_rows([&](int64_t p) {
+        return io[p]->output + (previous_offset + bs[p]) * H;
+      });
+      if (feedback) {
+        for (const int64_t gate : {kInputGate, kOutputGate}) {
+          previous[gate == kInputGate ? 0 : 2] = load_rows([&](int64_t p) {
+            return io[p]->gates + (previous_offset + bs[p]) * kNumGates * H + gate * H;
+          });
+        }
+      }
+    }
+    for (int64_t k = 0; k < R; ++k) {
+      add_column(I + k, Vec(_mm512_permutexvar_ps(permutes[k], previous[source_of(k)])));
+    }
+  }
+  alignas(64) float lanes[L];
+  for (int64_t p = 0; p < P; ++p) {
+    _mm512_mask_storeu_ps(io[p]->grad_s0 + bs[p] * H - p * H, row_mask[p], state_error);
+    for (int64_t k = 0; k < R; ++k) {
+      io[p]->grad_h0[bs[p] * R + k] = length == 0 ? io[p]->grad_h_n[bs[p] * R + k] : 0.0f;
+    }
+  }
+  for (int64_t c = 0; c <= C; ++c) {  // c == C: the biases
+    for (int64_t gate = 0; gate < kNumGates; ++gate) {
+      gradient[c * kNumGates + gate].store(lanes);
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t j = 0; j < H; ++j) {
+          sums[p][c * Gp + shape.gate_row(gate, j)] += lanes[p * H + j];
+        }
+      }
+    }
+  }
+}
+#endif
+
 // Member e's rows form chunks of their own; each member's weight gradients are the sum of its
 // chunks in order, whatever the thread count.
 template <typename scalar_t>
@@ -726,7 +1036,58 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
   std::vector<scalar_t> sums(E * chunks * sums_per_chunk, scalar_t(0));
   const int64_t scratch_size =
       2 * layer.Cp + layer.Gp + 3 * layer.Hp + (layer.wide ? steps.steps() * layer.Gp : 0);
+  int64_t packed = 0;
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    packed = exact || input_wanted ? 0 : packed_rows(layer);
+  if (packed > 1) {
+    // One row per member (ensembles): each task packs up to `packed` members' rows. More rows:
+    // each task (a chunk of a member) packs its rows. Either way a task's rows write sums no other
+    // task writes, in an order fixed by the rows alone.
+    const bool by_members = steps.batch == 1;
+    const int64_t tasks = by_members ? (E + packed - 1) / packed : E * chunks;
+    at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t task = begin; task < end; ++task) {
+        int64_t rows[kRowsPerChunk * kMaxPackedRows];  // as (member, b) pairs in flat indices
+        int64_t count = 0;
+        if (by_members) {
+          for (int64_t e = task * packed; e < std::min(E, (task + 1) * packed); ++e) {
+            rows[count++] = e;
+          }
+        } else {
+          const int64_t e = task / chunks, chunk = task % chunks;
+          for (int64_t b = chunk * kRowsPerChunk;
+               b < std::min(steps.batch, (chunk + 1) * kRowsPerChunk); ++b) {
+            rows[count++] = e * steps.batch + b;
+          }
+        }
+        for (int64_t first = 0; first < count;) {
+          const TinyLayer<float>* group_layers[kMaxPackedRows];
+          const BackwardBuffers<float>* group_io[kMaxPackedRows];
+          float* group_sums[kMaxPackedRows];
+          int64_t bs[kMaxPackedRows];
+          int64_t n = 0;
+          const int64_t length = lengths[rows[first] % steps.batch];
+          for (; n < packed && first + n < count &&
+                 lengths[rows[first + n] % steps.batch] == length; ++n) {
+            const int64_t e = rows[first + n] / steps.batch;
+            bs[n] = rows[first + n] % steps.batch;
+            group_layers[n] = &layers[e];
+            group_io[n] = &io[e];
+            group_sums[n] = sums.data() + (e * chunks + bs[n] / kRowsPerChunk) * sums_per_chunk;
+          }
+          backward_packed(group_layers, steps, bs, n, length, group_io, group_sums);
+          first += n;
+        }
+      }
+    });
+  }
+  }
+#endif
   with_cell_vectors<scalar_t>(layer.Hp / L, [&](auto vectors) {
+    if (packed > 1) {
+      return;
+    }
     at::parallel_for(0, E * chunks, 1, [&](int64_t begin, int64_t end) {
       std::vector<scalar_t> scratch(scratch_size);
       for (int64_t task = begin; task < end; ++task) {
