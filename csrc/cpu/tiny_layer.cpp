@@ -12,6 +12,11 @@
 // it goes (one outer product per step, into a buffer of its own chunk of rows) instead of keeping
 // the net errors for library products afterwards.
 //
+// Rows of the same length also run side by side: four to a loop (forward_rows), or, for float32
+// layers of at most 8 cells on AVX-512, up to four in the lanes of one vector (forward_packed,
+// backward_packed), which is what makes an ensemble of small nets cheaper than its members one by
+// one.
+//
 // Rows are independent sequences: the forward splits them between threads freely; the backward
 // sums the weight gradients of fixed chunks of rows, then the chunks in order, so that the result
 // does not depend on the thread count.
@@ -419,6 +424,62 @@ int64_t packed_rows(const TinyLayer<float>& layer) {
   return std::min<int64_t>(kMaxPackedRows, 16 / layer.H);
 }
 
+// Where P packed rows of a layer lie in a vector's lanes, and where r's columns come from.
+struct PackedLanes {
+  int64_t P, H;
+  __mmask16 row_mask[kMaxPackedRows];  // the lanes of row p
+  // r = [input gates (K, with gate feedback) | h (H) | output gates (K)]: column k is lane
+  // `cell(k)` of a row's lanes in source `source(k)` (0 input gates, 1 h, 2 output gates), and
+  // permutes[k] gathers it into every lane of its row.
+  int64_t from_input_gates, from_hidden, S;
+  int64_t R;
+  __m512i permutes[3 * 8];  // r has at most 3 H columns (gate feedback), H <= 8
+
+  PackedLanes(const TinyLayer<float>& layer, int64_t P)
+      : P(P), H(layer.H), from_input_gates(layer.feedback ? layer.K : 0),
+        from_hidden(from_input_gates + layer.H), S(layer.S), R(layer.R) {
+    TORCH_INTERNAL_ASSERT(R <= 3 * 8);
+    for (int64_t p = 0; p < P; ++p) {
+      row_mask[p] = static_cast<__mmask16>(((1u << H) - 1) << (p * H));
+    }
+    for (int64_t k = 0; k < layer.R; ++k) {
+      alignas(64) int32_t index[16] = {0};
+      for (int64_t p = 0; p < P; ++p) {
+        for (int64_t j = 0; j < H; ++j) {
+          index[p * H + j] = static_cast<int32_t>(p * H + cell(k));
+        }
+      }
+      permutes[k] = _mm512_load_si512(index);
+    }
+  }
+  int64_t source(int64_t k) const {
+    return k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
+  }
+  int64_t cell(int64_t k) const {
+    return k < from_input_gates ? k * S : k < from_hidden ? k - from_input_gates
+                                                          : (k - from_hidden) * S;
+  }
+  // Row p's R values of r (h0, h_n, or their errors) into/out of per-source lane arrays.
+  void spread(const float* r, int64_t p, float (*lanes)[16]) const {
+    for (int64_t k = 0; k < R; ++k) {
+      lanes[source(k)][p * H + cell(k)] = r[k];
+    }
+  }
+  void gather(const float (*lanes)[16], int64_t p, float* r) const {
+    for (int64_t k = 0; k < R; ++k) {
+      r[k] = lanes[source(k)][p * H + cell(k)];
+    }
+  }
+  // Row p's H values in its lanes (from an address shifted back by its first lane; the other
+  // lanes keep `into`), and back.
+  __m512 load(__m512 into, const float* row_data, int64_t p) const {
+    return _mm512_mask_loadu_ps(into, row_mask[p], row_data - p * H);
+  }
+  void store(__m512 value, float* row_data, int64_t p) const {
+    _mm512_mask_storeu_ps(row_data - p * H, row_mask[p], value);
+  }
+};
+
 // The steps [0, length) of P rows of the same length, as forward_rows's.
 void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps,
                     const int64_t* bs, int64_t P, int64_t length,
@@ -426,16 +487,13 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
   using Vec = at::vec::Vectorized<float>;
   constexpr int64_t L = 16;
   const TinyLayer<float>& shape = *layers[0];
-  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, K = shape.K, S = shape.S,
-                Hp = shape.Hp;
-  const bool feedback = shape.feedback;
+  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, Hp = shape.Hp;
   // Each row's weights and biases in its lanes: (C, 3) and (3) vectors, zero in unused lanes.
   std::vector<float> weights((C * kNumGates + kNumGates) * L, 0.0f);
   float* weight_lanes = weights.data();
   float* bias_lanes = weight_lanes + C * kNumGates * L;
-  __mmask16 row_mask[kMaxPackedRows];
+  const PackedLanes lanes(shape, P);
   for (int64_t p = 0; p < P; ++p) {
-    row_mask[p] = static_cast<__mmask16>(((1u << H) - 1) << (p * H));
     for (int64_t gate = 0; gate < kNumGates; ++gate) {
       for (int64_t j = 0; j < H; ++j) {
         bias_lanes[gate * L + p * H + j] = layers[p]->cell_bias[gate * Hp + j];
@@ -446,33 +504,12 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
       }
     }
   }
-  // r_{t-1}'s columns as lane permutes of the previous step's input gates, h and output gates:
-  // column I + k reads lane p * H + cell of its source in the lanes of row p.
-  const int64_t from_input_gates = feedback ? K : 0, from_hidden = from_input_gates + H;
-  std::vector<__m512i> permutes(R);
-  for (int64_t k = 0; k < R; ++k) {
-    const int64_t cell = k < from_input_gates ? k * S
-                         : k < from_hidden    ? k - from_input_gates
-                                              : (k - from_hidden) * S;
-    alignas(64) int32_t index[L] = {0};
-    for (int64_t p = 0; p < P; ++p) {
-      for (int64_t j = 0; j < H; ++j) {
-        index[p * H + j] = static_cast<int32_t>(p * H + cell);
-      }
-    }
-    permutes[k] = _mm512_load_si512(index);
-  }
-  // The previous step's input gates, h and output gates; before step 0, r_{-1} = h0 (or zeros)
-  // placed where the permutes read it.
+  // The previous step's input gates, h and output gates (r_{t-1}'s columns are lane permutes of
+  // them); before step 0, r_{-1} = h0 (or zeros) placed where the permutes read it.
   alignas(64) float start[kNumGates][L] = {{0}};
   for (int64_t p = 0; p < P; ++p) {
-    const float* h0 = io[p]->h0 == nullptr ? nullptr : io[p]->h0 + bs[p] * R;
-    for (int64_t k = 0; k < R && h0 != nullptr; ++k) {
-      const int64_t source = k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
-      const int64_t cell = k < from_input_gates ? k * S
-                           : k < from_hidden    ? k - from_input_gates
-                                                : (k - from_hidden) * S;
-      start[source][p * H + cell] = h0[k];
+    if (io[p]->h0 != nullptr) {
+      lanes.spread(io[p]->h0 + bs[p] * R, p, start);
     }
   }
   Vec input_gates = Vec::loadu(start[0]), hidden = Vec::loadu(start[1]),
@@ -480,12 +517,11 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
   Vec state(0);
   for (int64_t p = 0; p < P; ++p) {
     if (io[p]->s0 != nullptr) {
-      state = _mm512_mask_loadu_ps(state, row_mask[p], io[p]->s0 + bs[p] * H - p * H);
+      state = lanes.load(state, io[p]->s0 + bs[p] * H, p);
     }
   }
-  // Lanes are written with masked stores at an address shifted back by the row's first lane.
   const auto store_row = [&](const Vec& value, float* row_data, int64_t p) {
-    _mm512_mask_storeu_ps(row_data - p * H, row_mask[p], value);
+    lanes.store(value, row_data, p);
   };
   for (int64_t t = 0; t < length; ++t) {
     const int64_t offset = steps.offset[t];
@@ -507,15 +543,15 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
       __m512 column = _mm512_setzero_ps();
       for (int64_t p = 0; p < P; ++p) {
         column = _mm512_mask_broadcastss_ps(
-            column, row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
+            column, lanes.row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
       }
       add_column(c, Vec(column));
     }
     for (int64_t k = 0; k < R; ++k) {
-      const Vec& source = k < from_input_gates ? input_gates
-                          : k < from_hidden    ? hidden
-                                               : output_gates;
-      add_column(I + k, Vec(_mm512_permutexvar_ps(permutes[k], source)));
+      const Vec& source = k < lanes.from_input_gates ? input_gates
+                          : k < lanes.from_hidden    ? hidden
+                                                     : output_gates;
+      add_column(I + k, Vec(_mm512_permutexvar_ps(lanes.permutes[k], source)));
     }
     const CellStep<Vec> cell = cell_forward(net[0] + other[0], net[1] + other[1],
                                             net[2] + other[2], state, shape.g, shape.h);
@@ -541,13 +577,7 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
   hidden.store(last[1]);
   output_gates.store(last[2]);
   for (int64_t p = 0; p < P; ++p) {
-    for (int64_t k = 0; k < R; ++k) {
-      const int64_t source = k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
-      const int64_t cell = k < from_input_gates ? k * S
-                           : k < from_hidden    ? k - from_input_gates
-                                                : (k - from_hidden) * S;
-      io[p]->h_n[bs[p] * R + k] = last[source][p * H + cell];
-    }
+    lanes.gather(last, p, io[p]->h_n + bs[p] * R);
     store_row(state, io[p]->s_n + bs[p] * H, p);
   }
 }
@@ -581,7 +611,6 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
   const TinyLayer<scalar_t>& layer = layers.front();  // the members' sizes are the same
   const std::vector<int64_t> lengths = sequence_lengths(steps);
   const int64_t B = steps.batch;
-  const int64_t step_work = std::max<int64_t>(1, steps.steps() * layer.G * layer.C);
   // Groups of up to kInterleavedRows (or of lane-packed rows: packed_rows) consecutive rows (row
   // e * B + b) of the same length.
   int64_t packed = 0;
@@ -611,7 +640,7 @@ void tiny_forward_typed(const std::vector<LayerArgs>& members, const StepRows& s
         // (kInterleavedRows is at least kMaxPackedRows.)
         const TinyLayer<scalar_t>* group_layers[kInterleavedRows];
         const ForwardBuffers<scalar_t>* group_io[kInterleavedRows];
-        int64_t bs[kInterleavedRows];
+        int64_t bs[kInterleavedRows] = {0};
         const int64_t first = group_start[group], count = group_start[group + 1] - first;
         for (int64_t n = 0; n < count; ++n) {
           const int64_t e = (first + n) / B;
@@ -859,51 +888,24 @@ void backward_packed(const TinyLayer<float>* const* layers, const StepRows& step
   using Vec = at::vec::Vectorized<float>;
   constexpr int64_t L = 16;
   const TinyLayer<float>& shape = *layers[0];
-  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, K = shape.K, S = shape.S,
-                Gp = shape.Gp;
+  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, Gp = shape.Gp;
   const bool feedback = shape.feedback;
-  const int64_t from_input_gates = feedback ? K : 0, from_hidden = from_input_gates + H;
-  __mmask16 row_mask[kMaxPackedRows];
-  for (int64_t p = 0; p < P; ++p) {
-    row_mask[p] = static_cast<__mmask16>(((1u << H) - 1) << (p * H));
-  }
-  // Masked loads of a row's H values into its lanes, from an address shifted back by its first
-  // lane (the other lanes keep `into`).
+  const PackedLanes lanes(shape, P);
   const auto load_rows = [&](const auto& row_data) {
     __m512 value = _mm512_setzero_ps();
     for (int64_t p = 0; p < P; ++p) {
-      value = _mm512_mask_loadu_ps(value, row_mask[p], row_data(p) - p * H);
+      value = lanes.load(value, row_data(p), p);
     }
     return Vec(value);
   };
-  std::vector<__m512i> permutes(R);
-  // r's column k: the lane (of row p) of its source (0 input gates, 1 h, 2 output gates).
-  const auto source_of = [&](int64_t k) {
-    return k < from_input_gates ? 0 : k < from_hidden ? 1 : 2;
-  };
-  const auto cell_of = [&](int64_t k) {
-    return k < from_input_gates ? k * S : k < from_hidden ? k - from_input_gates
-                                                          : (k - from_hidden) * S;
-  };
-  for (int64_t k = 0; k < R; ++k) {
-    alignas(64) int32_t index[L] = {0};
-    for (int64_t p = 0; p < P; ++p) {
-      for (int64_t j = 0; j < H; ++j) {
-        index[p * H + j] = static_cast<int32_t>(p * H + cell_of(k));
-      }
-    }
-    permutes[k] = _mm512_load_si512(index);
-  }
   // The error of r_{T-1} (from h_n), in the lanes where its parts act: truncated, it reaches
   // the last step only.
   alignas(64) float last_error[kNumGates][L] = {{0}};
   alignas(64) float start[kNumGates][L] = {{0}};  // r_{-1} = h0, placed as the permutes read it
   for (int64_t p = 0; p < P; ++p) {
-    for (int64_t k = 0; k < R; ++k) {
-      last_error[source_of(k)][p * H + cell_of(k)] = io[p]->grad_h_n[bs[p] * R + k];
-      if (io[p]->h0 != nullptr) {
-        start[source_of(k)][p * H + cell_of(k)] = io[p]->h0[bs[p] * R + k];
-      }
+    lanes.spread(io[p]->grad_h_n + bs[p] * R, p, last_error);
+    if (io[p]->h0 != nullptr) {
+      lanes.spread(io[p]->h0 + bs[p] * R, p, start);
     }
   }
   Vec state_error = load_rows([&](int64_t p) { return io[p]->grad_s_n + bs[p] * H; });
@@ -942,7 +944,7 @@ void backward_packed(const TinyLayer<float>* const* layers, const StepRows& step
       __m512 column = _mm512_setzero_ps();
       for (int64_t p = 0; p < P; ++p) {
         column = _mm512_mask_broadcastss_ps(
-            column, row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
+            column, lanes.row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
       }
       add_column(c, Vec(column));
     }
@@ -965,22 +967,22 @@ void backward_packed(const TinyLayer<float>* const* layers, const StepRows& step
       }
     }
     for (int64_t k = 0; k < R; ++k) {
-      add_column(I + k, Vec(_mm512_permutexvar_ps(permutes[k], previous[source_of(k)])));
+      add_column(I + k, Vec(_mm512_permutexvar_ps(lanes.permutes[k], previous[lanes.source(k)])));
     }
   }
-  alignas(64) float lanes[L];
+  alignas(64) float sum_lanes[L];
   for (int64_t p = 0; p < P; ++p) {
-    _mm512_mask_storeu_ps(io[p]->grad_s0 + bs[p] * H - p * H, row_mask[p], state_error);
+    lanes.store(state_error, io[p]->grad_s0 + bs[p] * H, p);
     for (int64_t k = 0; k < R; ++k) {
       io[p]->grad_h0[bs[p] * R + k] = length == 0 ? io[p]->grad_h_n[bs[p] * R + k] : 0.0f;
     }
   }
   for (int64_t c = 0; c <= C; ++c) {  // c == C: the biases
     for (int64_t gate = 0; gate < kNumGates; ++gate) {
-      gradient[c * kNumGates + gate].store(lanes);
+      gradient[c * kNumGates + gate].store(sum_lanes);
       for (int64_t p = 0; p < P; ++p) {
         for (int64_t j = 0; j < H; ++j) {
-          sums[p][c * Gp + shape.gate_row(gate, j)] += lanes[p * H + j];
+          sums[p][c * Gp + shape.gate_row(gate, j)] += sum_lanes[p * H + j];
         }
       }
     }
