@@ -470,6 +470,17 @@ struct PackedLanes {
       r[k] = lanes[source(k)][p * H + cell(k)];
     }
   }
+  // Input column c of the step whose rows start at `offset`, in every lane of each row.
+  template <typename Buffers>
+  __m512 input_column(const Buffers* const* io, const int64_t* bs, int64_t offset, int64_t I,
+                      int64_t c) const {
+    __m512 column = _mm512_setzero_ps();
+    for (int64_t p = 0; p < P; ++p) {
+      column = _mm512_mask_broadcastss_ps(
+          column, row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
+    }
+    return column;
+  }
   // Row p's H values in its lanes (from an address shifted back by its first lane; the other
   // lanes keep `into`), and back.
   __m512 load(__m512 into, const float* row_data, int64_t p) const {
@@ -540,12 +551,7 @@ void forward_packed(const TinyLayer<float>* const* layers, const StepRows& steps
       }
     };
     for (int64_t c = 0; c < I; ++c) {
-      __m512 column = _mm512_setzero_ps();
-      for (int64_t p = 0; p < P; ++p) {
-        column = _mm512_mask_broadcastss_ps(
-            column, lanes.row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
-      }
-      add_column(c, Vec(column));
+      add_column(c, Vec(lanes.input_column(io, bs, offset, I, c)));
     }
     for (int64_t k = 0; k < R; ++k) {
       const Vec& source = k < lanes.from_input_gates ? input_gates
@@ -941,12 +947,7 @@ void backward_packed(const TinyLayer<float>* const* layers, const StepRows& step
       }
     };
     for (int64_t c = 0; c < I; ++c) {
-      __m512 column = _mm512_setzero_ps();
-      for (int64_t p = 0; p < P; ++p) {
-        column = _mm512_mask_broadcastss_ps(
-            column, lanes.row_mask[p], _mm_load_ss(io[p]->input + (offset + bs[p]) * I + c));
-      }
-      add_column(c, Vec(column));
+      add_column(c, Vec(lanes.input_column(io, bs, offset, I, c)));
     }
     Vec previous[kNumGates];
     if (t == 0) {
