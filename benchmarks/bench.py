@@ -36,6 +36,11 @@ nn.LSTM time / ours; and the tiny-layer path (csrc/cpu/tiny_layer.cpp, which the
 size) against the paths they took before it (LSTM1997_TINY_LAYER=0), train step truncated.
 ``--paper-layers`` runs that table alone.
 
+A seventh table times small layers without blocks (H = 2, 4, 8) at 8 to 128 batch rows: the path
+each takes by size against the small-layer loop (LSTM1997_TINY_LAYER=0), forward and the train
+step in both backward modes, and torch.nn.LSTM's train step against ours. ``--small-batches`` runs
+that table alone.
+
 ``--cuda`` (a machine with CUDA only) times the layer on the GPU (the device-generic
 implementation) against torch.nn.LSTM on the GPU (cuDNN), float32: forward, and the train step in
 both backward modes, as ratios nn.LSTM time / ours; each call ends with torch.cuda.synchronize().
@@ -73,6 +78,7 @@ GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
     (100, 16, 128, 128, 1),
     (100, 64, 128, 256, 1),
 ]
+SMALL_BATCHES = [(200, B, 7, H) for H in (2, 4, 8) for B in (8, 32, 128)]  # (T, B, I, H)
 PAPER_LAYERS = [  # (T, B, I, H, cells_per_block): the paper's nets, one sequence at a time
     (1000, 1, 7, 4, 1),    # exp 1: 4 blocks of 1 cell
     (1000, 1, 104, 2, 1),  # exp 2c (p = 100): 2 blocks of 1 cell, one-hot input of p + 4
@@ -297,9 +303,13 @@ def print_pass_ratios(results, new, old, title):
 
 def switched(variable, on, task):
     """The task with the path switch `variable` (LSTM1997_GENERIC, LSTM1997_TINY_LAYER) set to 1
-    or 0 before each run: tasks of both settings interleave."""
+    or 0 (or unset, on=None: the path by size) before each run: tasks of both settings
+    interleave."""
     def run():
-        os.environ[variable] = "1" if on else "0"
+        if on is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = "1" if on else "0"
         task()
     return run
 
@@ -437,6 +447,48 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
                 medians["train truncated before"] / medians["train truncated ours"]}
 
 
+def bench_small_batch(T, B, I, H, repeats, min_time):
+    """A small layer (no blocks) at several batch rows: the path it takes by size against the
+    small-layer loop (LSTM1997_TINY_LAYER=0), and against torch.nn.LSTM."""
+    torch.manual_seed(0)
+    x = torch.randn(T, B, I)
+    ours = {truncate: lstm1997.LSTM(I, H, truncate=truncate) for truncate in (True, False)}
+    theirs = torch.nn.LSTM(I, H)
+
+    def tiny_path(on, task):
+        return switched("LSTM1997_TINY_LAYER", on, task)
+
+    tasks = {}
+    for name, path in (("ours", None), ("small-layer loop", False)):
+        tasks[f"forward {name}"] = tiny_path(path, forward_task(ours[True], x))
+        tasks[f"train truncated {name}"] = tiny_path(path, train_task(ours[True], x))
+        tasks[f"train exact {name}"] = tiny_path(path, train_task(ours[False], x))
+    tasks["train nn.LSTM"] = train_task(theirs, x)
+    medians = medians_restoring("LSTM1997_TINY_LAYER", tasks, repeats, min_time)
+    return {"shape": [T, B, I, H], "seconds": medians,
+            **{f"loop / ours {pass_}": medians[f"{pass_} small-layer loop"] / medians[f"{pass_} ours"]
+               for pass_ in ("forward", "train truncated", "train exact")},
+            "nn.LSTM / ours train truncated":
+                medians["train nn.LSTM"] / medians["train truncated ours"]}
+
+
+def print_small_batches(results):
+    print()
+    print("small layers (no blocks) at several batch rows: the path by size (ours: on AVX-512 "
+          "builds float32 layers of H <= 8 take the tiny-layer path's lane-packed rows) against "
+          "the small-layer loop (time loop / time ours), and nn.LSTM's train step against ours")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
+              f"{'train exact':>11} | {'nn.LSTM train':>13} | {'us train trunc ours':>19}")
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        T, B, I, H = r["shape"]
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} | {r['loop / ours forward']:>7.2f}x "
+              f"{r['loop / ours train truncated']:>10.2f}x {r['loop / ours train exact']:>10.2f}x | "
+              f"{r['nn.LSTM / ours train truncated']:>12.2f}x | "
+              f"{1e6 * r['seconds']['train truncated ours']:>19.1f}", flush=True)
+
+
 def print_paper_layers(results):
     print()
     print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
@@ -562,6 +614,8 @@ def main(argv=None):
                         help="only the table of online learning against the truncated train step")
     parser.add_argument("--paper-layers", action="store_true",
                         help="only the table of the paper's layers against torch.nn.LSTM")
+    parser.add_argument("--small-batches", action="store_true",
+                        help="only the table of small layers at several batch sizes")
     parser.add_argument("--cuda", action="store_true",
                         help="only the table of the layer on the GPU against torch.nn.LSTM (cuDNN)")
     parser.add_argument("--func", action="store_true",
@@ -582,6 +636,7 @@ def main(argv=None):
     alone = {"generic": (bench_generic, GENERIC_SHAPES, print_generic),
              "gate_feedback": (bench_gate_feedback, GATE_FEEDBACK_SHAPES, print_gate_feedback),
              "paper_layers": (bench_paper_layer, PAPER_LAYERS, print_paper_layers),
+             "small_batches": (bench_small_batch, SMALL_BATCHES, print_small_batches),
              "online": (bench_online, ONLINE_SHAPES, print_online),
              "cuda": (bench_cuda, CUDA_SHAPES, print_cuda)}
     for name, (bench, table_shapes, print_table) in alone.items():

@@ -11,6 +11,8 @@ these tests compare it with itself and with the reference.)
 import pytest
 import torch
 
+import lstm1997
+
 from conftest import make_args
 from reference import reference_lstm
 
@@ -153,3 +155,47 @@ def test_same_bits_for_every_thread_count(tiny, monkeypatch, shape):
     for other in results[1:]:
         for a, b in zip(results[0], other):
             assert torch.equal(a, b)
+
+
+
+def packing_active(monkeypatch):
+    """Whether this build packs rows (AVX-512): the packed backward sums two rows' weight
+    gradients in another order than the one-row loop, so some bit of them differs."""
+    tensors = ensemble(1, 2, 4, 1, False, seed=11)
+    monkeypatch.setenv("LSTM1997_TINY_PACKED", "1")
+    packed = ensemble_results(tensors, 1, False)
+    monkeypatch.setenv("LSTM1997_TINY_PACKED", "0")
+    one_row = ensemble_results(tensors, 1, False)
+    monkeypatch.delenv("LSTM1997_TINY_PACKED")
+    return not all(torch.equal(a, b) for a, b in zip(packed, one_row))
+
+
+@pytest.mark.parametrize("B", [8, 32, 130])
+@pytest.mark.parametrize("H", [2, 8])
+def test_small_float32_layers_take_packed_rows_at_any_batch_size(monkeypatch, B, H):
+    """By size, float32 layers of H <= 8 cells take the tiny-layer path at every batch size where
+    rows are packed (benchmarks/bench.py --small-batches: faster than the small-layer loop there);
+    LSTM1997_SMALL_LAYER=1 still gives the small-layer loop, and float64 (not packed) keeps it from
+    8 rows on. Which path ran shows in the bits: each path sums its products in its own order."""
+    for switch in ("LSTM1997_TINY_LAYER", "LSTM1997_SMALL_LAYER", "LSTM1997_TINY_PACKED"):
+        monkeypatch.delenv(switch, raising=False)
+
+    def output(dtype, **switches):
+        for name, value in switches.items():
+            monkeypatch.setenv(name, value)
+        torch.manual_seed(0)
+        module = lstm1997.LSTM(3, H).to(dtype)
+        result = module(torch.randn(20, B, 3, dtype=dtype))[0].detach()
+        for name in switches:
+            monkeypatch.delenv(name)
+        return result
+
+    for dtype in (torch.float32, torch.float64):
+        by_size = output(dtype)
+        tiny = output(dtype, LSTM1997_TINY_LAYER="1")
+        loop = output(dtype, LSTM1997_TINY_LAYER="0")
+        assert not torch.equal(tiny, loop)  # the two paths are told apart by their bits
+        packed = dtype == torch.float32 and packing_active(monkeypatch)
+        assert torch.equal(by_size, tiny if packed else loop)
+    assert torch.equal(output(torch.float32, LSTM1997_SMALL_LAYER="1"),
+                       output(torch.float32, LSTM1997_TINY_LAYER="0"))

@@ -41,6 +41,21 @@
 namespace lstm1997 {
 namespace cpu {
 
+bool packs_rows(const LayerArgs& args) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const Switch wide = read_switch("LSTM1997_TINY_WIDE_INPUTS");
+  const bool wide_inputs = wide == Switch::kAuto
+                               ? args.sizes.input_size.expect_int() >= kTinyWideInputs
+                               : wide == Switch::kForce;
+  const int64_t H = args.sizes.hidden_size.expect_int();
+  return args.input.scalar_type() == at::kFloat && H >= 1 && H <= 8 &&
+         !wide_inputs && read_switch("LSTM1997_TINY_PACKED") != Switch::kOff;
+#else
+  (void)args;
+  return false;
+#endif
+}
+
 bool use_tiny_layer(const LayerArgs& args) {
   const at::ScalarType dtype = args.input.scalar_type();
   const int64_t H = args.sizes.hidden_size.expect_int();
@@ -54,8 +69,11 @@ bool use_tiny_layer(const LayerArgs& args) {
   }
   // Memory cell blocks have no other fast path; without blocks the small-layer loop shares each
   // weight load between the rows of a register tile, which pays from a tile's worth of rows on
-  // (benchmarks/bench.py --tiny).
-  return args.options.cells_per_block > 1 || args.sizes.batch.expect_int() < kTinyMaxBatch;
+  // (benchmarks/bench.py --tiny), except against lane-packed rows, which share every instruction
+  // between up to four rows (benchmarks/bench.py --small-batches). LSTM1997_SMALL_LAYER=1 keeps
+  // the small-layer loop for its own tests.
+  return args.options.cells_per_block > 1 || args.sizes.batch.expect_int() < kTinyMaxBatch ||
+         (packs_rows(args) && read_switch("LSTM1997_SMALL_LAYER") != Switch::kForce);
 }
 
 namespace {
@@ -418,7 +436,7 @@ static_assert(kMaxPackedRows <= kInterleavedRows, "a group's rows fit forward_ro
 
 int64_t packed_rows(const TinyLayer<float>& layer) {
   const Switch mode = read_switch("LSTM1997_TINY_PACKED");
-  if (layer.wide || layer.H > 8 || mode == Switch::kOff) {
+  if (layer.wide || layer.H < 1 || layer.H > 8 || mode == Switch::kOff) {
     return 0;
   }
   return std::min<int64_t>(kMaxPackedRows, 16 / layer.H);

@@ -24,10 +24,13 @@ constexpr int64_t kTinyMaxBatch = 8;
 constexpr int64_t kTinyWideInputs = 32;
 
 // Whether a call takes the path: float or double, hidden_size <= kTinyMaxHidden, at least one
-// step and one row, and memory cell blocks or fewer than kTinyMaxBatch rows.
+// step and one row, and memory cell blocks, fewer than kTinyMaxBatch rows or packed rows.
 // LSTM1997_TINY_LAYER=0 or =1 turns it off or on for every call it can run (tests compare the
 // paths).
 bool use_tiny_layer(const LayerArgs& args);
+// Whether the path runs the layer's rows lane-packed (AVX-512 builds, float32, hidden_size <= 8,
+// not the wide-input branch; LSTM1997_TINY_PACKED=0 turns it off): then it takes every batch size.
+bool packs_rows(const LayerArgs& args);
 
 // The forward (with `save`, also what the backward reads: gates and h(s_t)), as run_forward's.
 ForwardResult tiny_layer_forward(const LayerArgs& args, const StepRows& steps, bool save);
