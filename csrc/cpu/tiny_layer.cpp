@@ -500,7 +500,9 @@ struct PackedLanes {
     return column;
   }
   // Row p's H values in its lanes (from an address shifted back by its first lane; the other
-  // lanes keep `into`), and back.
+  // lanes keep `into`), and back. Masked-off lanes are neither read nor written (AVX-512 masked
+  // loads and stores suppress their faults), so the shifted address is never dereferenced
+  // outside the row.
   __m512 load(__m512 into, const float* row_data, int64_t p) const {
     return _mm512_mask_loadu_ps(into, row_mask[p], row_data - p * H);
   }
