@@ -28,10 +28,11 @@ def tiny(monkeypatch):
     monkeypatch.setenv("LSTM1997_TINY_LAYER", "1")
 
 
-def float32_args(T, B, I, H, S, gate_feedback, seed):
+def float32_args(T, B, I, H, S, gate_feedback, seed, bias=True, state=True):
     args = make_args(T, B, I, H, cells_per_block=S, gate_feedback=gate_feedback, seed=seed,
-                     scale=1.0)
-    single = [a.detach().float().requires_grad_(i > 0) for i, a in enumerate(args)]
+                     scale=1.0, bias=bias, state=state)
+    single = [None if a is None else a.detach().float().requires_grad_(i > 0)
+              for i, a in enumerate(args)]
     return args, single
 
 
@@ -43,16 +44,18 @@ def run(args, options, monkeypatch, packed):
     weights = torch.linspace(-1, 1, outputs[0].numel()).reshape(outputs[0].shape)
     loss = (outputs[0] * weights.to(outputs[0].dtype)).sum() + outputs[1].square().sum() + \
         outputs[2].sum()
-    grads = torch.autograd.grad(loss, args[1:])
+    grads = torch.autograd.grad(loss, [a for a in args[1:] if a is not None])
     return [o.detach() for o in outputs], list(grads)
 
 
 @pytest.mark.parametrize("H,S,gate_feedback", CONFIGS)
-@pytest.mark.parametrize("B", [2, 7])
+@pytest.mark.parametrize("B", [2, 7, 9, 33])  # 9, 33: the path by size (test at the end)
 @pytest.mark.parametrize("activation", ["tanh", "paper"])
 def test_forward_same_bits_and_backward_matches_reference(tiny, monkeypatch, H, S,
                                                           gate_feedback, B, activation):
-    reference_args, args = float32_args(9, B, 3, H, S, gate_feedback, seed=H * 10 + B)
+    given = B != 7  # biases, h0 and s0 given, or none of them
+    reference_args, args = float32_args(9, B, 3, H, S, gate_feedback, seed=H * 10 + B,
+                                        bias=given, state=given)
     options = dict(activation=activation, cells_per_block=S, gate_feedback=gate_feedback)
     outputs, grads = run(args, options, monkeypatch, packed=True)
     one_row_outputs, one_row_grads = run(args, options, monkeypatch, packed=False)
@@ -62,7 +65,8 @@ def test_forward_same_bits_and_backward_matches_reference(tiny, monkeypatch, H, 
     weights = torch.linspace(-1, 1, expected_outputs[0].numel(), dtype=torch.float64)
     loss = (expected_outputs[0] * weights.reshape(expected_outputs[0].shape)).sum() + \
         expected_outputs[1].square().sum() + expected_outputs[2].sum()
-    expected_grads = torch.autograd.grad(loss, reference_args[1:], allow_unused=True,
+    expected_grads = torch.autograd.grad(loss, [a for a in reference_args[1:] if a is not None],
+                                         allow_unused=True,
                                          materialize_grads=True)  # truncated: h0 gets none
     for grad, expected, one_row in zip(grads, expected_grads, one_row_grads):
         scale = expected.abs().max()  # 0 for h0's gradient (truncated: none)
@@ -135,7 +139,39 @@ def test_ensemble_members_share_vectors(monkeypatch, E, B, H, S, gate_feedback):
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 
-@pytest.mark.parametrize("shape", ["batch", "ensemble"])
+def test_ensemble_of_packed_sequences(monkeypatch):
+    """Members of several rows of different lengths (batch_sizes shared): rows share vectors
+    with rows of their own length; against the one-row loop. Truncated: no error reaches h0."""
+    E, H, lengths = 3, 4, [6, 6, 6, 6, 4, 2]
+    batch_sizes = torch.tensor([sum(n > t for n in lengths) for t in range(6)])
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(E, int(batch_sizes.sum()), 2, generator=generator)
+    w_ih, w_hh = torch.randn(E, 12, 2, generator=generator), torch.randn(E, 12, H, generator=generator)
+    bias, h0 = torch.randn(E, 12, generator=generator), torch.randn(E, 6, H, generator=generator)
+    s0 = torch.randn(E, 6, H, generator=generator)
+
+    def results():
+        output, h_n, s_n, squashed, gates = OPS._lstm_ensemble_forward(
+            x, w_ih, w_hh, bias, None, h0, s0, activation="tanh", batch_sizes=batch_sizes,
+            cells_per_block=1, gate_feedback=False)
+        gradients = OPS._lstm_ensemble_backward(
+            torch.cos(output), h_n, s_n, x, w_ih, w_hh, h0, output, squashed, gates,
+            truncate=True, activation="tanh", batch_sizes=batch_sizes,
+            output_mask=[False, True, True, True], cells_per_block=1, gate_feedback=False)
+        return [output, h_n, s_n], [g for g in gradients if g is not None]
+
+    monkeypatch.setenv("LSTM1997_TINY_PACKED", "1")
+    outputs, grads = results()
+    monkeypatch.setenv("LSTM1997_TINY_PACKED", "0")
+    one_row_outputs, one_row_grads = results()
+    for a, b in zip(outputs, one_row_outputs):
+        assert torch.equal(a, b)
+    for a, b in zip(grads, one_row_grads):
+        assert (a - b).abs().max() <= 1e-5 * b.abs().max()
+    assert torch.equal(grads[-2], torch.zeros_like(h0))  # grad_h0
+
+
+@pytest.mark.parametrize("shape", ["batch", "ensemble", "full vectors"])
 def test_same_bits_for_every_thread_count(tiny, monkeypatch, shape):
     monkeypatch.setenv("LSTM1997_TINY_PACKED", "1")
     results = []
@@ -147,6 +183,10 @@ def test_same_bits_for_every_thread_count(tiny, monkeypatch, shape):
                 _, args = float32_args(13, 23, 3, 6, 3, True, seed=5)
                 outputs, grads = run(args, dict(cells_per_block=3, gate_feedback=True),
                                      monkeypatch, packed=True)
+                results.append(outputs + grads)
+            elif shape == "full vectors":  # H = 4: four rows a vector, chunks of four rows
+                _, args = float32_args(13, 23, 3, 4, 1, False, seed=6)
+                outputs, grads = run(args, {}, monkeypatch, packed=True)
                 results.append(outputs + grads)
             else:
                 results.append(ensemble_results(ensemble(9, 1, 4, 2, True, seed=1), 2, True))
