@@ -32,6 +32,7 @@
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <new>
 #include <optional>
@@ -501,13 +502,18 @@ struct PackedLanes {
   }
   // Row p's H values in its lanes (from an address shifted back by its first lane; the other
   // lanes keep `into`), and back. Masked-off lanes are neither read nor written (AVX-512 masked
-  // loads and stores suppress their faults), so the shifted address is never dereferenced
-  // outside the row.
+  // loads and stores suppress their faults): only the row's own H floats are touched.
   __m512 load(__m512 into, const float* row_data, int64_t p) const {
-    return _mm512_mask_loadu_ps(into, row_mask[p], row_data - p * H);
+    return _mm512_mask_loadu_ps(into, row_mask[p], shifted(row_data, p));
   }
   void store(__m512 value, float* row_data, int64_t p) const {
-    _mm512_mask_storeu_ps(row_data - p * H, row_mask[p], value);
+    _mm512_mask_storeu_ps(shifted(row_data, p), row_mask[p], value);
+  }
+  // The address p * H floats before row_data, computed as an integer: as a pointer it may lie
+  // before the tensor, which C++ pointer arithmetic does not allow.
+  void* shifted(const float* row_data, int64_t p) const {
+    return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(row_data) -
+                                   static_cast<uintptr_t>(p * H) * sizeof(float));
   }
 };
 
