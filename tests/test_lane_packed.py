@@ -1,7 +1,7 @@
 """Lane-packed rows of the tiny-layer path (csrc/cpu/tiny_layer.cpp: forward_packed,
 backward_packed). On AVX-512 builds, float32 layers of H <= 8 cells run up to four rows (batch rows,
-or the members of an ensemble) in the lanes of one vector: the forward always, the truncated
-backward when the input's gradient is not asked for. LSTM1997_TINY_PACKED=0 turns it off.
+or the members of an ensemble) in the lanes of one vector: the forward, and the backward in
+truncated mode. LSTM1997_TINY_PACKED=0 turns it off.
 
 The forward gives the one-row loop's results bit for bit; the truncated backward matches the
 float64 reference loop (and the one-row loop to float32 rounding: it sums in another order); no bit
@@ -72,6 +72,24 @@ def test_forward_same_bits_and_backward_matches_reference(tiny, monkeypatch, H, 
         scale = expected.abs().max()  # 0 for h0's gradient (truncated: none)
         assert (grad.double() - expected).abs().max() <= 5e-5 * scale
         assert (grad - one_row).abs().max() <= 5e-5 * scale
+
+
+@pytest.mark.parametrize("H,S,gate_feedback", CONFIGS)
+@pytest.mark.parametrize("B", [3, 9])
+def test_input_gradient_matches_reference(tiny, monkeypatch, H, S, gate_feedback, B):
+    """The truncated backward with the input's gradient asked for (a layer fed by another)."""
+    reference_args, args = float32_args(8, B, 5, H, S, gate_feedback, seed=H + B)
+    args[0].requires_grad_()
+    options = dict(cells_per_block=S, gate_feedback=gate_feedback)
+    grads = {}
+    for name, inputs in (("packed", args), ("reference", reference_args)):
+        outputs = (OPS.lstm(*inputs, **options) if name == "packed"
+                   else reference_lstm(*inputs, truncate=True, **options))
+        loss = outputs[0].sin().sum() + outputs[1].square().sum() + outputs[2].sum()
+        grads[name] = torch.autograd.grad(loss, inputs, allow_unused=True,
+                                          materialize_grads=True)
+    for grad, expected in zip(grads["packed"], grads["reference"]):
+        assert (grad.double() - expected).abs().max() <= 5e-5 * expected.abs().max()
 
 
 @pytest.mark.parametrize("H,S,gate_feedback", [(4, 2, True), (5, 1, False)])

@@ -910,19 +910,35 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
 }
 
 #if defined(CPU_CAPABILITY_AVX512)
-// The truncated backward of P lane-packed rows of the same length (forward_packed's layout),
-// without the input's error. Adds row p's weight gradients into sums[p] ((C + 1, Gp): dW by
-// columns, then db), as backward_row adds them; each lane keeps its cell's sums over the steps,
-// and a block's cells are summed into the block's gate rows at the end.
+// The truncated backward of P lane-packed rows of the same length (forward_packed's layout).
+// Adds row p's weight gradients into sums[p] ((C + 1, Gp): dW by columns, then db), as
+// backward_row adds them; each lane keeps its cell's sums over the steps, and a block's cells are
+// summed into the block's gate rows at the end.
 void backward_packed(const TinyLayer<float>* const* layers, const StepRows& steps,
                      const int64_t* bs, int64_t P, int64_t length,
                      const BackwardBuffers<float>* const* io, float* const* sums) {
   using Vec = at::vec::Vectorized<float>;
   constexpr int64_t L = 16;
   const TinyLayer<float>& shape = *layers[0];
-  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, Gp = shape.Gp;
+  const int64_t I = shape.I, H = shape.H, R = shape.R, C = shape.C, Gp = shape.Gp,
+                Hp = shape.Hp;
   const bool feedback = shape.feedback;
   const PackedLanes lanes(shape, P);
+  // The input's error dx_t = W_ih^T dnet_t, when asked for: each row's input weights in its lanes,
+  // (I, 3) vectors, a block's gate weights in each of its cells' lanes (its cells' errors then sum
+  // to the block gate's).
+  const bool input_error = io[0]->grad_input != nullptr;
+  std::vector<float> input_weights(input_error ? I * kNumGates * L : 0, 0.0f);
+  for (int64_t p = 0; p < P && input_error; ++p) {
+    for (int64_t c = 0; c < I; ++c) {
+      for (int64_t gate = 0; gate < kNumGates; ++gate) {
+        for (int64_t j = 0; j < H; ++j) {
+          input_weights[(c * kNumGates + gate) * L + p * H + j] =
+              layers[p]->by_cells[c * kNumGates * Hp + gate * Hp + j];
+        }
+      }
+    }
+  }
   const auto load_rows = [&](const auto& row_data) {
     __m512 value = _mm512_setzero_ps();
     for (int64_t p = 0; p < P; ++p) {
@@ -962,6 +978,16 @@ void backward_packed(const TinyLayer<float>* const* layers, const StepRows& step
       errors.output_gate = errors.output_gate + Vec::loadu(last_error[2]) * o * (Vec(1) - o);
     }
     const Vec net_errors[kNumGates] = {errors.input_gate, errors.cell_input, errors.output_gate};
+    for (int64_t c = 0; c < I && input_error; ++c) {
+      const float* w = input_weights.data() + c * kNumGates * L;
+      Vec sum = net_errors[0] * Vec::loadu(w);
+      sum = at::vec::fmadd(net_errors[1], Vec::loadu(w + L), sum);
+      sum = at::vec::fmadd(net_errors[2], Vec::loadu(w + 2 * L), sum);
+      for (int64_t p = 0; p < P; ++p) {
+        io[p]->grad_input[(offset + bs[p]) * I + c] =
+            _mm512_mask_reduce_add_ps(lanes.row_mask[p], sum);
+      }
+    }
     Vec* bias_gradient = gradient.data() + C * kNumGates;
     for (int64_t gate = 0; gate < kNumGates; ++gate) {
       bias_gradient[gate] = bias_gradient[gate] + net_errors[gate];
@@ -1068,7 +1094,7 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
   int64_t packed = 0;
 #if defined(CPU_CAPABILITY_AVX512)
   if constexpr (std::is_same_v<scalar_t, float>) {
-    packed = exact || input_wanted ? 0 : packed_rows(layer);
+    packed = exact ? 0 : packed_rows(layer);
   if (packed > 1) {
     // One row per member (ensembles): each task packs up to `packed` members' rows. More rows:
     // each task (a chunk of a member) packs its rows. Either way a task's rows write sums no other
