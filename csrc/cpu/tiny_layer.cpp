@@ -1102,6 +1102,7 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
     const bool by_members = steps.batch == 1;
     const int64_t tasks = by_members ? (E + packed - 1) / packed : E * chunks;
     at::parallel_for(0, tasks, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scratch(scratch_size);
       for (int64_t task = begin; task < end; ++task) {
         int64_t rows[kRowsPerChunk * kMaxPackedRows];  // as (member, b) pairs in flat indices
         int64_t count = 0;
@@ -1131,7 +1132,16 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
             group_io[n] = &io[e];
             group_sums[n] = sums.data() + (e * chunks + bs[n] / kRowsPerChunk) * sums_per_chunk;
           }
-          backward_packed(group_layers, steps, bs, n, length, group_io, group_sums);
+          if (n > 1) {
+            backward_packed(group_layers, steps, bs, n, length, group_io, group_sums);
+          } else {
+            // A row alone fills no more lanes packed; the one-row loop reads its inputs directly.
+            with_cell_vectors<float>(layer.Hp / L, [&](auto vectors) {
+              backward_row<float, decltype(vectors)::value>(
+                  *group_layers[0], steps, bs[0], length, /*exact=*/false, *group_io[0],
+                  group_sums[0], group_sums[0] + layer.C * layer.Gp, scratch.data());
+            });
+          }
           first += n;
         }
       }
