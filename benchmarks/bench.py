@@ -391,14 +391,20 @@ def bench_cuda(T, B, I, H, repeats, min_time):
             "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"]}
 
 
-def print_cuda(results):
+def print_table_head(title, header):
+    """A table's blank line, title, column header and rule."""
     print()
-    print(f"on {torch.cuda.get_device_name()}: lstm1997 (generic implementation) against "
-          "torch.nn.LSTM (cuDNN), float32 (ratio = nn.LSTM time / ours; above 1 we are faster)")
-    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
-              f"{'train exact':>11} | {'ms fwd ours':>11} {'ms train trunc ours':>19}")
+    print(title)
     print(header)
     print("-" * len(header))
+
+
+def print_cuda(results):
+    print_table_head(
+        f"on {torch.cuda.get_device_name()}: lstm1997 (generic implementation) against "
+        "torch.nn.LSTM (cuDNN), float32 (ratio = nn.LSTM time / ours; above 1 we are faster)",
+        f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
+        f"{'train exact':>11} | {'ms fwd ours':>11} {'ms train trunc ours':>19}")
     for r in results:
         T, B, I, H = r["shape"]
         ms = {name: 1e3 * v for name, v in r["seconds"].items()}
@@ -473,14 +479,12 @@ def bench_small_batch(T, B, I, H, repeats, min_time):
 
 
 def print_small_batches(results):
-    print()
-    print("small layers (no blocks) at several batch rows: the path by size (ours: on AVX-512 "
-          "builds float32 layers of H <= 8 take the tiny-layer path's lane-packed rows) against "
-          "the small-layer loop (time loop / time ours), and nn.LSTM's train step against ours")
-    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
-              f"{'train exact':>11} | {'nn.LSTM train':>13} | {'us train trunc ours':>19}")
-    print(header)
-    print("-" * len(header))
+    print_table_head(
+        "small layers (no blocks) at several batch rows: the path by size (ours: on AVX-512 "
+        "builds float32 layers of H <= 8 take the tiny-layer path's lane-packed rows) against "
+        "the small-layer loop (time loop / time ours), and nn.LSTM's train step against ours",
+        f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'forward':>8} {'train trunc':>11} "
+        f"{'train exact':>11} | {'nn.LSTM train':>13} | {'us train trunc ours':>19}")
     for r in results:
         T, B, I, H = r["shape"]
         print(f"{T:>6} {B:>4} {I:>4} {H:>5} | {r['loop / ours forward']:>7.2f}x "
