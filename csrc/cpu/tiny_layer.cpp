@@ -42,19 +42,35 @@
 namespace lstm1997 {
 namespace cpu {
 
-bool packs_rows(const LayerArgs& args) {
+namespace {
+
+// Whether a layer of I inputs takes the wide-input branch (TinyLayer::wide).
+bool wide_inputs(int64_t I) {
+  const Switch mode = read_switch("LSTM1997_TINY_WIDE_INPUTS");
+  return mode == Switch::kAuto ? I >= kTinyWideInputs : mode == Switch::kForce;
+}
+
+// How many rows of a float32 layer share a 16-lane vector (lane-packed rows): 0 where it does not
+// pack (H > 8, the wide-input branch, LSTM1997_TINY_PACKED=0, or a build without AVX-512).
+int64_t rows_per_vector(int64_t H, bool wide) {
 #if defined(CPU_CAPABILITY_AVX512)
-  const Switch wide = read_switch("LSTM1997_TINY_WIDE_INPUTS");
-  const bool wide_inputs = wide == Switch::kAuto
-                               ? args.sizes.input_size.expect_int() >= kTinyWideInputs
-                               : wide == Switch::kForce;
-  const int64_t H = args.sizes.hidden_size.expect_int();
-  return args.input.scalar_type() == at::kFloat && H >= 1 && H <= 8 &&
-         !wide_inputs && read_switch("LSTM1997_TINY_PACKED") != Switch::kOff;
+  if (wide || H < 1 || H > 8 || read_switch("LSTM1997_TINY_PACKED") == Switch::kOff) {
+    return 0;
+  }
+  return std::min<int64_t>(4, 16 / H);
 #else
-  (void)args;
-  return false;
+  (void)H;
+  (void)wide;
+  return 0;
 #endif
+}
+
+}  // namespace
+
+bool packs_rows(const LayerArgs& args) {
+  return args.input.scalar_type() == at::kFloat &&
+         rows_per_vector(args.sizes.hidden_size.expect_int(),
+                         wide_inputs(args.sizes.input_size.expect_int())) > 1;
 }
 
 bool use_tiny_layer(const LayerArgs& args) {
@@ -158,8 +174,7 @@ TinyLayer<scalar_t>::TinyLayer(const LayerArgs& args, bool backward_products) {
   K = H / S;
   C = I + R;
   feedback = args.options.gate_feedback;
-  const Switch wide_mode = read_switch("LSTM1997_TINY_WIDE_INPUTS");
-  wide = wide_mode == Switch::kAuto ? I >= kTinyWideInputs : wide_mode == Switch::kForce;
+  wide = wide_inputs(I);
   hidden_offset = lstm1997::hidden_offset(H, S, feedback);
   Hp = round_up(H, L);
   Gp = round_up(G, L);
@@ -432,15 +447,11 @@ void forward_rows(const TinyLayer<scalar_t>* const* layers, const StepRows& step
 // Every lane computes what the one-row loop (ForwardRow) computes for its cell, with the same
 // operations in the same order: the results are the same bit for bit.
 #if defined(CPU_CAPABILITY_AVX512)
-constexpr int64_t kMaxPackedRows = 4;
+constexpr int64_t kMaxPackedRows = 4;  // rows_per_vector's largest answer
 static_assert(kMaxPackedRows <= kInterleavedRows, "a group's rows fit forward_rows's arrays");
 
 int64_t packed_rows(const TinyLayer<float>& layer) {
-  const Switch mode = read_switch("LSTM1997_TINY_PACKED");
-  if (layer.wide || layer.H < 1 || layer.H > 8 || mode == Switch::kOff) {
-    return 0;
-  }
-  return std::min<int64_t>(kMaxPackedRows, 16 / layer.H);
+  return rows_per_vector(layer.H, layer.wide);
 }
 
 // Where P packed rows of a layer lie in a vector's lanes, and where r's columns come from.
