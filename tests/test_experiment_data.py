@@ -374,3 +374,15 @@ def test_stopping_rules_count_the_window_as_it_moves(experiment):
         largest = [entry[0] for entry in experiment.recent]
         assert experiment.all_recent_correct() == all(e < experiment.tolerance for e in largest)
         assert experiment.recent_over_tolerance == sum(e > experiment.tolerance for e in largest)
+
+
+def test_random_units_equal_random_random_bit_for_bit():
+    from lstm1997.experiments.final_target import random_units
+    ours, reference = random.Random(3), random.Random(3)
+    for count in (0, 1, 2, 5, 1100):
+        units = random_units(ours, count)
+        assert units.dtype == torch.float64 and units.shape == (count,)
+        assert units.tolist() == [reference.random() for _ in range(count)]
+        assert ours.getstate() == reference.getstate()
+    ours.getrandbits(7), reference.getrandbits(7)  # another kind of draw in between
+    assert random_units(ours, 9).tolist() == [reference.random() for _ in range(9)]

@@ -7,14 +7,13 @@ if the first pair is marked its value is set to 0. The target, due at the last s
 0.5 + (X1 + X2) / 4, in [0, 1]; a prediction is correct if its error is below 0.04. Lengths are
 uniform in [T, T + T/10], so the time lag between the marked pairs and the target is at least T/2.
 """
-import array
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from ..modules import LSTM
-from .final_target import FinalTargetExperiment
+from .final_target import FinalTargetExperiment, random_units
 
 CORRECT_IF_ERROR_BELOW = 0.04
 
@@ -82,9 +81,7 @@ def check_length(T: int, experiment: str) -> None:
 def uniform_values(rng, count: int, low: float, high: float) -> Tensor:
     """``[rng.uniform(low, high) for _ in range(count)]`` as a float64 tensor, bit for bit (the
     same draws, and low + (high - low) * u rounded the same way), without a Python call per value."""
-    draw = rng.random
-    units = torch.frombuffer(array.array("d", [draw() for _ in range(count)]), dtype=torch.float64)
-    return units * (high - low) + low
+    return random_units(rng, count) * (high - low) + low
 
 
 def marked_pair_sequence(rng, T: int, low: float, first_marked_value: float):

@@ -13,6 +13,23 @@ import torch
 from torch import Tensor
 
 
+def random_units(rng: random.Random, count: int) -> Tensor:
+    """``[rng.random() for _ in range(count)]`` as a float64 tensor, bit for bit, leaving `rng` in
+    the same state, from one ``getrandbits`` call: random() takes two 32-bit outputs a, b of the
+    Mersenne Twister and gives ((a >> 5) 2^26 + (b >> 6)) / 2^53, and getrandbits(32 n) returns n
+    successive outputs, the first in its lowest 32 bits. That is CPython's documented algorithm
+    for both (Modules/_randommodule.c); tests hold it against random() itself."""
+    if count == 0:
+        return torch.zeros(0, dtype=torch.float64)
+    words = torch.frombuffer(bytearray(rng.getrandbits(64 * count).to_bytes(8 * count, "little")),
+                             dtype=torch.int64)  # a in the low half of each, b in the high half
+    # (a >> 5) << 26 | (b >> 6): below 2^53, so exact in float64. In place: a few tensor ops in
+    # all, each costing more than its arithmetic at these sizes.
+    whole = torch.bitwise_and(words, 0xFFFFFFE0).bitwise_left_shift_(21)
+    whole.bitwise_or_(words.bitwise_right_shift(38).bitwise_and_(0x3FFFFFF))
+    return whole.double().mul_(1.0 / 9007199254740992.0)
+
+
 def one_hot_rows(indices, width: int) -> Tensor:
     """One-hot float32 rows (len(indices), width) for a list of symbol indices."""
     rows = torch.zeros(len(indices), width)
