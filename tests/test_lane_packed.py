@@ -142,8 +142,9 @@ def ensemble_results(tensors, S, gate_feedback):
 @pytest.mark.parametrize("H,S,gate_feedback", [(4, 1, False), (4, 2, True), (7, 1, True)])
 def test_ensemble_members_share_vectors(monkeypatch, E, B, H, S, gate_feedback):
     """One row per member (an ensemble of single sequences): members share vectors, each with its
-    own weights in its lanes. Against the one-row loop: the forward bit for bit, the gradients to
-    float32 rounding (with one row per member and one cell per block, bit for bit too)."""
+    own weights in its lanes. Against the one-row loops: the forward bit for bit, the gradients to
+    float32 rounding (the one-row truncated backward sums a block of steps in registers before
+    adding it, the packed one adds every step)."""
     tensors = ensemble(E, B, H, S, gate_feedback, seed=E * 10 + H)
     monkeypatch.setenv("LSTM1997_TINY_PACKED", "1")
     packed = ensemble_results(tensors, S, gate_feedback)
@@ -152,8 +153,6 @@ def test_ensemble_members_share_vectors(monkeypatch, E, B, H, S, gate_feedback):
     for a, b in zip(packed[:3], one_row[:3]):
         assert torch.equal(a, b)
     for a, b in zip(packed[3:], one_row[3:]):
-        if B == 1 and S == 1:
-            assert torch.equal(a, b)
         assert (a - b).abs().max() <= 1e-5 * b.abs().max()
 
 

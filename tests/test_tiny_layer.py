@@ -69,6 +69,41 @@ def test_packed_module_matches_per_sequence_reference(tiny, gate_feedback, S, tr
     check_packed_module(module, sequences)
 
 
+# The truncated backward of rows that are not lane-packed takes their steps in blocks of 128
+# (tiny_layer.cpp, kTruncatedBlockSteps): lengths below, at and across block edges.
+@pytest.mark.parametrize("H,S,gate_feedback,I", [(1, 1, True, 2), (4, 2, True, 2),
+                                                 (5, 1, False, 3), (12, 3, True, 7),
+                                                 (32, 4, True, 2), (6, 3, True, 41)])
+@pytest.mark.parametrize("B", [1, 3])
+def test_truncated_backward_across_step_blocks(tiny, H, S, gate_feedback, I, B):
+    T = 300
+    args = make_args(T, B, I, H, cells_per_block=S, gate_feedback=gate_feedback, seed=H + B,
+                     scale=0.3)
+    options = dict(truncate=True, activation="paper" if H % 2 else "tanh", cells_per_block=S,
+                   gate_feedback=gate_feedback)
+    ours = OPS.lstm(*args, **options)
+    expected = reference_lstm(*args, **options)
+    weights = torch.randn(ours[0].shape, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(2))
+    given = [a for a in args if a is not None]
+    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
+    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
+    for grad, expected_grad in zip(grads, expected_grads):
+        if expected_grad is None:
+            assert grad is None or not grad.any()
+        else:
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("I,S", [(3, 1), (3, 3), (40, 2)])
+def test_truncated_packed_sequences_across_step_blocks(tiny, I, S):
+    torch.manual_seed(I + S)
+    module = lstm1997.LSTM(I, 6, activation="paper", cells_per_block=S, gate_feedback=True,
+                           dtype=torch.float64)
+    sequences = [torch.randn(n, I, dtype=torch.float64) * 0.5 for n in (129, 300, 128, 1, 257)]
+    check_packed_module(module, sequences)
+
+
 def test_gradcheck_exact(tiny):
     args = make_args(4, 2, 2, 4, cells_per_block=2, gate_feedback=True)
     torch.autograd.gradcheck(

@@ -722,14 +722,16 @@ struct BackwardBuffers {
   scalar_t *grad_input, *grad_h0, *grad_s0;  // grad_input null when not wanted
 };
 
-// Wide inputs: dW_ih += sum over the row's steps of dnet_t x_t^T, into `grad_columns` ((C, Gp)
-// by columns), from the steps' net errors (length, Gp). Eight input columns at a time, each step's
-// eight inputs read once for all gate rows in a vector; steps in passes of kStepsPerPass, whose
-// inputs stay in cache while every column goes over them (the row's inputs may not fit).
+// Wide inputs: dW_ih += sum over the row's steps [first_step, end_step) of dnet_t x_t^T, into
+// `grad_columns` ((C, Gp) by columns), from those steps' net errors (end_step - first_step, Gp).
+// Eight input columns at a time, each step's eight inputs read once for all gate rows in a vector;
+// steps in passes of kStepsPerPass, whose inputs stay in cache while every column goes over them
+// (the row's inputs may not fit).
 template <typename scalar_t>
 void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows& steps,
-                                int64_t b, int64_t length, const scalar_t* input,
-                                const scalar_t* step_net_errors, scalar_t* grad_columns) {
+                                int64_t b, int64_t first_step, int64_t end_step,
+                                const scalar_t* input, const scalar_t* step_net_errors,
+                                scalar_t* grad_columns) {
   using Vec = typename TinyLayer<scalar_t>::Vec;
   constexpr int64_t L = TinyLayer<scalar_t>::L;
   constexpr int64_t kColumns = 8;
@@ -744,7 +746,7 @@ void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows
     }
     for (int64_t t = begin; t < end; ++t) {
       const scalar_t* x = input + (steps.offset[t] + b) * I + first;
-      const Vec error = Vec::loadu(step_net_errors + t * Gp + v);
+      const Vec error = Vec::loadu(step_net_errors + (t - first_step) * Gp + v);
       for (int64_t c = 0; c < kCount; ++c) {
         sum[c] = at::vec::fmadd(Vec(x[c]), error, sum[c]);
       }
@@ -754,8 +756,8 @@ void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows
       (Vec::loadu(column) + sum[c]).store(column);
     }
   };
-  for (begin = 0; begin < length; begin = end) {
-    end = std::min(length, begin + kStepsPerPass);
+  for (begin = first_step; begin < end_step; begin = end) {
+    end = std::min(end_step, begin + kStepsPerPass);
     for (int64_t v = 0; v < Gp; v += L) {
       int64_t first = 0;
       for (; first + kColumns <= I; first += kColumns) {
@@ -768,12 +770,13 @@ void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows
   }
 }
 
-// The steps of batch row b in reverse; V vectors hold one gate's cells. Adds the row's weight
-// gradients into `grad_columns` ((C, Gp): dW by columns) and `grad_bias` (Gp).
+// The exact backward (BPTT) of batch row b, its steps in reverse; V vectors hold one gate's
+// cells. Adds the row's weight gradients into `grad_columns` ((C, Gp): dW by columns) and
+// `grad_bias` (Gp). (The truncated backward: truncated_backward_row.)
 template <typename scalar_t, int64_t V>
 void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
-                  int64_t length, bool exact, const BackwardBuffers<scalar_t>& io,
-                  scalar_t* grad_columns, scalar_t* grad_bias, scalar_t* scratch) {
+                  int64_t length, const BackwardBuffers<scalar_t>& io, scalar_t* grad_columns,
+                  scalar_t* grad_bias, scalar_t* scratch) {
   using Vec = typename TinyLayer<scalar_t>::Vec;
   constexpr int64_t L = TinyLayer<scalar_t>::L;
   const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
@@ -791,8 +794,8 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   std::fill(scratch, output_gate_error + Hp, scalar_t(0));
   // With wide inputs, every step's net errors (length, Gp), for the input weights' gradient.
   scalar_t* step_net_errors = output_gate_error + Hp;
-  // The error of r_t: from h_n at the last step; in exact mode, from step t + 1 at the others
-  // (truncated, zero there). Its parts: input gates, h_t, output gates.
+  // The error of r_t: from h_n at the last step, from step t + 1 at the others. Its parts: input
+  // gates, h_t, output gates.
   scalar_t* recurrent_error = step_input_error + I;
   for (int64_t c = 0; c < R; ++c) {
     recurrent_error[c] = io.grad_h_n[b * R + c];
@@ -802,7 +805,6 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
   for (int64_t v = 0; v < V; ++v) {
     state_error[v] = Vec::loadu(io.grad_s_n + b * H + v * L, std::min(L, H - v * L));
   }
-  const bool input_errors = exact || io.grad_input != nullptr;
   for (int64_t t = length - 1; t >= 0; --t) {
     const int64_t row = steps.offset[t] + b;
     const scalar_t* gates = io.gates + row * kNumGates * H;
@@ -887,25 +889,20 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
         at::vec::fmadd(value, Vec::loadu(net_error + v), Vec::loadu(column + v)).store(column + v);
       }
     }
-    // d[x_t | r_{t-1}] = dnet [W_ih | W_hh]: the input's error, and in exact mode the error of
-    // r_{t-1}, which step t - 1 reads. Truncated, r_{t-1} gets none.
-    if (input_errors) {
-      for (int64_t c = 0; c < Cp; c += L) {
-        Vec sum(0);
-        for (int64_t k = 0; k < G; ++k) {
-          sum = at::vec::fmadd(Vec(net_error[k]), Vec::loadu(layer.by_rows.data() + k * Cp + c),
-                               sum);
-        }
-        sum.store(step_input_error + c);
+    // d[x_t | r_{t-1}] = dnet [W_ih | W_hh]: the input's error, and the error of r_{t-1}, which
+    // step t - 1 reads.
+    for (int64_t c = 0; c < Cp; c += L) {
+      Vec sum(0);
+      for (int64_t k = 0; k < G; ++k) {
+        sum = at::vec::fmadd(Vec(net_error[k]), Vec::loadu(layer.by_rows.data() + k * Cp + c),
+                             sum);
       }
-      if (io.grad_input != nullptr) {
-        for (int64_t c = 0; c < I; ++c) {
-          io.grad_input[row * I + c] = step_input_error[c];
-        }
-      }
+      sum.store(step_input_error + c);
     }
-    if (!exact && (t == length - 1 || input_errors)) {
-      std::fill(recurrent_error, recurrent_error + R, scalar_t(0));
+    if (io.grad_input != nullptr) {
+      for (int64_t c = 0; c < I; ++c) {
+        io.grad_input[row * I + c] = step_input_error[c];
+      }
     }
   }
   for (int64_t v = 0; v < V; ++v) {
@@ -915,9 +912,199 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
     io.grad_h0[b * R + c] = recurrent_error[c];
   }
   if (layer.wide) {
-    add_input_weight_gradients(layer, steps, b, length, io.input, step_net_errors,
+    add_input_weight_gradients(layer, steps, b, 0, length, io.input, step_net_errors,
                                grad_columns);
   }
+}
+
+// The truncated backward of one row in three passes over blocks of its steps (latest block
+// first), for rows that are not lane-packed. Truncated, a step's error reaches no other step but
+// through the cell state, so only the first pass walks the steps in order, carrying the state's
+// error; the other two are independent per step. Done per step, as the exact backward
+// (backward_row) must, the gate-row sums are scalar stores read back at once as a vector (a store
+// that cannot be forwarded) and each step's weight gradients go through memory; here a block's
+// values stay in buffers of the scratch and its weight gradients in registers
+// (benchmarks/bench.py --paper-layers: the paper's single-sequence layers).
+constexpr int64_t kTruncatedBlockSteps = 128;
+
+// The columns of one step's row of `seen` (truncated_backward_row): [x_t | r_{t-1} | 1] (the
+// wide-input branch leaves x_t out), rounded up to whole chunks of column_products.
+constexpr int64_t kProductColumns = 8;
+
+template <typename scalar_t>
+int64_t seen_width(const TinyLayer<scalar_t>& layer) {
+  return (layer.wide ? 0 : layer.I) + layer.R + 1;
+}
+
+template <typename scalar_t>
+int64_t truncated_scratch_size(const TinyLayer<scalar_t>& layer) {
+  const int64_t stride = round_up(seen_width(layer), kProductColumns);
+  return kTruncatedBlockSteps * (kNumGates * layer.Hp + layer.Gp + stride);
+}
+
+// columns[c * Gp + v] += sum over n steps s of seen[s * stride + c] * errors[s * Gp + v] for the
+// `width` columns c (stride a multiple of kProductColumns, zero past width) and every lane v of
+// Gp: kProductColumns independent sums in registers, each step's error vector loaded once.
+template <typename scalar_t>
+void add_column_products(const scalar_t* seen, int64_t stride, int64_t width,
+                         const scalar_t* errors, int64_t Gp, int64_t n, scalar_t* columns) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  for (int64_t v = 0; v < Gp; v += L) {
+    for (int64_t first = 0; first < width; first += kProductColumns) {
+      Vec sum[kProductColumns];
+      for (int64_t c = 0; c < kProductColumns; ++c) {
+        sum[c] = Vec(0);
+      }
+      for (int64_t s = 0; s < n; ++s) {
+        const Vec error = Vec::loadu(errors + s * Gp + v);
+        const scalar_t* values = seen + s * stride + first;
+        for (int64_t c = 0; c < kProductColumns; ++c) {
+          sum[c] = at::vec::fmadd(Vec(values[c]), error, sum[c]);
+        }
+      }
+      for (int64_t c = 0; c < std::min(kProductColumns, width - first); ++c) {
+        scalar_t* column = columns + (first + c) * Gp + v;
+        (Vec::loadu(column) + sum[c]).store(column);
+      }
+    }
+  }
+}
+
+// The truncated backward of batch row b; V vectors hold one gate's cells. Adds the row's weight
+// gradients into `grad_columns` ((C + 1, Gp): dW by columns, then db). scratch:
+// truncated_scratch_size values.
+template <typename scalar_t, int64_t V>
+void truncated_backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64_t b,
+                            int64_t length, const BackwardBuffers<scalar_t>& io,
+                            scalar_t* grad_columns, scalar_t* scratch) {
+  using Vec = typename TinyLayer<scalar_t>::Vec;
+  constexpr int64_t L = TinyLayer<scalar_t>::L;
+  const int64_t I = layer.I, H = layer.H, S = layer.S, K = layer.K, G = layer.G, R = layer.R,
+                Gp = layer.Gp, Hp = layer.Hp, Cp = layer.Cp;
+  const bool wide = layer.wide, feedback = layer.feedback;
+  const int64_t width = seen_width(layer), stride = round_up(width, kProductColumns);
+  // A block's buffers: each step's cell-level errors of the input gate, cell input and output
+  // gate (3 Hp), its net errors by gate row (Gp, zero past G), and what its net inputs saw
+  // (stride, zero past width).
+  const int64_t block = std::min(kTruncatedBlockSteps, length);
+  scalar_t* cell_errors = scratch;
+  scalar_t* net_errors = cell_errors + block * kNumGates * Hp;
+  scalar_t* seen = net_errors + block * Gp;
+  std::fill(net_errors, seen + block * stride, scalar_t(0));
+  const scalar_t* const input = io.input;
+  const scalar_t* const output = io.output;
+  // grad_h_n reaches the last step only: truncated, r_{t-1} gets no error from step t.
+  const scalar_t* recurrent_error = io.grad_h_n + b * R;
+  const scalar_t* hidden_error = recurrent_error + layer.hidden_offset;
+  Vec state_error[V];
+  for (int64_t v = 0; v < V; ++v) {
+    state_error[v] = Vec::loadu(io.grad_s_n + b * H + v * L, std::min(L, H - v * L));
+  }
+  for (int64_t end = length; end > 0; end -= block) {
+    const int64_t begin = std::max<int64_t>(0, end - block);
+    // 1. The steps in reverse: the state's error, and the cell-level errors.
+    for (int64_t t = end - 1; t >= begin; --t) {
+      const int64_t row = steps.offset[t] + b;
+      const scalar_t* gates = io.gates + row * kNumGates * H;
+      const scalar_t* squashed = io.squashed_state + row * H;
+      const scalar_t* grad_output = io.grad_output + row * H;
+      scalar_t* errors = cell_errors + (t - begin) * kNumGates * Hp;
+      for (int64_t v = 0; v < V; ++v) {
+        const int64_t j = v * L, count = std::min(L, H - j);
+        Vec dh = Vec::loadu(grad_output + j, count);
+        if (t == length - 1) {
+          dh = dh + Vec::loadu(hidden_error + j, count);
+        }
+        const NetErrors<Vec> step = cell_backward(
+            dh, state_error[v], Vec::loadu(gates + kInputGate * H + j, count),
+            Vec::loadu(gates + kCellInput * H + j, count),
+            Vec::loadu(gates + kOutputGate * H + j, count), Vec::loadu(squashed + j, count),
+            layer.g, layer.h);
+        step.input_gate.store(errors + kInputGate * Hp + j);
+        step.cell_input.store(errors + kCellInput * Hp + j);
+        step.output_gate.store(errors + kOutputGate * Hp + j);
+      }
+      // Element by element: these runs are a few values long, shorter than a memmove call's cost.
+      scalar_t* values = seen + (t - begin) * stride;
+      if (!wide) {
+        for (int64_t c = 0; c < I; ++c) {
+          values[c] = input[row * I + c];
+        }
+        values += I;
+      }
+      if (t == 0) {
+        for (int64_t c = 0; c < R; ++c) {
+          values[c] = io.h0 == nullptr ? scalar_t(0) : io.h0[b * R + c];
+        }
+      } else {
+        const int64_t previous_row = steps.offset[t - 1] + b;
+        if (feedback) {
+          const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
+          for (int64_t k = 0; k < K; ++k) {
+            values[k] = previous_gates[kInputGate * H + k * S];
+            values[K + H + k] = previous_gates[kOutputGate * H + k * S];
+          }
+        }
+        for (int64_t j = 0; j < H; ++j) {
+          values[layer.hidden_offset + j] = output[previous_row * H + j];
+        }
+      }
+      values[R] = scalar_t(1);  // db: the bias's column
+    }
+    // 2. The net errors by gate row: a block's gate sums its cells' errors.
+    for (int64_t s = 0; s < end - begin; ++s) {
+      const scalar_t* errors = cell_errors + s * kNumGates * Hp;
+      scalar_t* net = net_errors + s * Gp;
+      for (int64_t k = 0; k < K; ++k) {
+        scalar_t input_gate(0), output_gate(0);
+        for (int64_t j = k * S; j < (k + 1) * S; ++j) {
+          input_gate += errors[kInputGate * Hp + j];
+          output_gate += errors[kOutputGate * Hp + j];
+        }
+        net[k] = input_gate;
+        net[K + H + k] = output_gate;
+      }
+      for (int64_t j = 0; j < H; ++j) {
+        net[K + j] = errors[kCellInput * Hp + j];
+      }
+    }
+    if (feedback && end == length) {
+      // The last step's gate outputs are part of r_T, whose error grad_h_n gives: through the
+      // sigmoid's derivative y (1 - y) into their net inputs.
+      const scalar_t* gates = io.gates + (steps.offset[length - 1] + b) * kNumGates * H;
+      scalar_t* net = net_errors + (length - 1 - begin) * Gp;
+      for (int64_t k = 0; k < K; ++k) {
+        const scalar_t i = gates[kInputGate * H + k * S], o = gates[kOutputGate * H + k * S];
+        net[k] += recurrent_error[k] * i * (1 - i);
+        net[K + H + k] += recurrent_error[K + H + k] * o * (1 - o);
+      }
+    }
+    // 3. dW += dnet [x_t | r_{t-1}]^T and db += dnet over the block; the input's error.
+    add_column_products(seen, stride, width, net_errors, Gp, end - begin,
+                        grad_columns + (wide ? I : 0) * Gp);
+    if (wide) {
+      add_input_weight_gradients(layer, steps, b, begin, end, io.input, net_errors,
+                                 grad_columns);
+    }
+    if (io.grad_input != nullptr) {
+      for (int64_t t = begin; t < end; ++t) {
+        const scalar_t* net = net_errors + (t - begin) * Gp;
+        scalar_t* grad_input = io.grad_input + (steps.offset[t] + b) * I;
+        for (int64_t c = 0; c < I; c += L) {
+          Vec sum(0);
+          for (int64_t k = 0; k < G; ++k) {
+            sum = at::vec::fmadd(Vec(net[k]), Vec::loadu(layer.by_rows.data() + k * Cp + c), sum);
+          }
+          store_lanes(sum, grad_input + c, std::min(L, I - c));
+        }
+      }
+    }
+  }
+  for (int64_t v = 0; v < V; ++v) {
+    store_lanes(state_error[v], io.grad_s0 + b * H + v * L, std::min(L, H - v * L));
+  }
+  std::fill(io.grad_h0 + b * R, io.grad_h0 + (b + 1) * R, scalar_t(0));
 }
 
 #if defined(CPU_CAPABILITY_AVX512)
@@ -1101,7 +1288,8 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
   const int64_t sums_per_chunk = (layer.C + 1) * layer.Gp;  // dW by columns, then db
   std::vector<scalar_t> sums(E * chunks * sums_per_chunk, scalar_t(0));
   const int64_t scratch_size =
-      2 * layer.Cp + layer.Gp + 3 * layer.Hp + (layer.wide ? steps.steps() * layer.Gp : 0);
+      exact ? 2 * layer.Cp + layer.Gp + 3 * layer.Hp + (layer.wide ? steps.steps() * layer.Gp : 0)
+            : truncated_scratch_size(layer);
   int64_t packed = 0;
 #if defined(CPU_CAPABILITY_AVX512)
   if constexpr (std::is_same_v<scalar_t, float>) {
@@ -1146,11 +1334,11 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
           if (n > 1) {
             backward_packed(group_layers, steps, bs, n, length, group_io, group_sums);
           } else {
-            // A row alone fills no more lanes packed; the one-row loop reads its inputs directly.
+            // A row alone fills no more lanes packed.
             with_cell_vectors<float>(layer.Hp / L, [&](auto vectors) {
-              backward_row<float, decltype(vectors)::value>(
-                  *group_layers[0], steps, bs[0], length, /*exact=*/false, *group_io[0],
-                  group_sums[0], group_sums[0] + layer.C * layer.Gp, scratch.data());
+              truncated_backward_row<float, decltype(vectors)::value>(
+                  *group_layers[0], steps, bs[0], length, *group_io[0], group_sums[0],
+                  scratch.data());
             });
           }
           first += n;
@@ -1172,9 +1360,14 @@ void tiny_backward_typed(const std::vector<BackwardArgs>& members, const StepRow
         scalar_t* grad_bias = grad_columns + layer.C * layer.Gp;
         const int64_t b_end = std::min(steps.batch, (chunk + 1) * kRowsPerChunk);
         for (int64_t b = chunk * kRowsPerChunk; b < b_end; ++b) {
-          backward_row<scalar_t, decltype(vectors)::value>(layers[e], steps, b, lengths[b],
-                                                           exact, io[e], grad_columns,
-                                                           grad_bias, scratch.data());
+          if (exact) {
+            backward_row<scalar_t, decltype(vectors)::value>(layers[e], steps, b, lengths[b],
+                                                             io[e], grad_columns, grad_bias,
+                                                             scratch.data());
+          } else {
+            truncated_backward_row<scalar_t, decltype(vectors)::value>(
+                layers[e], steps, b, lengths[b], io[e], grad_columns, scratch.data());
+          }
         }
       }
     });
