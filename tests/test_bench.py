@@ -75,3 +75,23 @@ def test_cuda_table(tmp_path, capsys, monkeypatch):
     assert "     5    2    3     4 |" in capsys.readouterr().out
     (result,) = json.loads(out_file.read_text())["cuda"]
     assert all(result[f"ratio {p}"] > 0 for p in ("forward", "train truncated", "train exact"))
+
+
+def test_sequence_costs_table(capsys, monkeypatch):
+    """benchmarks/sequence_costs.py: where a training sequence's time goes, one row per setting
+    (short sequences here; the recorded run uses the paper's)."""
+    import torch
+    spec = importlib.util.spec_from_file_location(
+        "sequence_costs", os.path.join(ROOT, "benchmarks", "sequence_costs.py"))
+    costs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(costs)
+    monkeypatch.setattr(costs, "SETTINGS", [("adding", {"T": 10}), ("long-lag", {"q": 5, "p": 5}),
+                                            ("temporal-order", {"variant": "a"})])
+    threads = torch.get_num_threads()
+    costs.main(["--repeats", "3"])
+    printed = capsys.readouterr().out
+    assert torch.get_num_threads() == threads
+    for label in ("adding T=10", "long-lag q=5 p=5", "temporal-order variant=a"):
+        (row,) = [line for line in printed.splitlines() if line.startswith(label)]
+        numbers = [float(v.rstrip("%")) for v in row[34:].replace("|", " ").split()]
+        assert len(numbers) == 7 and all(n > 0 for n in numbers)
