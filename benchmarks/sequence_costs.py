@@ -7,8 +7,8 @@ For each experiment setting below, one thread, the trial loop's parts as the run
   data:        experiment.training_sequence() (drawing the sequence, its targets and mask)
   train:       the recipe's step (paper_net.train_sequence: forward, readout, truncated backward,
                updates)
-  of it layer: the memory cell layer alone in that step (forward and truncated backward through
-               autograd, the same call train_sequence makes)
+  of it layer: the memory cell layer alone in that step (its forward and truncated backward ops,
+               paper_net.cells_forward and cells_gradients, as train_sequence calls them)
   bookkeeping: the runner's per-sequence error and the experiment's stopping rule
   whole:       one iteration of the runner's loop (all of the above, each on its own sequence)
 """
@@ -22,7 +22,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
 
 from lstm1997.experiments.__main__ import EXPERIMENTS  # noqa: E402
-from lstm1997.experiments.paper_net import PaperNet, squared_error, train_sequence  # noqa: E402
+from lstm1997.experiments.paper_net import (  # noqa: E402
+    PaperNet, cells_forward, cells_gradients, squared_error, train_sequence)
 
 SETTINGS = [  # (experiment, options): the sequence-recipe rows, their longest settings
     ("long-lag", {"q": 1000, "p": 1000}),
@@ -52,7 +53,6 @@ def costs(name, options, repeats):
     sequence = experiment.training_sequence()
     steps = sequence[0].shape[0]
     outputs = train_sequence(net, *sequence, alpha)
-    layer_parameters = [p for p in net.cells.parameters() if p.requires_grad]
     grad_hidden = torch.zeros(steps, 1, net.hidden_size)
     grad_hidden[-1] = 0.1
 
@@ -63,8 +63,8 @@ def costs(name, options, repeats):
         train_sequence(net, *sequence, alpha)
 
     def layer():
-        hidden, _ = net.cells(sequence[0])
-        torch.autograd.grad(hidden, layer_parameters, grad_hidden)
+        hidden, saved = cells_forward(net, sequence[0])
+        cells_gradients(net, hidden, saved, grad_hidden)
 
     def bookkeeping():
         squared_error(outputs, sequence[1], sequence[2]).item()

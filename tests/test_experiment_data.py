@@ -386,3 +386,35 @@ def test_random_units_equal_random_random_bit_for_bit():
         assert ours.getstate() == reference.getstate()
     ours.getrandbits(7), reference.getrandbits(7)  # another kind of draw in between
     assert random_units(ours, 9).tolist() == [reference.random() for _ in range(9)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 50, 64, 100, 1000, 2 ** 20 + 1])
+def test_random_below_equals_randrange_bit_for_bit(n):
+    from lstm1997.experiments.final_target import random_below
+    ours, reference = random.Random(n), random.Random(n)
+    for count in (0, 1, 7, 1000):
+        values = random_below(ours, n, count)
+        assert values.dtype == torch.int64 and values.shape == (count,)
+        assert values.tolist() == [reference.randrange(n) for _ in range(count)]
+        assert ours.getstate() == reference.getstate()
+        assert ours.random() == reference.random()  # the next draws go on alike
+
+
+def long_lag_sequence_one_draw_per_value(rng, q, p):
+    """The long-lag generator written value by value (as it first was): the reference."""
+    start, trigger, x = p, p + 1, p + 2
+    label = rng.randrange(2)
+    symbols = [start, x + label] + [rng.randrange(p) for _ in range(q)]
+    while rng.random() < 0.9:
+        symbols.append(rng.randrange(p))
+    symbols.append(trigger)
+    return symbols, label
+
+
+@pytest.mark.parametrize("q,p", [(5, 3), (50, 50), (1000, 1000), (1000, 200)])
+def test_long_lag_sequences_equal_one_draw_per_value(q, p):
+    from lstm1997.experiments.long_lag import long_lag_sequence
+    ours, reference = random.Random(q + p), random.Random(q + p)
+    for _ in range(20):
+        assert long_lag_sequence(ours, q, p) == long_lag_sequence_one_draw_per_value(reference, q, p)
+    assert ours.getstate() == reference.getstate()

@@ -460,3 +460,42 @@ def test_two_sequence_net_online_step_is_the_gradient_step_in_both_phases(cell_a
     train_sequence(nets[1], inputs, targets, single, 1.0)
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def train_sequence_through_the_module(net, inputs, targets, mask, alpha):
+    """The sequence recipe as it ran before train_cells_sequence: the layer through its module
+    and autograd (lstm1997::lstm), the output units written out."""
+    hidden, _ = net.cells(inputs)
+    weight, bias = net.readout.weight, net.readout.bias
+    with torch.no_grad():
+        outputs = torch.sigmoid(net.readout(hidden))
+        error = (outputs - targets) * outputs * (1 - outputs) * mask.reshape(-1, 1, 1)
+        grad_hidden = error @ weight
+    layer_parameters = [p for p in net.cells.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(hidden, layer_parameters, grad_hidden)
+    with torch.no_grad():
+        error, seen = error.reshape(-1, error.shape[-1]), hidden.reshape(-1, hidden.shape[-1])
+        weight.sub_(error.t() @ seen, alpha=alpha)
+        if bias is not None:
+            bias.sub_(error.sum(0), alpha=alpha)
+        for parameter, grad in zip(layer_parameters, grads):
+            parameter.sub_(grad, alpha=alpha)
+    net.enforce_structure()
+    return outputs
+
+
+@pytest.mark.parametrize("experiment", [Adding(seed=0, T=30), TemporalOrder(seed=0, variant="b"),
+                                        Reber(seed=0, cells_per_block=2)])
+@pytest.mark.parametrize("all_biases", [True, False])
+def test_sequence_recipe_is_the_module_step_bit_for_bit(experiment, all_biases):
+    """train_sequence calls the layer's ops directly: the same float32 step, bit for bit, as
+    through the module and autograd, so that runs and their records stay as they were."""
+    options = dict(experiment.net_options(), all_biases=all_biases)
+    nets = [PaperNet(**options, seed=4) for _ in range(2)]
+    for _ in range(4):
+        inputs, targets, mask = experiment.training_sequence()
+        ours = train_sequence(nets[0], inputs, targets, mask, 0.5)
+        reference = train_sequence_through_the_module(nets[1], inputs, targets, mask, 0.5)
+        assert torch.equal(ours, reference)
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)

@@ -30,6 +30,34 @@ def random_units(rng: random.Random, count: int) -> Tensor:
     return whole.double().mul_(1.0 / 9007199254740992.0)
 
 
+def random_below(rng: random.Random, n: int, count: int) -> Tensor:
+    """``[rng.randrange(n) for _ in range(count)]`` as an int64 tensor, bit for bit, leaving `rng`
+    in the same state. randrange(n) takes k = n.bit_length() bits: each try is one 32-bit output
+    shifted right by 32 - k, tried again while it is n or more (CPython's _randbelow). The outputs
+    are drawn in bulk with getrandbits; the generator is then set back and moved on by exactly the
+    outputs the draws used. Tests hold it against randrange itself."""
+    if count == 0:
+        return torch.zeros(0, dtype=torch.long)
+    k = n.bit_length()
+    state = rng.getstate()
+    accepted = torch.zeros(0, dtype=torch.long)
+    tries = torch.zeros(0, dtype=torch.long)
+    used = 0
+    while accepted.numel() < count:
+        # Enough outputs for the draws still missing, at the expected 2^k / n tries each.
+        words = (count - accepted.numel()) * (1 << k) // n + 64
+        drawn = torch.frombuffer(bytearray(rng.getrandbits(32 * words).to_bytes(4 * words, "little")),
+                                 dtype=torch.int32).long().bitwise_and_(0xFFFFFFFF)
+        values = drawn.bitwise_right_shift_(32 - k)
+        kept = (values < n).nonzero().squeeze(1)
+        accepted = torch.cat([accepted, values[kept]])
+        tries = torch.cat([tries, kept + used])
+        used += words
+    rng.setstate(state)
+    rng.getrandbits(32 * (int(tries[count - 1]) + 1))
+    return accepted[:count]
+
+
 def one_hot_rows(indices, width: int) -> Tensor:
     """One-hot float32 rows (len(indices), width) for a list of symbol indices."""
     rows = torch.zeros(len(indices), width)

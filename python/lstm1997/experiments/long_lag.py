@@ -20,7 +20,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from .final_target import FinalTargetExperiment, one_hot_rows
+from .final_target import FinalTargetExperiment, one_hot_rows, random_below
 
 
 def long_lag_sequence(rng: random.Random, q: int, p: int) -> Tuple[list, int]:
@@ -28,7 +28,7 @@ def long_lag_sequence(rng: random.Random, q: int, p: int) -> Tuple[list, int]:
     is x, 1 is y."""
     start, trigger, x = p, p + 1, p + 2
     label = rng.randrange(2)
-    symbols = [start, x + label] + [rng.randrange(p) for _ in range(q)]
+    symbols = [start, x + label] + random_below(rng, p, q).tolist()
     while rng.random() < 0.9:
         symbols.append(rng.randrange(p))
     symbols.append(trigger)

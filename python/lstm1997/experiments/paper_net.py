@@ -165,6 +165,8 @@ def train_sequence(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
                 parameter.sub_(grad, alpha=alpha)
         net.enforce_structure()
         return outputs.detach()
+    if net.model == "lstm1997":
+        return train_cells_sequence(net, inputs, targets, mask, alpha)
     hidden, _ = net.cells(inputs)
     weight, bias = net.readout.weight, net.readout.bias
     with torch.no_grad():
@@ -173,14 +175,74 @@ def train_sequence(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
         grad_hidden = error @ weight
     layer_parameters = [p for p in net.cells.parameters() if p.requires_grad]
     grads = torch.autograd.grad(hidden, layer_parameters, grad_hidden)
+    update(net, error, hidden, layer_parameters, grads, alpha)
+    return outputs
+
+
+def update(net: PaperNet, error: Tensor, hidden: Tensor, layer_parameters, grads,
+           alpha: float) -> None:
+    """The sequence recipe's gradient step: the output units' (the delta rule: `error`, their net
+    inputs' errors, times the `hidden` outputs they saw) and the layer's (`grads`)."""
+    weight, bias = net.readout.weight, net.readout.bias
     with torch.no_grad():
         error, seen = error.reshape(-1, error.shape[-1]), hidden.reshape(-1, hidden.shape[-1])
-        weight.sub_(error.t() @ seen, alpha=alpha)
+        parameters, gradients = [weight, *layer_parameters], [error.t() @ seen, *grads]
         if bias is not None:
-            bias.sub_(error.sum(0), alpha=alpha)
-        for parameter, grad in zip(layer_parameters, grads):
-            parameter.sub_(grad, alpha=alpha)
+            parameters.append(bias)
+            gradients.append(error.sum(0))
+        # One call for every update (each parameter - alpha * gradient, as sub_ computes it).
+        torch._foreach_add_(parameters, gradients, alpha=-alpha)
     net.enforce_structure()
+
+
+def cells_forward(net: PaperNet, inputs: Tensor) -> Tuple[Tensor, Tuple[Tensor, ...]]:
+    """The 1997 cells' forward op on one sequence: (hidden (T, 1, H), what cells_gradients
+    needs). With cells_gradients, the two kernels that lstm1997::lstm's autograd runs, with the
+    same arguments: the same results bit for bit (tested), without the module call and the
+    autograd graph, which at the paper's sizes cost about as much as the kernels
+    (benchmarks/sequence_costs.py)."""
+    cells = net.cells
+    bias = (cells.bias_ih_l0, cells.bias_hh_l0) if cells.bias else (None, None)
+    with torch.no_grad():
+        hidden, h_n, s_n, squashed_state, gates = torch.ops.lstm1997._lstm_forward(
+            inputs, cells.weight_ih_l0, cells.weight_hh_l0, *bias, None, None,
+            activation=cells.activation, cells_per_block=cells.cells_per_block,
+            gate_feedback=cells.gate_feedback)
+    return hidden, (inputs, h_n, s_n, squashed_state, gates)
+
+
+def cells_gradients(net: PaperNet, hidden: Tensor, saved, grad_hidden: Tensor):
+    """The truncated (or, with truncate=False, exact) gradients of the cells' parameters that
+    learn, in the order of net.cells.parameters(): (parameters, gradients)."""
+    cells = net.cells
+    inputs, h_n, s_n, squashed_state, gates = saved
+    weight_ih, weight_hh = cells.weight_ih_l0, cells.weight_hh_l0
+    bias_ih, bias_hh = (cells.bias_ih_l0, cells.bias_hh_l0) if cells.bias else (None, None)
+    wanted = [weight_ih.requires_grad, weight_hh.requires_grad,
+              bias_ih is not None and (bias_ih.requires_grad or bias_hh.requires_grad)]
+    with torch.no_grad():
+        _, grad_weight_ih, grad_weight_hh, grad_bias, _, _ = torch.ops.lstm1997._lstm_backward(
+            grad_hidden, torch.zeros_like(h_n), torch.zeros_like(s_n), inputs, weight_ih,
+            weight_hh, None, hidden, squashed_state, gates, truncate=cells.truncate,
+            activation=cells.activation, output_mask=[False] + wanted,
+            cells_per_block=cells.cells_per_block, gate_feedback=cells.gate_feedback)
+    # bias_ih and bias_hh enter as a sum: one gradient serves both (PaperNet holds bias_hh at
+    # zero: one learned bias per row).
+    pairs = [(weight_ih, grad_weight_ih), (weight_hh, grad_weight_hh), (bias_ih, grad_bias),
+             (bias_hh, grad_bias)]
+    learning = [(p, g) for p, g in pairs if p is not None and p.requires_grad]
+    return [p for p, _ in learning], [g for _, g in learning]
+
+
+def train_cells_sequence(net: PaperNet, inputs: Tensor, targets: Tensor, mask: Tensor,
+                         alpha: float) -> Tensor:
+    """train_sequence for the 1997 cells, through cells_forward and cells_gradients."""
+    hidden, saved = cells_forward(net, inputs)
+    with torch.no_grad():
+        outputs = torch.sigmoid(net.readout(hidden))
+        error = output_unit_errors(outputs, targets, mask)
+        grad_hidden = error @ net.readout.weight
+    update(net, error, hidden, *cells_gradients(net, hidden, saved, grad_hidden), alpha)
     return outputs
 
 
