@@ -14,6 +14,23 @@ from torch import Tensor
 from .modules import _LayerModule
 
 
+class _Stream:
+    """What an OnlineLSTM carries from call to call: the state (h, s), the traces, the last chunk
+    and whether its terms are still to join the traces. A plain object: nn.Module's __setattr__,
+    which every attribute of the module itself goes through, costs more than a small step's
+    arithmetic (benchmarks/bench.py --online)."""
+
+    def __init__(self) -> None:
+        self.hidden: Optional[Tensor] = None
+        self.cell_state: Optional[Tensor] = None
+        self.traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        self.chunk = None
+        # Whether the last chunk's terms are still to be added to the traces: backward() and
+        # update() add them in the same pass over the traces that computes the gradient; the next
+        # forward() adds them when no gradient came.
+        self.pending = False
+
+
 class OnlineLSTM(_LayerModule):
     r"""One layer of the 1997 LSTM that learns from a stream, step by step or chunk by chunk.
 
@@ -58,49 +75,56 @@ class OnlineLSTM(_LayerModule):
 
     def reset(self) -> None:
         """Forgets the state and the traces: the next call starts a new sequence from zeros."""
-        self.hidden: Optional[Tensor] = None
-        self.cell_state: Optional[Tensor] = None
-        self._traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
-        self._chunk = None
-        # Whether the last chunk's terms are still to be added to the traces: backward() and
-        # update() add them in the same pass over the traces that computes the gradient; the next
-        # forward() adds them when no gradient came.
-        self._pending = False
+        self._stream = _Stream()
+
+    @property
+    def hidden(self) -> Optional[Tensor]:
+        """h after the last call (B, R): the cell outputs, or with gate_feedback the recurrent
+        state [input gates | cell outputs | output gates]; None before the first call."""
+        return self._stream.hidden
+
+    @property
+    def cell_state(self) -> Optional[Tensor]:
+        """s after the last call (B, H); None before the first call."""
+        return self._stream.cell_state
 
     @property
     def traces(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
         """A copy of (trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H)) after every
         chunk seen; None before the first. (The module's own traces change in place.)"""
-        if self._traces is None:
+        stream = self._stream
+        if stream.traces is None:
             return None
-        if not self._pending:
-            return tuple(t.clone() for t in self._traces)
-        chunk, h0, output, _, gates, _ = self._chunk
+        if not stream.pending:
+            return tuple(t.clone() for t in stream.traces)
+        chunk, h0, output, _, gates, _ = stream.chunk
         with torch.no_grad():
-            return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *self._traces,
+            return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *stream.traces,
                                                          **self._layer_options())
 
     def _start(self, batch: int, like: Tensor) -> None:
         H, I, R = self.hidden_size, self.input_size, self.recurrent_size
-        self.hidden = like.new_zeros(batch, R)
-        self.cell_state = like.new_zeros(batch, H)
-        self._traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
-                        like.new_zeros(batch, 2 * H))
+        stream = self._stream
+        stream.hidden = like.new_zeros(batch, R)
+        stream.cell_state = like.new_zeros(batch, H)
+        stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
+                         like.new_zeros(batch, 2 * H))
 
     def _online_step(self, grad_output: Optional[Tensor], advance: bool):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
         grad_output), and with `advance` its terms added to the traces in place."""
-        chunk, h0, output, squashed_state, gates, _ = self._chunk
+        stream = self._stream
+        chunk, h0, output, squashed_state, gates, _ = stream.chunk
         with torch.no_grad():
             result = torch.ops.lstm1997.lstm_online_step_(
-                *self._traces, grad_output, chunk, self.weight_ih_l0, self.weight_hh_l0, h0,
+                *stream.traces, grad_output, chunk, self.weight_ih_l0, self.weight_hh_l0, h0,
                 output, squashed_state, gates, advance=advance, **self._layer_options())
         if advance:
-            self._pending = False
+            stream.pending = False
         return result
 
     def _advance_traces(self) -> None:
-        if self._pending:
+        if self._stream.pending:
             self._online_step(None, advance=True)
 
     def forward(self, input: Tensor) -> Tensor:
@@ -111,34 +135,36 @@ class OnlineLSTM(_LayerModule):
         step = input.dim() == 2
         chunk = input.unsqueeze(0) if step else (input.transpose(0, 1) if self.batch_first else input)
         batch = chunk.shape[1]
-        if self.hidden is None:
+        stream = self._stream
+        if stream.hidden is None:
             self._start(batch, chunk)
-        elif self.hidden.shape[0] != batch:
-            raise RuntimeError(f"OnlineLSTM: input: expected batch size {self.hidden.shape[0]} "
+        elif stream.hidden.shape[0] != batch:
+            raise RuntimeError(f"OnlineLSTM: input: expected batch size {stream.hidden.shape[0]} "
                                f"(the stream's, until reset()), got {batch}")
         with torch.no_grad():
             output, h_n, s_n, squashed_state, gates = torch.ops.lstm1997._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
-                self.hidden, self.cell_state, **self._layer_options())
+                stream.hidden, stream.cell_state, **self._layer_options())
         self._advance_traces()  # the previous chunk's terms, if no backward() added them
         # What backward() needs of this chunk; the next forward replaces it. The input is copied:
         # its terms may join the traces only at the next call, when a caller may have refilled it.
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
-        self._chunk = (chunk.clone(), self.hidden, output, squashed_state, gates, result.shape)
-        self._pending = True
-        self.hidden, self.cell_state = h_n, s_n
+        stream.chunk = (chunk.clone(), stream.hidden, output, squashed_state, gates, result.shape)
+        stream.pending = True
+        stream.hidden, stream.cell_state = h_n, s_n
         return result.detach().requires_grad_(torch.is_grad_enabled())
 
     def _chunk_grad(self, grad_output: Tensor) -> Tensor:
         """grad_output as the (T, B, H) gradient of the last chunk's outputs, checked."""
-        if self._chunk is None:
+        stream = self._stream
+        if stream.chunk is None:
             raise RuntimeError("OnlineLSTM: backward: expected a forward() call first (since the "
                                "last reset())")
-        if not self._pending:
+        if not stream.pending:
             raise RuntimeError("OnlineLSTM: backward: the traces already hold the last chunk (one "
                                "backward() or update() per forward(); gradients() any number of "
                                "times before it)")
-        output, returned_shape = self._chunk[2], self._chunk[5]
+        output, returned_shape = stream.chunk[2], stream.chunk[5]
         if grad_output.shape != returned_shape:
             raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
                                f"(that of the last output), got {list(grad_output.shape)}")
@@ -159,23 +185,30 @@ class OnlineLSTM(_LayerModule):
         join the traces in the same pass."""
         grad_weight_ih, grad_weight_hh, grad_bias = self._online_step(
             self._chunk_grad(grad_output), advance=True)
-        grads = [grad_weight_ih, grad_weight_hh] + ([grad_bias, grad_bias] if self.bias else [])
-        return [(p, g) for p, g in zip(self.parameters(), grads) if p.requires_grad]
+        pairs = [(self.weight_ih_l0, grad_weight_ih), (self.weight_hh_l0, grad_weight_hh)]
+        if self.bias:
+            pairs += [(self.bias_ih_l0, grad_bias), (self.bias_hh_l0, grad_bias)]
+        return [(p, g) for p, g in pairs if p.requires_grad]
 
     def backward(self, grad_output: Tensor) -> None:
         """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
+        accumulated, added = [], []
         for parameter, grad in self._parameters_and_gradients(grad_output):
             if parameter.grad is None:
                 parameter.grad = grad.clone()
             else:
-                parameter.grad.add_(grad)
+                accumulated.append(parameter.grad)
+                added.append(grad)
+        if accumulated:
+            torch._foreach_add_(accumulated, added)
 
     def update(self, grad_output: Tensor, lr: float) -> None:
         """The paper's weight update: one plain gradient step of size ``lr`` on the loss of the
         last chunk, applied at once (``.grad`` is left alone)."""
+        pairs = self._parameters_and_gradients(grad_output)
         with torch.no_grad():
-            for parameter, grad in self._parameters_and_gradients(grad_output):
-                parameter.sub_(grad, alpha=lr)
+            # parameter - lr * gradient for each, as sub_(gradient, alpha=lr) computes it.
+            torch._foreach_add_([p for p, _ in pairs], [g for _, g in pairs], alpha=-lr)
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
