@@ -30,6 +30,21 @@ def loss_of(output, h_n, s_n, weights):
     return (output * weights).sum() + h_n.square().sum() + s_n.sum()
 
 
+def check_gradients(ours, expected, args, seed):
+    """The gradients of one loss of (output, h_n, s_n) with respect to every argument given:
+    ours against the reference's, to float64 round-off."""
+    weights = torch.randn(ours[0].shape, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(seed))
+    given = [a for a in args if a is not None]
+    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
+    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
+    for grad, expected_grad in zip(grads, expected_grads):
+        if expected_grad is None:  # h0 under truncation reaches nothing
+            assert grad is None or not grad.any()
+        else:
+            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("H,S", SIZES)
 @pytest.mark.parametrize("B", [1, 2, 7])
 @pytest.mark.parametrize("gate_feedback", [False, True])
@@ -47,15 +62,7 @@ def test_matches_reference(tiny, H, S, B, gate_feedback, truncate):
     expected = reference_lstm(*args, **options)
     for actual, reference in zip(ours, expected):
         torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-10)
-    weights = torch.randn(ours[0].shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    given = [a for a in args if a is not None]
-    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
-    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
-    for grad, expected_grad in zip(grads, expected_grads):
-        if expected_grad is None:  # h0 under truncation reaches nothing
-            assert grad is None or not grad.any()
-        else:
-            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+    check_gradients(ours, expected, args, seed=1)
 
 
 @pytest.mark.parametrize("gate_feedback", [False, True])
@@ -83,16 +90,7 @@ def test_truncated_backward_across_step_blocks(tiny, H, S, gate_feedback, I, B):
                    gate_feedback=gate_feedback)
     ours = OPS.lstm(*args, **options)
     expected = reference_lstm(*args, **options)
-    weights = torch.randn(ours[0].shape, dtype=torch.float64,
-                          generator=torch.Generator().manual_seed(2))
-    given = [a for a in args if a is not None]
-    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
-    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
-    for grad, expected_grad in zip(grads, expected_grads):
-        if expected_grad is None:
-            assert grad is None or not grad.any()
-        else:
-            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+    check_gradients(ours, expected, args, seed=2)
 
 
 @pytest.mark.parametrize("I,S", [(3, 1), (3, 3), (40, 2)])
@@ -196,16 +194,7 @@ def test_wide_inputs_match_reference(tiny, I, H, S, B, gate_feedback, truncate):
     expected = reference_lstm(*args, **options)
     for actual, reference in zip(ours, expected):
         torch.testing.assert_close(actual, reference, rtol=1e-10, atol=1e-10)
-    weights = torch.randn(ours[0].shape, dtype=torch.float64,
-                          generator=torch.Generator().manual_seed(2))
-    given = [a for a in args if a is not None]
-    grads = torch.autograd.grad(loss_of(*ours, weights), given, allow_unused=True)
-    expected_grads = torch.autograd.grad(loss_of(*expected, weights), given, allow_unused=True)
-    for grad, expected_grad in zip(grads, expected_grads):
-        if expected_grad is None:
-            assert grad is None or not grad.any()
-        else:
-            torch.testing.assert_close(grad, expected_grad, rtol=1e-10, atol=1e-10)
+    check_gradients(ours, expected, args, seed=2)
 
 
 def test_exp_2c_layer_at_p_1000_matches_reference():

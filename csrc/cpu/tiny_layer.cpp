@@ -770,6 +770,35 @@ void add_input_weight_gradients(const TinyLayer<scalar_t>& layer, const StepRows
   }
 }
 
+// r_{t-1} of batch row b, what step t's net inputs saw, into r (R values): h0 (or zeros) at
+// t = 0; else step t - 1's [input gates | h | output gates] with gate feedback (a block's gates
+// read at its first cell), its h without.
+template <typename scalar_t>
+C10_ALWAYS_INLINE void previous_recurrent(const TinyLayer<scalar_t>& layer, const StepRows& steps,
+                                          const BackwardBuffers<scalar_t>& io, int64_t b,
+                                          int64_t t, scalar_t* r) {
+  const int64_t R = layer.R, H = layer.H, K = layer.K, S = layer.S;
+  if (t == 0) {
+    for (int64_t c = 0; c < R; ++c) {
+      r[c] = io.h0 == nullptr ? scalar_t(0) : io.h0[b * R + c];
+    }
+    return;
+  }
+  const int64_t previous_row = steps.offset[t - 1] + b;
+  if (layer.feedback) {
+    const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
+    for (int64_t k = 0; k < K; ++k) {
+      r[k] = previous_gates[kInputGate * H + k * S];
+      r[K + H + k] = previous_gates[kOutputGate * H + k * S];
+    }
+  }
+  const scalar_t* previous_output = io.output + previous_row * H;
+  scalar_t* hidden = r + layer.hidden_offset;
+  for (int64_t j = 0; j < H; ++j) {  // element by element: a few values, less than a memmove call
+    hidden[j] = previous_output[j];
+  }
+}
+
 // The exact backward (BPTT) of batch row b, its steps in reverse; V vectors hold one gate's
 // cells. Adds the row's weight gradients into `grad_columns` ((C, Gp): dW by columns) and
 // `grad_bias` (Gp). (The truncated backward: truncated_backward_row.)
@@ -855,26 +884,7 @@ void backward_row(const TinyLayer<scalar_t>& layer, const StepRows& steps, int64
     for (int64_t c = 0; c < (layer.wide ? 0 : I); ++c) {
       step_input[c] = io.input[row * I + c];
     }
-    scalar_t* previous = step_input + I;
-    if (t == 0) {
-      for (int64_t c = 0; c < R; ++c) {
-        previous[c] = io.h0 == nullptr ? scalar_t(0) : io.h0[b * R + c];
-      }
-    } else {
-      const int64_t previous_row = steps.offset[t - 1] + b;
-      const scalar_t* previous_output = io.output + previous_row * H;
-      const int64_t offset = layer.hidden_offset;
-      if (feedback) {
-        const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
-        for (int64_t k = 0; k < K; ++k) {
-          previous[k] = previous_gates[kInputGate * H + k * S];
-          previous[K + H + k] = previous_gates[kOutputGate * H + k * S];
-        }
-      }
-      for (int64_t j = 0; j < H; ++j) {
-        previous[offset + j] = previous_output[j];
-      }
-    }
+    previous_recurrent(layer, steps, io, b, t, step_input + I);
     // dW += dnet [x_t | r_{t-1}]^T, db += dnet.
     for (int64_t v = 0; v < Gp; v += L) {
       (Vec::loadu(grad_bias + v) + Vec::loadu(net_error + v)).store(grad_bias + v);
@@ -993,7 +1003,6 @@ void truncated_backward_row(const TinyLayer<scalar_t>& layer, const StepRows& st
   scalar_t* seen = net_errors + block * Gp;
   std::fill(net_errors, seen + block * stride, scalar_t(0));
   const scalar_t* const input = io.input;
-  const scalar_t* const output = io.output;
   // grad_h_n reaches the last step only: truncated, r_{t-1} gets no error from step t.
   const scalar_t* recurrent_error = io.grad_h_n + b * R;
   const scalar_t* hidden_error = recurrent_error + layer.hidden_offset;
@@ -1033,23 +1042,7 @@ void truncated_backward_row(const TinyLayer<scalar_t>& layer, const StepRows& st
         }
         values += I;
       }
-      if (t == 0) {
-        for (int64_t c = 0; c < R; ++c) {
-          values[c] = io.h0 == nullptr ? scalar_t(0) : io.h0[b * R + c];
-        }
-      } else {
-        const int64_t previous_row = steps.offset[t - 1] + b;
-        if (feedback) {
-          const scalar_t* previous_gates = io.gates + previous_row * kNumGates * H;
-          for (int64_t k = 0; k < K; ++k) {
-            values[k] = previous_gates[kInputGate * H + k * S];
-            values[K + H + k] = previous_gates[kOutputGate * H + k * S];
-          }
-        }
-        for (int64_t j = 0; j < H; ++j) {
-          values[layer.hidden_offset + j] = output[previous_row * H + j];
-        }
-      }
+      previous_recurrent(layer, steps, io, b, t, values);
       values[R] = scalar_t(1);  // db: the bias's column
     }
     // 2. The net errors by gate row: a block's gate sums its cells' errors.
