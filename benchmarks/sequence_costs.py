@@ -13,16 +13,12 @@ For each experiment setting below, one thread, the trial loop's parts as the run
   whole:       one iteration of the runner's loop (all of the above, each on its own sequence)
 """
 import argparse
-import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-
-from lstm1997.experiments.__main__ import EXPERIMENTS  # noqa: E402
-from lstm1997.experiments.paper_net import (  # noqa: E402
+from lstm1997.experiments.__main__ import EXPERIMENTS
+from lstm1997.experiments.paper_net import (
     PaperNet, cells_forward, cells_gradients, squared_error, train_sequence)
 
 SETTINGS = [  # (experiment, options): the sequence-recipe rows, their longest settings

@@ -95,3 +95,14 @@ def test_sequence_costs_table(capsys, monkeypatch):
         (row,) = [line for line in printed.splitlines() if line.startswith(label)]
         numbers = [float(v.rstrip("%")) for v in row[34:].replace("|", " ").split()]
         assert len(numbers) == 7 and all(n > 0 for n in numbers)
+
+
+def test_loading_the_benchmarks_leaves_the_import_path_alone():
+    """Spawned processes (DistributedDataParallel's tests) inherit sys.path: a benchmark loaded
+    by a test must not put the source tree, without its built extension, in front."""
+    import sys
+    before = list(sys.path)
+    for name in ("bench", "sequence_costs"):
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", name + ".py"))
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert sys.path == before
