@@ -113,11 +113,27 @@ def test_input_gate_bias_sets_the_drift_remedy():
     assert torch.equal(net.cells.bias_ih_l0.detach()[:2], torch.tensor([-5.0, -5.0]))
     assert torch.equal(net.cells.bias_ih_l0.detach()[2:], torch.zeros(4))
     assert torch.equal(net.cells.weight_ih_l0, plain.cells.weight_ih_l0)
-    for argv in (["two-sequence"], ["adding", "--model", "lstm"], ["gradient-flow"]):
+    for argv in (["adding", "--model", "lstm"], ["gradient-flow"]):
         with pytest.raises(SystemExit):
             runner.parse_args(argv + ["--input-gate-bias", "-5"])
     with pytest.raises(SystemExit):
         runner.parse_args(["adding", "--jobs", "0"])
+
+
+def test_input_gate_bias_of_the_two_sequence_net_shifts_its_input_gate_weights():
+    """Exp 2a's net has no bias weights; with one-hot inputs a shift of every input-gate weight is
+    the gate of a bias at initialisation, and the paper's weight count stays."""
+    args = runner.parse_args(["two-sequence", "--p", "10", "--input-gate-bias", "-3"])
+    experiment = runner.make_experiment(args, 0)
+    net = runner.make_net(experiment, args, 0)
+    plain = runner.make_net(runner.make_experiment(runner.parse_args(["two-sequence", "--p", "10"]),
+                                                   0), runner.parse_args(["two-sequence"]), 0)
+    assert net.weight_count() == plain.weight_count() == 11 * 12 + 2 * 11
+    assert torch.allclose(net.input_gate.detach(), plain.input_gate.detach() - 3.0)
+    assert (net.input_gate.detach() < -2.7).all() and (plain.input_gate.detach().abs() <= 0.2).all()
+    for name in ("cell_input", "readout"):
+        assert torch.equal(getattr(net, name), getattr(plain, name))
+    assert not net.cell_added  # still grown as the paper's
 
 
 def records_without_time(path):

@@ -93,6 +93,7 @@ def test_online_recipe_equals_sequence_recipe_for_one_target():
     ["two-sequence", "--p", "8", "--budget", "50"],
     ["two-sequence", "--p", "8", "--budget", "50", "--recipe", "sequence"],
     ["two-sequence", "--variant", "b", "--p", "8", "--budget", "50"],
+    ["two-sequence", "--p", "8", "--budget", "50", "--input-gate-bias", "-3"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "lstm"],
     ["two-sequence", "--p", "8", "--budget", "50", "--model", "rnn"],
 ])
@@ -114,6 +115,8 @@ def test_runner_smoke_and_report(tmp_path, argv):
     assert table.count("\n| " + argv[0]) == 1
     if saved[0]["model"] == "lstm1997":
         feedback = "gate feedback" if saved[0]["gate_feedback"] else "no gate feedback"
+        if "--input-gate-bias" in argv:
+            feedback += ", input-gate bias -3 (drift remedy)"
         assert f"| {feedback}, {saved[0]['weights']} weights |" in table
 
 

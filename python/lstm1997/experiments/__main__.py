@@ -81,7 +81,9 @@ def parse_args(argv=None):
     parser.add_argument("--input-gate-bias", dest="input_gate_bias", type=float, default=None,
                         help="an extra run outside the paper's set-up: every block's input gate "
                         "starts with this bias (the paper's remedy for state drift), learned like "
-                        "the other weights, in nets whose input gates have none or a drawn one")
+                        "the other weights, in nets whose input gates have none or a drawn one (two-sequence, "
+                        "whose net has no bias weights: every input-gate weight is shifted by it, "
+                        "the same gate at initialisation for its one-hot inputs)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trials run in this many processes at once, one thread each")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
@@ -96,9 +98,9 @@ def parse_args(argv=None):
     if args.jobs < 1:
         parser.error(f"--jobs: expected at least 1, got {args.jobs}")
     if args.input_gate_bias is not None and (args.model != "lstm1997"
-                                             or args.experiment in ("two-sequence", "gradient-flow")):
+                                             or args.experiment == "gradient-flow"):
         parser.error("--input-gate-bias: only for the paper's memory cell nets (model lstm1997; "
-                     "not two-sequence, whose net has its own input gate, nor gradient-flow)")
+                     "not gradient-flow)")
     if args.experiment in EXPERIMENTS and args.recipe is None:
         every_step = getattr(EXPERIMENTS[args.experiment], "targets_every_step", True)
         args.recipe = "online" if every_step else "sequence"
@@ -137,7 +139,9 @@ def run_trial(args, trial):
 def make_net(experiment, args, seed):
     """The experiment's own net where the paper's differs from PaperNet (exp 2a), else PaperNet."""
     if hasattr(experiment, "make_net") and args.model == "lstm1997":
-        return experiment.make_net(seed)
+        if args.input_gate_bias is None:
+            return experiment.make_net(seed)
+        return experiment.make_net(seed, input_gate_bias=args.input_gate_bias)
     options = experiment.net_options()
     if args.input_gate_bias is not None:
         options["input_gate_bias"] = [args.input_gate_bias] * options["blocks"]

@@ -23,7 +23,7 @@ test reports the fraction of 256 fresh sequences with an error of 0.25 or more.
 has a target (the paper: "error measured at the end").
 """
 import random
-from typing import List
+from typing import List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +36,8 @@ class TwoSequenceNet(nn.Module):
     logistic outputs that see the symbols and the cell. No recurrent connection: the cell state is
     the only memory, and the paper's truncated gradient is the exact one."""
 
-    def __init__(self, symbols: int, init_range: float = 0.2, seed: int = 0) -> None:
+    def __init__(self, symbols: int, init_range: float = 0.2, seed: int = 0,
+                 input_gate_bias: Optional[float] = None) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
 
@@ -46,6 +47,12 @@ class TwoSequenceNet(nn.Module):
         self.cell_input = uniform(symbols)
         self.input_gate = uniform(symbols)
         self.readout = uniform(symbols, symbols + 1)  # [inputs | cell] -> outputs
+        if input_gate_bias is not None:
+            # The paper's drift remedy, outside its 2a set-up: the net has no bias weights, but
+            # exactly one input is on at every step, so shifting every input-gate weight by b is
+            # the gate of a bias b at initialisation; the weight count stays the paper's.
+            with torch.no_grad():
+                self.input_gate += input_gate_bias
         # Sequential construction: until add_cell(), the outputs see the inputs only, and the
         # cell's weights (drawn above, so the net is the same whenever it is added) stay as drawn.
         self.cell_added = True
@@ -136,8 +143,9 @@ class TwoSequence:
         self.previous_window = None
         self.milestones = {}  # "cell added": sequences presented when the cell was added
 
-    def make_net(self, seed: int) -> TwoSequenceNet:
-        net = TwoSequenceNet(self.p + 1, init_range=0.2, seed=seed)
+    def make_net(self, seed: int, input_gate_bias: Optional[float] = None) -> TwoSequenceNet:
+        net = TwoSequenceNet(self.p + 1, init_range=0.2, seed=seed,
+                             input_gate_bias=input_gate_bias)
         net.cell_added = False
         return net
 
