@@ -47,6 +47,11 @@ def test_baselines_and_extra_runs_are_labelled():
     for row in rows.EXTRA:
         args, _ = experiment_of(row)
         assert args.input_gate_bias in (-5, -3) and "drift" in row.label
+        # The paper's columns are those of the row it varies (its setting less the bias).
+        (plain,) = [r for r in rows.ROWS if r.setting == row.setting[:len(r.setting)]
+                    and row.setting[len(r.setting):][0] == "--input-gate-bias"]
+        assert (row.exp, row.paper_trials, row.paper_success, row.paper_sequences) == (
+            plain.exp, plain.paper_trials, plain.paper_success, plain.paper_sequences)
 
 
 def fake_record(row, trial, success, sequences=None, wrong=0.0, **changes):

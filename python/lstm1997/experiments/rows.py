@@ -158,7 +158,8 @@ EXTRA = tuple(
     # cell adds about 0.25 a step and nothing takes it away. Its gate has no bias weight, so the
     # remedy shifts the input-gate weights instead (--input-gate-bias on two-sequence).
     Row(f"{name}_drift_remedy", name, _PAPER[name].setting + ("--input-gate-bias", "-3"), 5,
-        _PAPER[name].budget, _PAPER[name].paper_trials, None, _PAPER[name].paper_sequences, "-",
+        _PAPER[name].budget, _PAPER[name].paper_trials, _PAPER[name].paper_success,
+        _PAPER[name].paper_sequences, "-",
         label="the paper's drift remedy (input gate biased to -3), outside its 2a/2b set-up")
     for name in ("2a", "2b"))
 
