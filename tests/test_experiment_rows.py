@@ -168,14 +168,19 @@ def alive(pid):
 def test_trials_in_processes_write_the_records_of_one_process_and_resume(tmp_path):
     """--jobs 2 writes the records --jobs 1 writes; killed, its trial processes end with it, and
     the same command started again resumes and ends with the same records."""
+    # A trial's training must outlast a few checkpoint intervals however fast the machine: 2,000
+    # sequences take about 0.7 s on an idle core (600 took about 0.2 s, under the 0.3 s interval
+    # this test had, so on an idle machine no checkpoint was ever written).
     command = [sys.executable, "-m", "lstm1997.experiments", "long-lag", "--q", "10", "--p", "10",
-               "--budget", "600", "--trials", "3", "--quiet", "--checkpoint-every", "0.3"]
+               "--budget", "2000", "--trials", "3", "--quiet", "--checkpoint-every", "0.1"]
     one, two = tmp_path / "one.jsonl", tmp_path / "two.jsonl"
     subprocess.run(command + ["--results", str(one)], check=True, timeout=600)
     process = subprocess.Popen(command + ["--jobs", "2", "--results", str(two)])
     deadline = time.time() + 300
-    while not list(tmp_path.glob("two.jsonl.trial*.checkpoint")) and time.time() < deadline:
-        time.sleep(0.05)
+    while (not list(tmp_path.glob("two.jsonl.trial*.checkpoint")) and process.poll() is None
+           and time.time() < deadline):
+        time.sleep(0.02)
+    assert process.poll() is None, "the run ended before it wrote a checkpoint"
     workers = [p for child in children(process.pid) for p in [child] + children(child)]
     process.send_signal(signal.SIGKILL)
     process.wait()
