@@ -81,9 +81,10 @@ def parse_args(argv=None):
     parser.add_argument("--input-gate-bias", dest="input_gate_bias", type=float, default=None,
                         help="an extra run outside the paper's set-up: every block's input gate "
                         "starts with this bias (the paper's remedy for state drift), learned like "
-                        "the other weights, in nets whose input gates have none or a drawn one (two-sequence, "
-                        "whose net has no bias weights: every input-gate weight is shifted by it, "
-                        "the same gate at initialisation for its one-hot inputs)")
+                        "the other weights, in nets whose input gates have none or a drawn "
+                        "one (two-sequence, whose net has no bias weights: every input-gate "
+                        "weight is shifted by it, the same gate at initialisation for its "
+                        "one-hot inputs)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="trials run in this many processes at once, one thread each")
     parser.add_argument("--budget", type=int, default=100_000, help="most training sequences per trial")
@@ -139,8 +140,6 @@ def run_trial(args, trial):
 def make_net(experiment, args, seed):
     """The experiment's own net where the paper's differs from PaperNet (exp 2a), else PaperNet."""
     if hasattr(experiment, "make_net") and args.model == "lstm1997":
-        if args.input_gate_bias is None:
-            return experiment.make_net(seed)
         return experiment.make_net(seed, input_gate_bias=args.input_gate_bias)
     options = experiment.net_options()
     if args.input_gate_bias is not None:

@@ -138,29 +138,33 @@ BASELINES = tuple(
                          ("6a", 100000))
     for model in ("lstm", "rnn"))
 
+
+def _drift_remedy(name: str, bias: str, label: str, suffix: str = "") -> Row:
+    """Row NAME run with --input-gate-bias BIAS: a labelled extra run beside the paper's row, with
+    that row's paper columns."""
+    row = _PAPER[name]
+    return Row(f"{name}_drift_remedy{suffix}", row.exp, row.setting + ("--input-gate-bias", bias),
+               5, row.budget, row.paper_trials, row.paper_success, row.paper_sequences, "-",
+               label=label)
+
+
 # Outside the paper's set-up, labelled as such: 2c with the paper's own remedy for state drift (a
 # negative input-gate bias; ../shared/paper/cell.md measures -5 as removing the drift at
 # initialisation with gate feedback), which the paper's 2c net (no biases at all) does not have.
 EXTRA = tuple(
-    Row(f"{name}_drift_remedy", "2c", _PAPER[name].setting + ("--input-gate-bias", "-5"), 5,
-        _PAPER[name].budget, _PAPER[name].paper_trials, None, _PAPER[name].paper_sequences, "-",
-        label="the paper's drift remedy, which its 2c net (no biases) does not have")
+    _drift_remedy(name, "-5", "the paper's drift remedy, which its 2c net (no biases) does not have")
     for name in ("2c_q100_p100", "2c_q1000_p1000")) + (
     # A milder bias: -5 shuts the gates so far (sigmoid(-5) = 0.007) that little error reaches
     # them (docs/results_notes.md, first pass).
-    Row("2c_q100_p100_drift_remedy_bias3", "2c",
-        _PAPER["2c_q100_p100"].setting + ("--input-gate-bias", "-3"), 5,
-        _PAPER["2c_q100_p100"].budget, _PAPER["2c_q100_p100"].paper_trials, None,
-        _PAPER["2c_q100_p100"].paper_sequences, "-",
-        label="a milder drift remedy (input-gate bias -3), outside the paper's set-up"),) + tuple(
+    _drift_remedy("2c_q100_p100", "-3",
+                  "a milder drift remedy (input-gate bias -3), outside the paper's set-up",
+                  suffix="_bias3"),) + tuple(
     # Exp 2a/2b's net as written saturates its x and y outputs at 0 within about 100 sequences of
     # its cell's addition (docs/results_notes.md, sixth pass): at the paper's initial weights the
     # cell adds about 0.25 a step and nothing takes it away. Its gate has no bias weight, so the
     # remedy shifts the input-gate weights instead (--input-gate-bias on two-sequence).
-    Row(f"{name}_drift_remedy", name, _PAPER[name].setting + ("--input-gate-bias", "-3"), 5,
-        _PAPER[name].budget, _PAPER[name].paper_trials, _PAPER[name].paper_success,
-        _PAPER[name].paper_sequences, "-",
-        label="the paper's drift remedy (input gate biased to -3), outside its 2a/2b set-up")
+    _drift_remedy(name, "-3",
+                  "the paper's drift remedy (input gate biased to -3), outside its 2a/2b set-up")
     for name in ("2a", "2b"))
 
 ALL = ROWS + BASELINES + EXTRA
