@@ -181,7 +181,18 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
   if (torch::autograd::GradMode::is_enabled()) {
     const size_t arguments = op.schema().arguments().size();
     for (const c10::IValue& value : torch::jit::last(*stack, arguments)) {
-      TORCH_CHECK(!value.isTensor() || !value.toTensor().requires_grad(), op.schema().name(),
+      const auto requires_grad = [](const c10::IValue& argument) {
+        if (argument.isTensorList()) {
+          for (const at::Tensor& tensor : argument.toTensorList().vec()) {
+            if (tensor.requires_grad()) {
+              return true;
+            }
+          }
+          return false;
+        }
+        return argument.isTensor() && argument.toTensor().requires_grad();
+      };
+      TORCH_CHECK(!requires_grad(value), op.schema().name(),
                   " is not differentiable: call lstm1997::lstm for gradients (its backward with "
                   "create_graph=True is differentiable), or pass tensors that do not require "
                   "grad");
@@ -196,6 +207,10 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
     const c10::IValue& value = (*stack)[stack->size() - arguments.size() + i];
     if (alias != nullptr && alias->isWrite() && value.isTensor()) {
       written.push_back(value.toTensor());
+    } else if (alias != nullptr && alias->isWrite() && value.isTensorList()) {
+      for (const at::Tensor& tensor : value.toTensorList().vec()) {
+        written.push_back(tensor);
+      }
     }
   }
   {
@@ -214,7 +229,8 @@ TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
   for (const char* piece :
        {"_lstm_forward", "_lstm_backward", "_lstm_net_errors", "_lstm_ensemble_forward",
         "_lstm_ensemble_backward", "lstm_online_traces",
-        "lstm_online_grads", "lstm_online_step_"}) {
+        "lstm_online_grads", "lstm_online_step_", "_lstm_online_forward_",
+        "_lstm_online_update_"}) {
     m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
 }

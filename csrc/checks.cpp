@@ -303,4 +303,89 @@ c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::T
   return R;
 }
 
+LayerArgs check_online_forward_args(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback) {
+  TORCH_CHECK(input.defined() && input.dim() == 2,
+              "lstm1997: input: expected a 2-D tensor (batch, input_size) (one step), got ",
+              input.defined() ? std::to_string(input.dim()) + "-D" : std::string("None"));
+  LayerArgs args =
+      check_forward_args(input.unsqueeze(0), weight_ih, weight_hh, bias_ih, bias_hh, std::nullopt,
+                         std::nullopt, activation, std::nullopt, cells_per_block, gate_feedback);
+  const LayerSizes& sizes = args.sizes;
+  const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size, &R = sizes.recurrent_size;
+  check_required(hidden, "hidden", input, {B, R}, recurrent_meaning(args.options));
+  check_required(cell_state, "cell_state", input, {B, H}, "(batch, hidden_size)");
+  check_required(step_input, "step_input", input, {B, sizes.input_size},
+                 "(batch, input_size)");
+  check_required(previous, "previous", input, {B, R}, recurrent_meaning(args.options));
+  check_required(squashed_state, "squashed_state", input, {B, H}, "(batch, hidden_size)");
+  check_required(gates, "gates", input, {B, kNumGates * H}, "(batch, 3*hidden_size)");
+  args.h0 = hidden;
+  args.s0 = cell_state;
+  return args;
+}
+
+LayerSizes check_online_update_args(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    at::TensorList targets, const std::optional<at::Tensor>& grad_output,
+    const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
+    const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
+    bool gate_feedback) {
+  TORCH_CHECK(step_input.defined() && step_input.dim() == 2,
+              "lstm1997: step_input: expected a 2-D tensor (batch, input_size), got ",
+              step_input.defined() ? std::to_string(step_input.dim()) + "-D" : std::string("None"));
+  check_floating(step_input, "step_input");
+  TORCH_CHECK(squashed_state.defined() && squashed_state.dim() == 2,
+              "lstm1997: squashed_state: expected a 2-D tensor (batch, hidden_size)");
+  LayerOptions options;
+  options.activation = parse_activation(activation);
+  options.cells_per_block = cells_per_block;
+  options.gate_feedback = gate_feedback;
+  LayerSizes sizes;
+  sizes.seq_len = 1;
+  sizes.batch = step_input.sym_size(0);
+  sizes.rows = sizes.batch;
+  sizes.input_size = step_input.sym_size(1);
+  sizes.hidden_size = squashed_state.sym_size(1);
+  const c10::SymInt &B = sizes.batch, &I = sizes.input_size, &H = sizes.hidden_size;
+  TORCH_CHECK(H > 0, "lstm1997: squashed_state: expected hidden_size > 0, got shape ",
+              squashed_state.sym_sizes());
+  TORCH_CHECK_VALUE(cells_per_block >= 1 && H % cells_per_block == 0,
+                    "lstm1997: cells_per_block: expected a positive divisor of hidden_size (", H,
+                    ", the last dimension of squashed_state), got ", cells_per_block);
+  sizes.recurrent_size = recurrent_width(H, cells_per_block, gate_feedback);
+  sizes.gate_rows = gate_rows(H, cells_per_block);
+  const c10::SymInt &R = sizes.recurrent_size, &G = sizes.gate_rows;
+  check_required(squashed_state, "squashed_state", step_input, {B, H}, "(batch, hidden_size)");
+  check_required(gates, "gates", step_input, {B, kNumGates * H}, "(batch, 3*hidden_size)");
+  check_required(previous, "previous", step_input, {B, R}, recurrent_meaning(options));
+  check_optional(grad_output, "grad_output", step_input, {B, H}, "(batch, hidden_size)");
+  check_required(trace_ih, "trace_ih", step_input, {B, 2 * H, I},
+                 "(batch, 2*hidden_size, input_size)");
+  check_required(trace_hh, "trace_hh", step_input, {B, 2 * H, R},
+                 gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
+                               : "(batch, 2*hidden_size, hidden_size)");
+  check_required(trace_bias, "trace_bias", step_input, {B, 2 * H}, "(batch, 2*hidden_size)");
+  TORCH_CHECK(targets.size() == 4,
+              "lstm1997: targets: expected 4 tensors [weight_ih, weight_hh, bias_ih, bias_hh] "
+              "(an empty one for each left alone), got ",
+              targets.size());
+  const char* names[4] = {"targets[0] (weight_ih)", "targets[1] (weight_hh)",
+                          "targets[2] (bias_ih)", "targets[3] (bias_hh)"};
+  const c10::SymDimVector shapes[4] = {{G, I}, {G, R}, {G}, {G}};
+  const char* meanings[4] = {"(gate_rows, input_size) or empty",
+                             "(gate_rows, recurrent width) or empty", "(gate_rows) or empty",
+                             "(gate_rows) or empty"};
+  for (size_t k = 0; k < 4; ++k) {
+    if (targets[k].sym_numel() != 0) {
+      check_required(targets[k], names[k], step_input, shapes[k], meanings[k]);
+    }
+  }
+  return sizes;
+}
+
 }  // namespace lstm1997

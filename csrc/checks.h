@@ -73,6 +73,24 @@ c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::T
                               const at::Tensor& trace_bias, int64_t cells_per_block,
                               bool gate_feedback);
 
+// _lstm_online_forward_: the step's input, weights, biases and options (check_forward_args on the
+// step as a chunk of one), then the state and the step's buffers. Returns the call's description:
+// input as a (1, B, I) chunk, hidden as h0, cell_state as s0.
+LayerArgs check_online_forward_args(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
+
+// _lstm_online_update_; returns the sizes (seq_len 1, rows B; recurrent_size R, gate_rows G).
+LayerSizes check_online_update_args(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    at::TensorList targets, const std::optional<at::Tensor>& grad_output,
+    const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
+    const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
+    bool gate_feedback);
+
 // Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
 c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);
 

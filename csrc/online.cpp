@@ -228,7 +228,77 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
   return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
 }
 
+at::Tensor online_forward_by_ops(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback) {
+  LayerArgs args = check_online_forward_args(hidden, cell_state, step_input, previous,
+                                             squashed_state, gates, input, weight_ih, weight_hh,
+                                             bias_ih, bias_hh, activation, cells_per_block,
+                                             gate_feedback);
+  // The forward reads hidden as h0: r_{t-1} is kept before hidden becomes r_t.
+  previous.copy_(hidden);
+  step_input.copy_(input);
+  args.h0 = previous;
+  const ForwardResult result = dispatch_forward(args);
+  hidden.copy_(result.h_n);
+  cell_state.copy_(result.s_n);
+  squashed_state.copy_(result.saved.squashed_state[0]);
+  gates.copy_(result.saved.gates[0]);
+  return result.saved.output[0];
+}
+
+void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                          const at::Tensor& trace_bias, at::TensorList targets,
+                          const std::optional<at::Tensor>& grad_output,
+                          const at::Tensor& step_input, const at::Tensor& previous,
+                          const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,
+                          c10::string_view activation, int64_t cells_per_block,
+                          bool gate_feedback) {
+  const LayerSizes sizes = check_online_update_args(
+      trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
+      gates, activation, cells_per_block, gate_feedback);
+  const Activation kind = parse_activation(activation);
+  const int64_t H = sizes.hidden_size.expect_int();
+  // The step's own terms join the traces first: the error of s_t reaches the weights through
+  // every step's terms up to and including this one.
+  const at::Tensor local = local_state_derivatives(gates.unsqueeze(0), kind)[0];  // (B, 2H)
+  trace_ih.addcmul_(local.unsqueeze(2), step_input.unsqueeze(1));
+  trace_hh.addcmul_(local.unsqueeze(2), previous.unsqueeze(1));
+  trace_bias.add_(local);
+  if (!present(grad_output)) {
+    return;
+  }
+  const at::Tensor output_gate = gates.narrow(1, kOutputGate * H, H);
+  const at::Tensor state_error =
+      *grad_output * output_gate *
+      generic::squash_grad_from_value(squashed_state, cell_output_squash<double>(kind));
+  const at::Tensor output_gate_error =
+      *grad_output * squashed_state * generic::sigmoid_grad_from_value(output_gate);
+  const at::Tensor carried_error = per_traced_row(state_error);  // (B, 2H)
+  // Per cell (3H rows: the traced input-gate and cell-input rows, then the output gates), then
+  // the block layout (G rows), where a shared gate's row is the sum of its cells'.
+  const auto per_gate_row = [&](const at::Tensor& traced, const at::Tensor& output_rows) {
+    return sum_block_gates(at::cat({traced, output_rows}, 0), H, cells_per_block, 0);
+  };
+  const at::Tensor gradients[3] = {
+      per_gate_row((carried_error.unsqueeze(2) * trace_ih).sum(0),
+                   output_gate_error.t().mm(step_input)),
+      per_gate_row((carried_error.unsqueeze(2) * trace_hh).sum(0),
+                   output_gate_error.t().mm(previous)),
+      per_gate_row((carried_error * trace_bias).sum(0), output_gate_error.sum(0))};
+  for (size_t k = 0; k < targets.size(); ++k) {
+    if (targets[k].numel() != 0) {
+      targets[k].add_(gradients[std::min<size_t>(k, 2)], alpha);
+    }
+  }
+}
+
 TORCH_LIBRARY_IMPL(lstm1997, CompositeExplicitAutograd, m) {
+  m.impl("_lstm_online_forward_", &online_forward_by_ops);
+  m.impl("_lstm_online_update_", &online_update_by_ops);
   m.impl("lstm_online_traces", &lstm_online_traces);
   m.impl("lstm_online_grads", &lstm_online_grads);
   m.impl("lstm_online_step_", &online_step_kernel<&online_aten_trace_pass>);

@@ -48,6 +48,22 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step_kernel(
                      advance, trace_pass);
 }
 
+// _lstm_online_forward_ and _lstm_online_update_ by ATen ops and _lstm_forward, for every device
+// and dtype (and for the CPU kernels' arguments that their loops do not take).
+at::Tensor online_forward_by_ops(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
+void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                          const at::Tensor& trace_bias, at::TensorList targets,
+                          const std::optional<at::Tensor>& grad_output,
+                          const at::Tensor& step_input, const at::Tensor& previous,
+                          const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,
+                          c10::string_view activation, int64_t cells_per_block,
+                          bool gate_feedback);
+
 namespace cpu {
 // The CPU's trace pass: every trace row read and written once (float and double; other dtypes
 // take the ATen pass).

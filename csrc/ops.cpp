@@ -118,4 +118,28 @@ TORCH_LIBRARY(lstm1997, m) {
       "Tensor output, Tensor squashed_state, Tensor gates, *, str activation=\"tanh\", "
       "int cells_per_block=1, bool gate_feedback=False, bool advance=True) -> "
       "(Tensor grad_weight_ih, Tensor grad_weight_hh, Tensor grad_bias)");
+  // The paper's recipe, an update after every step, at the cost of a step: OnlineLSTM's one-step
+  // calls run these two ops on buffers kept between calls, in place of _lstm_forward,
+  // lstm_online_step_ and a parameter update, with nothing allocated but the step's output.
+  // Shapes as in the layer ops for one step (T = 1, no time dimension).
+  // _lstm_online_forward_: one step of input (B, I) from the recurrent state `hidden` (B, R) and
+  // `cell_state` (B, H), both advanced in place; it writes what _lstm_online_update_ needs to the
+  // step's buffers: step_input (B, I) a copy of input, previous (B, R) the recurrent input r_{t-1},
+  // squashed_state (B, H) h(s_t) and gates (B, 3H) per cell. Returns the cell outputs h_t (B, H).
+  m.def(
+      "_lstm_online_forward_(Tensor(a!) hidden, Tensor(b!) cell_state, Tensor(c!) step_input, "
+      "Tensor(d!) previous, Tensor(e!) squashed_state, Tensor(f!) gates, Tensor input, "
+      "Tensor weight_ih, Tensor weight_hh, Tensor? bias_ih=None, Tensor? bias_hh=None, *, "
+      "str activation=\"tanh\", int cells_per_block=1, bool gate_feedback=False) -> Tensor");
+  // _lstm_online_update_: the step's terms added to the traces and, with grad_output (B, H), the
+  // gradient of a loss on the step's outputs through them (lstm_online_step_'s, with the traces
+  // as they come out), added times alpha to each of targets = [weight_ih, weight_hh, bias_ih,
+  // bias_hh] (the parameters with alpha = -lr: the paper's update; or their .grad with alpha = 1).
+  // An empty tensor in targets is left alone (a frozen or absent parameter). One pass over the
+  // traces; the gradient itself is never stored.
+  m.def(
+      "_lstm_online_update_(Tensor(a!) trace_ih, Tensor(b!) trace_hh, Tensor(c!) trace_bias, "
+      "Tensor(d!)[] targets, Tensor? grad_output, Tensor step_input, Tensor previous, "
+      "Tensor squashed_state, Tensor gates, *, float alpha, str activation=\"tanh\", "
+      "int cells_per_block=1, bool gate_feedback=False) -> ()");
 }

@@ -11,7 +11,13 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor
 
+from . import _C
 from .modules import _LayerModule
+
+
+# The targets of _lstm_online_update_, in its order, and the empty tensor that leaves one alone.
+_PARAMETER_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+_LEFT_ALONE = torch.empty(0)
 
 
 class _Stream:
@@ -24,11 +30,28 @@ class _Stream:
         self.hidden: Optional[Tensor] = None
         self.cell_state: Optional[Tensor] = None
         self.traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        # The last chunk (input, h0, output, squashed_state, gates, shape returned) of a 3-D call;
+        # after a one-step call, None and `step` holds that step.
         self.chunk = None
+        # The one-step path's buffers, which _lstm_online_forward_ fills in place: (step_input,
+        # previous, squashed_state, gates), and the last step's output.
+        self.step_buffers: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
+        self.step_output: Optional[Tensor] = None
+        self.step_shape = None  # the shape returned for it: (B, H), or (1, B, H) for a chunk of one
         # Whether the last chunk's terms are still to be added to the traces: backward() and
         # update() add them in the same pass over the traces that computes the gradient; the next
         # forward() adds them when no gradient came.
         self.pending = False
+
+    def last_chunk(self):
+        """The last call as a chunk (input, h0, output, squashed_state, gates, shape returned), as
+        the chunk ops take it."""
+        if self.chunk is not None:
+            return self.chunk
+        step_input, previous, squashed_state, gates = self.step_buffers
+        output = self.step_output
+        return (step_input.unsqueeze(0), previous, output.unsqueeze(0),
+                squashed_state.unsqueeze(0), gates.unsqueeze(0), self.step_shape)
 
 
 class OnlineLSTM(_LayerModule):
@@ -49,7 +72,9 @@ class OnlineLSTM(_LayerModule):
     One ``backward()`` or ``update()`` per ``forward()``: it adds the chunk's terms to the traces
     in the same pass over them that computes the gradient (``gradients()`` computes it without
     that, any number of times before). State (h, s) and traces persist across calls until
-    ``reset()`` (call it between sequences).
+    ``reset()`` (call it between sequences). A one-step call on CPU (float or double) runs the
+    paper's recipe at the cost of a step: one op advances the state and one applies the gradient,
+    on buffers kept between calls (``_lstm_online_forward_`` and ``_lstm_online_update_``).
     Memory: the traces, ``B * 2H * (I + R + 1)`` values (R = ``recurrent_size``: H, or K + H + K
     with ``gate_feedback``), plus one chunk; nothing grows with the stream. Options
     ``activation``, ``cells_per_block`` and ``gate_feedback`` as in ``lstm1997.LSTM``. Parameters are named as in ``lstm1997.LSTM(num_layers=1)`` (``weight_ih_l0``, ...), so
@@ -79,14 +104,17 @@ class OnlineLSTM(_LayerModule):
 
     @property
     def hidden(self) -> Optional[Tensor]:
-        """h after the last call (B, R): the cell outputs, or with gate_feedback the recurrent
-        state [input gates | cell outputs | output gates]; None before the first call."""
-        return self._stream.hidden
+        """A copy of h after the last call (B, R): the cell outputs, or with gate_feedback the
+        recurrent state [input gates | cell outputs | output gates]; None before the first call.
+        (The module's own state changes in place.)"""
+        hidden = self._stream.hidden
+        return None if hidden is None else hidden.clone()
 
     @property
     def cell_state(self) -> Optional[Tensor]:
-        """s after the last call (B, H); None before the first call."""
-        return self._stream.cell_state
+        """A copy of s after the last call (B, H); None before the first call."""
+        cell_state = self._stream.cell_state
+        return None if cell_state is None else cell_state.clone()
 
     @property
     def traces(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
@@ -97,7 +125,7 @@ class OnlineLSTM(_LayerModule):
             return None
         if not stream.pending:
             return tuple(t.clone() for t in stream.traces)
-        chunk, h0, output, _, gates, _ = stream.chunk
+        chunk, h0, output, _, gates, _ = stream.last_chunk()
         with torch.no_grad():
             return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *stream.traces,
                                                          **self._layer_options())
@@ -114,7 +142,9 @@ class OnlineLSTM(_LayerModule):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
         grad_output), and with `advance` its terms added to the traces in place."""
         stream = self._stream
-        chunk, h0, output, squashed_state, gates, _ = stream.chunk
+        chunk, h0, output, squashed_state, gates, _ = stream.last_chunk()
+        if grad_output is not None and grad_output.dim() == 2:  # a one-step call's
+            grad_output = grad_output.unsqueeze(0)
         with torch.no_grad():
             result = torch.ops.lstm1997.lstm_online_step_(
                 *stream.traces, grad_output, chunk, self.weight_ih_l0, self.weight_hh_l0, h0,
@@ -124,10 +154,58 @@ class OnlineLSTM(_LayerModule):
         return result
 
     def _advance_traces(self) -> None:
-        if self._stream.pending:
+        if not self._stream.pending:
+            return
+        if self._stream.chunk is None:  # a one-step call's
+            self._update_step(None, 0.0, [_LEFT_ALONE] * 4)
+        else:
             self._online_step(None, advance=True)
 
+    def _one_step_path(self, input: Tensor) -> bool:
+        """Whether input is one step, (B, I) or a chunk of one, on the CPU."""
+        if input.device.type != "cpu":
+            return False
+        return input.dim() == 2 or (input.dim() == 3 and input.shape[1 if self.batch_first else 0] == 1)
+
+    def _forward_step(self, input: Tensor) -> Tensor:
+        """One step by _lstm_online_forward_, in place on the stream's state and buffers."""
+        chunk_of_one = input.dim() == 3
+        if chunk_of_one:
+            input = input[:, 0] if self.batch_first else input[0]
+        stream = self._stream
+        batch = input.shape[0]
+        if stream.hidden is None:
+            self._start(batch, input)
+        elif stream.hidden.shape[0] != batch:
+            raise RuntimeError(f"OnlineLSTM: input: expected batch size {stream.hidden.shape[0]} "
+                               f"(the stream's, until reset()), got {batch}")
+        if stream.pending:
+            self._advance_traces()  # the previous call's terms: no backward() added them
+        buffers = stream.step_buffers
+        if buffers is None or buffers[0].dtype != input.dtype:
+            H, I, R = self.hidden_size, self.input_size, self.recurrent_size
+            buffers = stream.step_buffers = (input.new_empty(batch, I), input.new_empty(batch, R),
+                                             input.new_empty(batch, H),
+                                             input.new_empty(batch, 3 * H))
+        parameters = self._parameters
+        # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
+        output = _C._online_forward(
+            stream.hidden, stream.cell_state, *buffers, input, parameters["weight_ih_l0"],
+            parameters["weight_hh_l0"], parameters.get("bias_ih_l0"),
+            parameters.get("bias_hh_l0"), self.activation, self.cells_per_block,
+            self.gate_feedback)
+        stream.chunk = None
+        stream.step_output = output
+        stream.pending = True
+        if chunk_of_one:
+            output = output.unsqueeze(1 if self.batch_first else 0)
+        stream.step_shape = output.shape
+        # A new leaf (the op ran without grad), so that the caller's graph of a loss ends there.
+        return output.requires_grad_(torch.is_grad_enabled())
+
     def forward(self, input: Tensor) -> Tensor:
+        if self._one_step_path(input):
+            return self._forward_step(input)
         if input.dim() not in (2, 3):
             raise ValueError(f"OnlineLSTM: input: expected a 3-D chunk (seq_len, batch, "
                              f"input_size) or a 2-D step (batch, input_size), got "
@@ -150,6 +228,7 @@ class OnlineLSTM(_LayerModule):
         # its terms may join the traces only at the next call, when a caller may have refilled it.
         result = output[0] if step else (output.transpose(0, 1) if self.batch_first else output)
         stream.chunk = (chunk.clone(), stream.hidden, output, squashed_state, gates, result.shape)
+        stream.step_output = None
         stream.pending = True
         stream.hidden, stream.cell_state = h_n, s_n
         return result.detach().requires_grad_(torch.is_grad_enabled())
@@ -157,13 +236,19 @@ class OnlineLSTM(_LayerModule):
     def _chunk_grad(self, grad_output: Tensor) -> Tensor:
         """grad_output as the (T, B, H) gradient of the last chunk's outputs, checked."""
         stream = self._stream
-        if stream.chunk is None:
+        if stream.chunk is None and stream.step_output is None:
             raise RuntimeError("OnlineLSTM: backward: expected a forward() call first (since the "
                                "last reset())")
         if not stream.pending:
             raise RuntimeError("OnlineLSTM: backward: the traces already hold the last chunk (one "
                                "backward() or update() per forward(); gradients() any number of "
                                "times before it)")
+        if stream.chunk is None:  # a one-step call
+            if grad_output.shape != stream.step_shape:
+                raise RuntimeError(f"OnlineLSTM: grad_output: expected shape "
+                                   f"{list(stream.step_shape)} (that of the last output), "
+                                   f"got {list(grad_output.shape)}")
+            return grad_output.reshape(stream.step_output.shape).to(stream.step_output.dtype)
         output, returned_shape = stream.chunk[2], stream.chunk[5]
         if grad_output.shape != returned_shape:
             raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
@@ -190,8 +275,28 @@ class OnlineLSTM(_LayerModule):
             pairs += [(self.bias_ih_l0, grad_bias), (self.bias_hh_l0, grad_bias)]
         return [(p, g) for p, g in pairs if p.requires_grad]
 
+    def _update_step(self, grad_output: Tensor, alpha: float, targets) -> None:
+        """_lstm_online_update_ after a one-step call: the step's terms join the traces and
+        alpha times the gradient is added to `targets` (4 tensors, empty ones left alone)."""
+        stream = self._stream
+        _C._online_update(*stream.traces, targets, grad_output, *stream.step_buffers, alpha,
+                          self.activation, self.cells_per_block, self.gate_feedback)
+        stream.pending = False
+
     def backward(self, grad_output: Tensor) -> None:
         """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
+        if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
+            grad = self._chunk_grad(grad_output)
+            targets = []
+            for name in _PARAMETER_NAMES:
+                parameter = self._parameters.get(name)
+                if parameter is None or not parameter.requires_grad:
+                    targets.append(_LEFT_ALONE)
+                    continue
+                if parameter.grad is None:
+                    parameter.grad = torch.zeros_like(parameter)
+                targets.append(parameter.grad)
+            return self._update_step(grad, 1.0, targets)
         accumulated, added = [], []
         for parameter, grad in self._parameters_and_gradients(grad_output):
             if parameter.grad is None:
@@ -205,6 +310,12 @@ class OnlineLSTM(_LayerModule):
     def update(self, grad_output: Tensor, lr: float) -> None:
         """The paper's weight update: one plain gradient step of size ``lr`` on the loss of the
         last chunk, applied at once (``.grad`` is left alone)."""
+        if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
+            grad = self._chunk_grad(grad_output)
+            parameters = self._parameters
+            targets = [_LEFT_ALONE if p is None or not p.requires_grad else p
+                       for p in map(parameters.get, _PARAMETER_NAMES)]
+            return self._update_step(grad, -lr, targets)
         pairs = self._parameters_and_gradients(grad_output)
         with torch.no_grad():
             # parameter - lr * gradient for each, as sub_(gradient, alpha=lr) computes it.

@@ -1,0 +1,367 @@
+// The CPU kernels of _lstm_online_forward_ and _lstm_online_update_ (ops.cpp): the paper's update
+// after every step, as two loops over one step's rows with no ATen op, dispatch or allocation
+// between them (but the step's output and a few rows of scratch). A one-step call's cost is then
+// its arithmetic and one pass over the traces, not the fixed cost of the chunk ops
+// (benchmarks/bench.py, online table). float and double, dense buffers; other calls go to the
+// ATen implementations (online.cpp).
+//
+// Threads split gate rows: the forward's net inputs and the update's gradient rows. Each row is
+// summed by one thread in a fixed order, so results do not depend on the thread count.
+#include "../checks.h"
+#include "../generic/kernels.h"
+#include "../online.h"
+#include "vec_math.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/functional.h>
+#include <ATen/cpu/vec/vec.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace lstm1997 {
+namespace cpu {
+namespace {
+
+// Rows per task: enough multiply-adds that a task outweighs its hand-off.
+int64_t row_grain(int64_t values_per_row) {
+  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, values_per_row));
+}
+
+template <typename scalar_t>
+scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  Vec sum(0);
+  int64_t f = 0;
+  for (; f + Vec::size() <= n; f += Vec::size()) {
+    sum = at::vec::fmadd(Vec::loadu(a + f), Vec::loadu(b + f), sum);
+  }
+  scalar_t total = at::vec::vec_reduce_all<scalar_t>(
+      [](const Vec& x, const Vec& y) { return x + y; }, sum);
+  for (; f < n; ++f) {
+    total += a[f] * b[f];
+  }
+  return total;
+}
+
+// row += local * features and sum += error * row (the new row), in one pass: a trace row's update
+// and its share of the gradient.
+template <typename scalar_t>
+void advance_and_sum(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t error,
+                     scalar_t* sum, int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
+    value.store(row + f);
+    at::vec::fmadd(Vec(error), value, Vec::loadu(sum + f)).store(sum + f);
+  }
+  for (; f < width; ++f) {
+    row[f] += local * features[f];
+    sum[f] += error * row[f];
+  }
+}
+
+// row += local * features and, unless target is null, target += scale * row (the new row).
+template <typename scalar_t>
+void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t scale,
+                     scalar_t* target, int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
+    value.store(row + f);
+    if (target != nullptr) {
+      at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
+    }
+  }
+  for (; f < width; ++f) {
+    row[f] += local * features[f];
+    if (target != nullptr) {
+      target[f] += scale * row[f];
+    }
+  }
+}
+
+template <typename scalar_t>
+void add_scaled(scalar_t* target, scalar_t scale, const scalar_t* values, int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    at::vec::fmadd(Vec(scale), Vec::loadu(values + f), Vec::loadu(target + f)).store(target + f);
+  }
+  for (; f < width; ++f) {
+    target[f] += scale * values[f];
+  }
+}
+
+struct StepShape {
+  int64_t B, I, H, R, G, S, K;
+  bool feedback;
+};
+
+template <typename scalar_t>
+void forward_step(const StepShape& n, const scalar_t* x, const scalar_t* weight_ih,
+                  const scalar_t* weight_hh, const scalar_t* bias_ih, const scalar_t* bias_hh,
+                  scalar_t* hidden, scalar_t* cell_state, scalar_t* step_input,
+                  scalar_t* previous, scalar_t* squashed_state, scalar_t* gates,
+                  scalar_t* output, Squash<scalar_t> g, Squash<scalar_t> h) {
+  const int64_t B = n.B, I = n.I, H = n.H, R = n.R, G = n.G, S = n.S, K = n.K;
+  std::copy(hidden, hidden + B * R, previous);
+  std::copy(x, x + B * I, step_input);
+  std::vector<scalar_t> net(B * G);
+  at::parallel_for(0, G, row_grain(B * (I + R)), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
+                            (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
+      for (int64_t b = 0; b < B; ++b) {
+        net[b * G + row] = bias + dot(weight_ih + row * I, step_input + b * I, I) +
+                           dot(weight_hh + row * R, previous + b * R, R);
+      }
+    }
+  });
+  using Vec = at::vec::Vectorized<scalar_t>;
+  for (int64_t b = 0; b < B; ++b) {
+    const scalar_t* row_net = net.data() + b * G;
+    scalar_t* row_gates = gates + b * kNumGates * H;
+    scalar_t* state = cell_state + b * H;
+    int64_t j = 0;
+    // Without blocks a cell's three net inputs lie at j, H + j, 2H + j: whole vectors of cells.
+    if (S == 1) {
+      for (; j + Vec::size() <= H; j += Vec::size()) {
+        const CellStep<Vec> cell = cell_forward<Vec, scalar_t>(
+            Vec::loadu(row_net + j), Vec::loadu(row_net + H + j), Vec::loadu(row_net + 2 * H + j),
+            Vec::loadu(state + j), g, h);
+        cell.input_gate.store(row_gates + kInputGate * H + j);
+        cell.cell_input.store(row_gates + kCellInput * H + j);
+        cell.output_gate.store(row_gates + kOutputGate * H + j);
+        cell.cell_state.store(state + j);
+        cell.squashed_state.store(squashed_state + b * H + j);
+        cell.hidden.store(output + b * H + j);
+      }
+    }
+    for (; j < H; ++j) {
+      const CellStep<scalar_t> cell = cell_forward<scalar_t, scalar_t>(
+          row_net[j / S], row_net[K + j], row_net[K + H + j / S], state[j], g, h);
+      row_gates[kInputGate * H + j] = cell.input_gate;
+      row_gates[kCellInput * H + j] = cell.cell_input;
+      row_gates[kOutputGate * H + j] = cell.output_gate;
+      state[j] = cell.cell_state;
+      squashed_state[b * H + j] = cell.squashed_state;
+      output[b * H + j] = cell.hidden;
+    }
+    // r_t: the cell outputs, or with gate feedback [input gates | cell outputs | output gates],
+    // a block's gate read at its first cell.
+    scalar_t* recurrent = hidden + b * R;
+    if (!n.feedback) {
+      std::copy(output + b * H, output + (b + 1) * H, recurrent);
+      continue;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      recurrent[k] = row_gates[kInputGate * H + k * S];
+      recurrent[K + H + k] = row_gates[kOutputGate * H + k * S];
+    }
+    std::copy(output + b * H, output + (b + 1) * H, recurrent + K);
+  }
+}
+
+// The update's three groups of features: the input, r_{t-1} and the constant 1 of the biases.
+template <typename scalar_t>
+struct FeatureGroup {
+  scalar_t* trace;           // (B, 2H, width)
+  const scalar_t* features;  // (B, width)
+  int64_t width;
+  scalar_t* targets[2];  // (G, width) each, or null
+};
+
+template <typename scalar_t>
+void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
+                 const scalar_t* grad_output, const scalar_t* squashed_state,
+                 const scalar_t* gates, scalar_t alpha, Squash<scalar_t> g, Squash<scalar_t> h) {
+  const int64_t B = n.B, H = n.H, G = n.G, S = n.S, K = n.K;
+  // Per cell and batch row: the local terms of the traced rows, d s_t / d net (input gate and
+  // cell input), the error of s_t and that of the output gate's net input.
+  std::vector<scalar_t> local(B * 2 * H), state_error(B * H), output_error(B * H);
+  for (int64_t b = 0; b < B; ++b) {
+    const scalar_t* row_gates = gates + b * kNumGates * H;
+    for (int64_t j = 0; j < H; ++j) {
+      const scalar_t i = row_gates[kInputGate * H + j], z = row_gates[kCellInput * H + j],
+                     o = row_gates[kOutputGate * H + j];
+      local[b * 2 * H + j] = z * i * (1 - i);
+      local[b * 2 * H + H + j] = i * g.grad_from_value(z);
+      if (grad_output != nullptr) {
+        const scalar_t dh = grad_output[b * H + j], y = squashed_state[b * H + j];
+        state_error[b * H + j] = dh * o * h.grad_from_value(y);
+        output_error[b * H + j] = dh * y * o * (1 - o);
+      }
+    }
+  }
+  const int64_t width = std::max(groups[0].width, groups[1].width);
+  at::parallel_for(0, G, row_grain(B * (groups[0].width + groups[1].width + 1)),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<scalar_t> sum(width);
+    for (int64_t row = begin; row < end; ++row) {
+      // The cells whose traced rows make up this gate row: a block's S cells for an input gate,
+      // one cell for a cell input; an output gate has no trace.
+      const bool input_gate = row < K, cell_input = row >= K && row < K + H;
+      const int64_t first = input_gate ? row * S : cell_input ? row - K : (row - K - H) * S;
+      const int64_t cells = cell_input ? 1 : S;
+      const int64_t traced = input_gate ? first : H + first;  // the cells' first trace row
+      for (const FeatureGroup<scalar_t>& group : groups) {
+        const int64_t w = group.width;
+        // One batch row and one cell (no blocks): the gradient row is error * (the new trace row),
+        // or error * features for an output gate, added to the targets as it is made.
+        if (B == 1 && cells == 1 && grad_output != nullptr && group.targets[1] == nullptr) {
+          scalar_t* target = group.targets[0];
+          if (input_gate || cell_input) {
+            advance_and_add(group.trace + (traced * w), local[traced], group.features,
+                            alpha * state_error[first], target ? target + row * w : nullptr, w);
+          } else if (target != nullptr) {
+            add_scaled(target + row * w, alpha * output_error[first], group.features, w);
+          }
+          continue;
+        }
+        std::fill(sum.begin(), sum.begin() + w, scalar_t(0));
+        for (int64_t c = 0; c < cells; ++c) {
+          const int64_t j = first + c;
+          for (int64_t b = 0; b < B; ++b) {
+            const scalar_t* features = group.features + b * w;
+            if (input_gate || cell_input) {
+              scalar_t* trace = group.trace + ((b * 2 * H) + traced + c) * w;
+              const scalar_t error = grad_output != nullptr ? state_error[b * H + j] : scalar_t(0);
+              advance_and_sum(trace, local[b * 2 * H + traced + c], features, error, sum.data(),
+                              w);
+            } else if (grad_output != nullptr) {
+              add_scaled(sum.data(), output_error[b * H + j], features, w);
+            }
+          }
+        }
+        if (grad_output == nullptr) {
+          continue;
+        }
+        for (scalar_t* target : group.targets) {
+          if (target != nullptr) {
+            add_scaled(target + row * w, alpha, sum.data(), w);
+          }
+        }
+      }
+    }
+  });
+}
+
+template <typename scalar_t>
+scalar_t* data_or_null(const at::Tensor& tensor) {
+  return tensor.numel() == 0 ? nullptr : tensor.data_ptr<scalar_t>();
+}
+
+bool dense(std::initializer_list<const at::Tensor*> tensors) {
+  return std::all_of(tensors.begin(), tensors.end(),
+                     [](const at::Tensor* tensor) { return tensor->is_contiguous(); });
+}
+
+bool loop_dtype(const at::Tensor& tensor) {
+  return (tensor.scalar_type() == at::kFloat || tensor.scalar_type() == at::kDouble) &&
+         !generic::forced_on_cpu();
+}
+
+}  // namespace
+
+at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state,
+                          const at::Tensor& step_input, const at::Tensor& previous,
+                          const at::Tensor& squashed_state, const at::Tensor& gates,
+                          const at::Tensor& input, const at::Tensor& weight_ih,
+                          const at::Tensor& weight_hh, const std::optional<at::Tensor>& bias_ih,
+                          const std::optional<at::Tensor>& bias_hh, c10::string_view activation,
+                          int64_t cells_per_block, bool gate_feedback) {
+  if (!loop_dtype(input) ||
+      !dense({&hidden, &cell_state, &step_input, &previous, &squashed_state, &gates})) {
+    return online_forward_by_ops(hidden, cell_state, step_input, previous, squashed_state, gates,
+                                 input, weight_ih, weight_hh, bias_ih, bias_hh, activation,
+                                 cells_per_block, gate_feedback);
+  }
+  const LayerArgs args = check_online_forward_args(
+      hidden, cell_state, step_input, previous, squashed_state, gates, input, weight_ih,
+      weight_hh, bias_ih, bias_hh, activation, cells_per_block, gate_feedback);
+  const LayerSizes& sizes = args.sizes;
+  const int64_t H = sizes.hidden_size.expect_int();
+  const StepShape shape{sizes.batch.expect_int(),     sizes.input_size.expect_int(),
+                        H,
+                        sizes.recurrent_size.expect_int(),
+                        sizes.gate_rows.expect_int(), cells_per_block,
+                        H / cells_per_block,           gate_feedback};
+  const at::Tensor x = input.contiguous(), w_ih = weight_ih.contiguous(),
+                   w_hh = weight_hh.contiguous();
+  const at::Tensor b_ih = present(bias_ih) ? bias_ih->contiguous() : at::Tensor();
+  const at::Tensor b_hh = present(bias_hh) ? bias_hh->contiguous() : at::Tensor();
+  at::Tensor output = at::empty({shape.B, H}, input.options());
+  const Activation kind = args.options.activation;
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstm1997_online_forward_cpu", [&] {
+    forward_step<scalar_t>(
+        shape, x.const_data_ptr<scalar_t>(), w_ih.const_data_ptr<scalar_t>(),
+        w_hh.const_data_ptr<scalar_t>(), b_ih.defined() ? b_ih.const_data_ptr<scalar_t>() : nullptr,
+        b_hh.defined() ? b_hh.const_data_ptr<scalar_t>() : nullptr, hidden.data_ptr<scalar_t>(),
+        cell_state.data_ptr<scalar_t>(), step_input.data_ptr<scalar_t>(),
+        previous.data_ptr<scalar_t>(), squashed_state.data_ptr<scalar_t>(),
+        gates.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), cell_input_squash<scalar_t>(kind),
+        cell_output_squash<scalar_t>(kind));
+  });
+  return output;
+}
+
+void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                   const at::Tensor& trace_bias, at::TensorList targets,
+                   const std::optional<at::Tensor>& grad_output, const at::Tensor& step_input,
+                   const at::Tensor& previous, const at::Tensor& squashed_state,
+                   const at::Tensor& gates, double alpha, c10::string_view activation,
+                   int64_t cells_per_block, bool gate_feedback) {
+  const bool targets_dense = targets.size() == 4 &&
+                             std::all_of(targets.begin(), targets.end(), [](const at::Tensor& t) {
+                               return t.is_contiguous();
+                             });
+  if (!loop_dtype(step_input) || !targets_dense ||
+      !dense({&trace_ih, &trace_hh, &trace_bias})) {
+    return online_update_by_ops(trace_ih, trace_hh, trace_bias, targets, grad_output, step_input,
+                                previous, squashed_state, gates, alpha, activation,
+                                cells_per_block, gate_feedback);
+  }
+  const LayerSizes sizes = check_online_update_args(
+      trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
+      gates, activation, cells_per_block, gate_feedback);
+  const int64_t H = sizes.hidden_size.expect_int();
+  const StepShape shape{sizes.batch.expect_int(),     sizes.input_size.expect_int(),
+                        H,
+                        sizes.recurrent_size.expect_int(),
+                        sizes.gate_rows.expect_int(), cells_per_block,
+                        H / cells_per_block,           gate_feedback};
+  const at::Tensor x = step_input.contiguous(), r = previous.contiguous(),
+                   y = squashed_state.contiguous(), cell_gates = gates.contiguous();
+  const at::Tensor dh = present(grad_output) ? grad_output->contiguous() : at::Tensor();
+  const Activation kind = parse_activation(activation);
+  AT_DISPATCH_FLOATING_TYPES(step_input.scalar_type(), "lstm1997_online_update_cpu", [&] {
+    const std::vector<scalar_t> ones(shape.B, scalar_t(1));
+    const FeatureGroup<scalar_t> groups[3] = {
+        {trace_ih.data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), shape.I,
+         {data_or_null<scalar_t>(targets[0]), nullptr}},
+        {trace_hh.data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), shape.R,
+         {data_or_null<scalar_t>(targets[1]), nullptr}},
+        {trace_bias.data_ptr<scalar_t>(), ones.data(), 1,
+         {data_or_null<scalar_t>(targets[2]), data_or_null<scalar_t>(targets[3])}}};
+    update_step<scalar_t>(shape, groups,
+                          dh.defined() ? dh.const_data_ptr<scalar_t>() : nullptr,
+                          y.const_data_ptr<scalar_t>(), cell_gates.const_data_ptr<scalar_t>(),
+                          static_cast<scalar_t>(alpha), cell_input_squash<scalar_t>(kind),
+                          cell_output_squash<scalar_t>(kind));
+  });
+}
+
+}  // namespace cpu
+
+TORCH_LIBRARY_IMPL(lstm1997, CPU, m) {
+  m.impl("_lstm_online_forward_", &cpu::online_forward);
+  m.impl("_lstm_online_update_", &cpu::online_update);
+}
+
+}  // namespace lstm1997
