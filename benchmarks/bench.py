@@ -70,7 +70,10 @@ SHAPES = [  # (T, B, I, H)
     (10000, 16, 128, 128),
 ]
 QUICK_SHAPES = [(100, 64, 128, 256), (100, 1, 128, 256), (1000, 16, 128, 128)]
-ONLINE_SHAPES = [(100, 1, 32, 64), (100, 16, 32, 64), (100, 16, 128, 256), (100, 1, 2, 4)]
+# (T, B, I, H, S): S = 0 a plain layer; S >= 1 the paper's network (gate feedback, its squashers)
+# with S cells per block.
+ONLINE_SHAPES = [(100, 1, 32, 64, 0), (100, 16, 32, 64, 0), (100, 16, 128, 256, 0),
+                 (100, 1, 2, 4, 0), (100, 1, 2, 4, 2)]
 GATE_FEEDBACK_SHAPES = [  # (T, B, I, H, cells_per_block)
     (1000, 1, 7, 4, 1),    # exp 1's 4 x 1 net
     (1000, 1, 2, 4, 2),    # exp 4's 2 blocks of 2 cells
@@ -239,10 +242,12 @@ def bench_shape(T, B, I, H, repeats, min_time):
     }
 
 
-def bench_online(T, B, I, H, repeats, min_time):
+def bench_online(T, B, I, H, S, repeats, min_time):
     torch.manual_seed(0)
-    online = lstm1997.OnlineLSTM(I, H)
-    sequence = lstm1997.LSTM(I, H)
+    options = ({} if S == 0 else
+               {"cells_per_block": S, "gate_feedback": True, "activation": "paper"})
+    online = lstm1997.OnlineLSTM(I, H, **options)
+    sequence = lstm1997.LSTM(I, H, **options)
     sequence.load_state_dict(online.state_dict())
     x = torch.randn(T, B, I)
 
@@ -266,7 +271,7 @@ def bench_online(T, B, I, H, repeats, min_time):
     )
     per_step = {name: seconds / T for name, seconds in medians.items()}
     return {
-        "shape": [T, B, I, H],
+        "shape": [T, B, I, H, S],
         "seconds per step": per_step,
         "online 1 / truncated": per_step["online 1 step per call"] / per_step["truncated train"],
         "online 10 / truncated": per_step["online 10 steps per call"] / per_step["truncated train"],
@@ -590,14 +595,16 @@ def print_gate_feedback(results):
 def print_online(results):
     print()
     print("online learning (OnlineLSTM: forward + gradient every call) against the truncated train step")
-    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} | {'us/step 1/call':>14} {'10/call':>8} {'truncated':>9} | "
+    print("net: plain, or the paper's (gate feedback, its squashers) with S cells per block")
+    header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'net':>9} | {'us/step 1/call':>14} {'10/call':>8} {'truncated':>9} | "
               f"{'1/call vs trunc':>15} {'10/call vs trunc':>16} | {'trace MB':>8} {'saved MB trunc':>14}")
     print(header)
     print("-" * len(header))
     for r in results:
-        T, B, I, H = r["shape"]
+        T, B, I, H, S = r["shape"]
         us = {name: 1e6 * v for name, v in r["seconds per step"].items()}
-        print(f"{T:>6} {B:>4} {I:>4} {H:>5} | {us['online 1 step per call']:>14.1f} "
+        net = "plain" if S == 0 else f"paper S={S}"
+        print(f"{T:>6} {B:>4} {I:>4} {H:>5} {net:>9} | {us['online 1 step per call']:>14.1f} "
               f"{us['online 10 steps per call']:>8.1f} {us['truncated train']:>9.1f} | "
               f"{r['online 1 / truncated']:>14.1f}x {r['online 10 / truncated']:>15.1f}x | "
               f"{r['trace bytes'] / 2**20:>8.2f} {r['saved bytes truncated'] / 2**20:>14.2f}", flush=True)
@@ -679,7 +686,8 @@ def main(argv=None):
             f"{1e3 * r['seconds']['forward ours'] / shape[0]:>11.4f}",
             flush=True,
         )
-    online = [bench_online(*shape, repeats, min_time) for shape in args.shape or ONLINE_SHAPES]
+    online = [bench_online(*shape, repeats, min_time)
+              for shape in ([(*shape, 0) for shape in args.shape] if args.shape else ONLINE_SHAPES)]
     print_online(online)
     feedback = [bench_gate_feedback(*shape, repeats, min_time)
                 for shape in ([(*shape, 1) for shape in args.shape] if args.shape

@@ -181,18 +181,7 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
   if (torch::autograd::GradMode::is_enabled()) {
     const size_t arguments = op.schema().arguments().size();
     for (const c10::IValue& value : torch::jit::last(*stack, arguments)) {
-      const auto requires_grad = [](const c10::IValue& argument) {
-        if (argument.isTensorList()) {
-          for (const at::Tensor& tensor : argument.toTensorList().vec()) {
-            if (tensor.requires_grad()) {
-              return true;
-            }
-          }
-          return false;
-        }
-        return argument.isTensor() && argument.toTensor().requires_grad();
-      };
-      TORCH_CHECK(!requires_grad(value), op.schema().name(),
+      TORCH_CHECK(!value.isTensor() || !value.toTensor().requires_grad(), op.schema().name(),
                   " is not differentiable: call lstm1997::lstm for gradients (its backward with "
                   "create_graph=True is differentiable), or pass tensors that do not require "
                   "grad");
@@ -207,10 +196,6 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
     const c10::IValue& value = (*stack)[stack->size() - arguments.size() + i];
     if (alias != nullptr && alias->isWrite() && value.isTensor()) {
       written.push_back(value.toTensor());
-    } else if (alias != nullptr && alias->isWrite() && value.isTensorList()) {
-      for (const at::Tensor& tensor : value.toTensorList().vec()) {
-        written.push_back(tensor);
-      }
     }
   }
   {
@@ -222,15 +207,92 @@ void not_differentiable(const c10::OperatorHandle& op, torch::jit::Stack* stack)
   }
 }
 
+// The refusal of not_differentiable for the two ops of OnlineLSTM's one-step path, as unboxed
+// kernels: boxing their fourteen arguments on every call would cost about as much as a small
+// step (benchmarks/bench.py, online table).
+void refuse_gradients(const char* op, std::initializer_list<const at::Tensor*> tensors) {
+  if (!torch::autograd::GradMode::is_enabled()) {
+    return;
+  }
+  for (const at::Tensor* tensor : tensors) {
+    TORCH_CHECK(!tensor->defined() || !tensor->requires_grad(), op,
+                " is not differentiable: pass tensors that do not require grad, or call it under "
+                "torch.no_grad() (OnlineLSTM computes the gradients it applies)");
+  }
+}
+
+template <typename Signature>
+auto typed_op(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Signature>();
+}
+
+using OptionalTensor = std::optional<at::Tensor>;
+
+at::Tensor online_forward_autograd(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const OptionalTensor& bias_ih, const OptionalTensor& bias_hh, c10::string_view activation,
+    int64_t cells_per_block, bool gate_feedback) {
+  static const auto op = typed_op<decltype(online_forward_autograd)>(
+      "lstm1997::_lstm_online_forward_");
+  const at::Tensor no_bias;
+  refuse_gradients("lstm1997::_lstm_online_forward_",
+                   {&hidden, &cell_state, &step_input, &previous, &squashed_state, &gates, &input,
+                    &weight_ih, &weight_hh, bias_ih ? &*bias_ih : &no_bias,
+                    bias_hh ? &*bias_hh : &no_bias});
+  at::Tensor output;
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    output = op.call(hidden, cell_state, step_input, previous, squashed_state, gates, input,
+                     weight_ih, weight_hh, bias_ih, bias_hh, activation, cells_per_block,
+                     gate_feedback);
+  }
+  for (const at::Tensor* written :
+       {&hidden, &cell_state, &step_input, &previous, &squashed_state, &gates}) {
+    torch::autograd::impl::bump_version(*written);
+  }
+  return output;
+}
+
+void online_update_autograd(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                            const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
+                            const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
+                            const at::Tensor& target_bias_hh,
+                            const OptionalTensor& grad_output, const at::Tensor& step_input,
+                            const at::Tensor& previous, const at::Tensor& squashed_state,
+                            const at::Tensor& gates, double alpha, c10::string_view activation,
+                            int64_t cells_per_block, bool gate_feedback) {
+  static const auto op =
+      typed_op<decltype(online_update_autograd)>("lstm1997::_lstm_online_update_");
+  const at::Tensor no_grad_output;
+  refuse_gradients("lstm1997::_lstm_online_update_",
+                   {&trace_ih, &trace_hh, &trace_bias, grad_output ? &*grad_output : &no_grad_output,
+                    &step_input, &previous, &squashed_state, &gates});
+  refuse_gradients("lstm1997::_lstm_online_update_",
+                   {&target_weight_ih, &target_weight_hh, &target_bias_ih, &target_bias_hh});
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.call(trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
+            target_bias_hh, grad_output, step_input, previous, squashed_state, gates, alpha,
+            activation, cells_per_block, gate_feedback);
+  }
+  for (const at::Tensor* written : {&trace_ih, &trace_hh, &trace_bias, &target_weight_ih,
+                                    &target_weight_hh, &target_bias_ih, &target_bias_hh}) {
+    torch::autograd::impl::bump_version(*written);
+  }
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(lstm1997, Autograd, m) {
+  m.impl("_lstm_online_forward_", &online_forward_autograd);
+  m.impl("_lstm_online_update_", &online_update_autograd);
   m.impl("lstm", lstm_passing_kernel<&lstm_autograd>);
   for (const char* piece :
        {"_lstm_forward", "_lstm_backward", "_lstm_net_errors", "_lstm_ensemble_forward",
         "_lstm_ensemble_backward", "lstm_online_traces",
-        "lstm_online_grads", "lstm_online_step_", "_lstm_online_forward_",
-        "_lstm_online_update_"}) {
+        "lstm_online_grads", "lstm_online_step_"}) {
     m.impl(piece, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
 }

@@ -309,11 +309,13 @@ LayerArgs check_online_forward_args(
     const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     c10::string_view activation, int64_t cells_per_block, bool gate_feedback) {
-  TORCH_CHECK(input.defined() && input.dim() == 2,
-              "lstm1997: input: expected a 2-D tensor (batch, input_size) (one step), got ",
-              input.defined() ? std::to_string(input.dim()) + "-D" : std::string("None"));
+  TORCH_CHECK(input.defined() && (input.dim() == 2 || (input.dim() == 3 && input.sym_size(0) == 1)),
+              "lstm1997: input: expected one step, a 2-D tensor (batch, input_size) or a chunk of "
+              "one (1, batch, input_size), got ",
+              input.defined() ? std::to_string(input.dim()) + "-D tensor" : std::string("None"),
+              input.defined() ? " of shape " + c10::str(input.sym_sizes()) : std::string());
   LayerArgs args =
-      check_forward_args(input.unsqueeze(0), weight_ih, weight_hh, bias_ih, bias_hh, std::nullopt,
+      check_forward_args(input.dim() == 3 ? input : input.unsqueeze(0), weight_ih, weight_hh, bias_ih, bias_hh, std::nullopt,
                          std::nullopt, activation, std::nullopt, cells_per_block, gate_feedback);
   const LayerSizes& sizes = args.sizes;
   const c10::SymInt &B = sizes.batch, &H = sizes.hidden_size, &R = sizes.recurrent_size;
@@ -363,19 +365,20 @@ LayerSizes check_online_update_args(
   check_required(squashed_state, "squashed_state", step_input, {B, H}, "(batch, hidden_size)");
   check_required(gates, "gates", step_input, {B, kNumGates * H}, "(batch, 3*hidden_size)");
   check_required(previous, "previous", step_input, {B, R}, recurrent_meaning(options));
-  check_optional(grad_output, "grad_output", step_input, {B, H}, "(batch, hidden_size)");
+  if (present(grad_output) && grad_output->dim() == 3) {  // a chunk of one step's
+    check_required(*grad_output, "grad_output", step_input, {1, B, H}, "(1, batch, hidden_size)");
+  } else {
+    check_optional(grad_output, "grad_output", step_input, {B, H}, "(batch, hidden_size)");
+  }
   check_required(trace_ih, "trace_ih", step_input, {B, 2 * H, I},
                  "(batch, 2*hidden_size, input_size)");
   check_required(trace_hh, "trace_hh", step_input, {B, 2 * H, R},
                  gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
                                : "(batch, 2*hidden_size, hidden_size)");
   check_required(trace_bias, "trace_bias", step_input, {B, 2 * H}, "(batch, 2*hidden_size)");
-  TORCH_CHECK(targets.size() == 4,
-              "lstm1997: targets: expected 4 tensors [weight_ih, weight_hh, bias_ih, bias_hh] "
-              "(an empty one for each left alone), got ",
-              targets.size());
-  const char* names[4] = {"targets[0] (weight_ih)", "targets[1] (weight_hh)",
-                          "targets[2] (bias_ih)", "targets[3] (bias_hh)"};
+  TORCH_CHECK(targets.size() == 4, "lstm1997: expected 4 targets, got ", targets.size());
+  const char* names[4] = {"target_weight_ih", "target_weight_hh", "target_bias_ih",
+                          "target_bias_hh"};
   const c10::SymDimVector shapes[4] = {{G, I}, {G, R}, {G}, {G}};
   const char* meanings[4] = {"(gate_rows, input_size) or empty",
                              "(gate_rows, recurrent width) or empty", "(gate_rows) or empty",

@@ -73,8 +73,8 @@ c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::T
                               const at::Tensor& trace_bias, int64_t cells_per_block,
                               bool gate_feedback);
 
-// _lstm_online_forward_: the step's input, weights, biases and options (check_forward_args on the
-// step as a chunk of one), then the state and the step's buffers. Returns the call's description:
+// _lstm_online_forward_: the step's input ((B, I), or (1, B, I)), weights, biases and options
+// (check_forward_args on the step as a chunk of one), then the state and the step's buffers. Returns the call's description:
 // input as a (1, B, I) chunk, hidden as h0, cell_state as s0.
 LayerArgs check_online_forward_args(
     const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
@@ -83,7 +83,8 @@ LayerArgs check_online_forward_args(
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
 
-// _lstm_online_update_; returns the sizes (seq_len 1, rows B; recurrent_size R, gate_rows G).
+// _lstm_online_update_ (its four targets in their order); returns the sizes (seq_len 1, rows B;
+// recurrent_size R, gate_rows G).
 LayerSizes check_online_update_args(
     const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
     at::TensorList targets, const std::optional<at::Tensor>& grad_output,

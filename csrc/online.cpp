@@ -228,6 +228,28 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> online_step(
   return {gradients.grad_weight_ih, gradients.grad_weight_hh, gradients.grad_bias};
 }
 
+namespace {
+
+// sum_block_gates along dim 0 of (3H, ...) per-cell rows, in symbolic sizes (the ops' meta runs
+// under torch.compile's dynamic shapes).
+at::Tensor block_rows(const at::Tensor& per_cell, const c10::SymInt& H, int64_t cells_per_block) {
+  if (cells_per_block == 1) {
+    return per_cell;
+  }
+  const auto shared = [&](int64_t gate) {  // (H, ...) -> (K, ...): the sum of each block's cells
+    c10::SymDimVector shape{H / cells_per_block, cells_per_block};
+    for (int64_t d = 1; d < per_cell.dim(); ++d) {
+      shape.push_back(per_cell.sym_size(d));
+    }
+    return per_cell.narrow_symint(0, gate * H, H).reshape_symint(shape).sum(1);
+  };
+  return at::cat({shared(kInputGate), per_cell.narrow_symint(0, kCellInput * H, H),
+                  shared(kOutputGate)},
+                 0);
+}
+
+}  // namespace
+
 at::Tensor online_forward_by_ops(
     const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
     const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
@@ -240,48 +262,59 @@ at::Tensor online_forward_by_ops(
                                              gate_feedback);
   // The forward reads hidden as h0: r_{t-1} is kept before hidden becomes r_t.
   previous.copy_(hidden);
-  step_input.copy_(input);
+  step_input.copy_(args.input[0]);
   args.h0 = previous;
   const ForwardResult result = dispatch_forward(args);
   hidden.copy_(result.h_n);
   cell_state.copy_(result.s_n);
   squashed_state.copy_(result.saved.squashed_state[0]);
   gates.copy_(result.saved.gates[0]);
-  return result.saved.output[0];
+  return input.dim() == 3 ? result.saved.output : result.saved.output[0];
 }
 
 void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                          const at::Tensor& trace_bias, at::TensorList targets,
+                          const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
+                          const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
+                          const at::Tensor& target_bias_hh,
                           const std::optional<at::Tensor>& grad_output,
                           const at::Tensor& step_input, const at::Tensor& previous,
                           const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,
                           c10::string_view activation, int64_t cells_per_block,
                           bool gate_feedback) {
+  const std::array<at::Tensor, 4> target_array{target_weight_ih, target_weight_hh,
+                                               target_bias_ih, target_bias_hh};
+  const at::TensorList targets(target_array);
   const LayerSizes sizes = check_online_update_args(
       trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
       gates, activation, cells_per_block, gate_feedback);
   const Activation kind = parse_activation(activation);
-  const int64_t H = sizes.hidden_size.expect_int();
+  const c10::SymInt& H = sizes.hidden_size;
+  const at::Tensor input_gate = gates.narrow_symint(1, kInputGate * H, H);
+  const at::Tensor cell_input = gates.narrow_symint(1, kCellInput * H, H);  // g(z_t)
+  const at::Tensor output_gate = gates.narrow_symint(1, kOutputGate * H, H);
   // The step's own terms join the traces first: the error of s_t reaches the weights through
-  // every step's terms up to and including this one.
-  const at::Tensor local = local_state_derivatives(gates.unsqueeze(0), kind)[0];  // (B, 2H)
+  // every step's terms up to and including this one. (B, 2H): d s_t / d net of the traced rows.
+  const at::Tensor local = at::cat(
+      {cell_input * generic::sigmoid_grad_from_value(input_gate),
+       input_gate * generic::squash_grad_from_value(cell_input, cell_input_squash<double>(kind))},
+      1);
   trace_ih.addcmul_(local.unsqueeze(2), step_input.unsqueeze(1));
   trace_hh.addcmul_(local.unsqueeze(2), previous.unsqueeze(1));
   trace_bias.add_(local);
   if (!present(grad_output)) {
     return;
   }
-  const at::Tensor output_gate = gates.narrow(1, kOutputGate * H, H);
+  const at::Tensor output_error = grad_output->dim() == 3 ? (*grad_output)[0] : *grad_output;
   const at::Tensor state_error =
-      *grad_output * output_gate *
+      output_error * output_gate *
       generic::squash_grad_from_value(squashed_state, cell_output_squash<double>(kind));
   const at::Tensor output_gate_error =
-      *grad_output * squashed_state * generic::sigmoid_grad_from_value(output_gate);
+      output_error * squashed_state * generic::sigmoid_grad_from_value(output_gate);
   const at::Tensor carried_error = per_traced_row(state_error);  // (B, 2H)
   // Per cell (3H rows: the traced input-gate and cell-input rows, then the output gates), then
   // the block layout (G rows), where a shared gate's row is the sum of its cells'.
   const auto per_gate_row = [&](const at::Tensor& traced, const at::Tensor& output_rows) {
-    return sum_block_gates(at::cat({traced, output_rows}, 0), H, cells_per_block, 0);
+    return block_rows(at::cat({traced, output_rows}, 0), H, cells_per_block);
   };
   const at::Tensor gradients[3] = {
       per_gate_row((carried_error.unsqueeze(2) * trace_ih).sum(0),
@@ -290,7 +323,7 @@ void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh
                    output_gate_error.t().mm(previous)),
       per_gate_row((carried_error * trace_bias).sum(0), output_gate_error.sum(0))};
   for (size_t k = 0; k < targets.size(); ++k) {
-    if (targets[k].numel() != 0) {
+    if (targets[k].sym_numel() != 0) {
       targets[k].add_(gradients[std::min<size_t>(k, 2)], alpha);
     }
   }

@@ -57,7 +57,9 @@ at::Tensor online_forward_by_ops(
     const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
     c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
 void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                          const at::Tensor& trace_bias, at::TensorList targets,
+                          const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
+                          const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
+                          const at::Tensor& target_bias_hh,
                           const std::optional<at::Tensor>& grad_output,
                           const at::Tensor& step_input, const at::Tensor& previous,
                           const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,

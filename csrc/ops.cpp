@@ -126,6 +126,8 @@ TORCH_LIBRARY(lstm1997, m) {
   // `cell_state` (B, H), both advanced in place; it writes what _lstm_online_update_ needs to the
   // step's buffers: step_input (B, I) a copy of input, previous (B, R) the recurrent input r_{t-1},
   // squashed_state (B, H) h(s_t) and gates (B, 3H) per cell. Returns the cell outputs h_t (B, H).
+  // A chunk of one step, input (1, B, I), gives output (1, B, H) (and grad_output may then be
+  // (1, B, H)): the shapes of a sequence's chunks, with no view made in Python.
   m.def(
       "_lstm_online_forward_(Tensor(a!) hidden, Tensor(b!) cell_state, Tensor(c!) step_input, "
       "Tensor(d!) previous, Tensor(e!) squashed_state, Tensor(f!) gates, Tensor input, "
@@ -133,13 +135,14 @@ TORCH_LIBRARY(lstm1997, m) {
       "str activation=\"tanh\", int cells_per_block=1, bool gate_feedback=False) -> Tensor");
   // _lstm_online_update_: the step's terms added to the traces and, with grad_output (B, H), the
   // gradient of a loss on the step's outputs through them (lstm_online_step_'s, with the traces
-  // as they come out), added times alpha to each of targets = [weight_ih, weight_hh, bias_ih,
-  // bias_hh] (the parameters with alpha = -lr: the paper's update; or their .grad with alpha = 1).
-  // An empty tensor in targets is left alone (a frozen or absent parameter). One pass over the
+  // as they come out), added times alpha to each target, shaped as weight_ih, weight_hh, bias_ih
+  // and bias_hh (the parameters with alpha = -lr: the paper's update; or their .grad with
+  // alpha = 1). An empty target is left alone (a frozen or absent parameter). One pass over the
   // traces; the gradient itself is never stored.
   m.def(
       "_lstm_online_update_(Tensor(a!) trace_ih, Tensor(b!) trace_hh, Tensor(c!) trace_bias, "
-      "Tensor(d!)[] targets, Tensor? grad_output, Tensor step_input, Tensor previous, "
+      "Tensor(d!) target_weight_ih, Tensor(e!) target_weight_hh, Tensor(f!) target_bias_ih, "
+      "Tensor(g!) target_bias_hh, Tensor? grad_output, Tensor step_input, Tensor previous, "
       "Tensor squashed_state, Tensor gates, *, float alpha, str activation=\"tanh\", "
       "int cells_per_block=1, bool gate_feedback=False) -> ()");
 }

@@ -13,7 +13,6 @@
 
 #include <optional>
 #include <string>
-#include <vector>
 
 namespace {
 
@@ -41,7 +40,9 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
 }
 
 void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                   const at::Tensor& trace_bias, const std::vector<at::Tensor>& targets,
+                   const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
+                   const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
+                   const at::Tensor& target_bias_hh,
                    const OptionalTensor& grad_output, const at::Tensor& step_input,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, const std::string& activation,
@@ -49,12 +50,14 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
   static const auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("lstm1997::_lstm_online_update_", "")
-          .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&, at::TensorList,
+          .typed<void(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                      const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                       const OptionalTensor&, const at::Tensor&, const at::Tensor&,
                       const at::Tensor&, const at::Tensor&, double, c10::string_view, int64_t,
                       bool)>();
   at::NoGradGuard no_grad;
-  op.call(trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous,
+  op.call(trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
+          target_bias_hh, grad_output, step_input, previous,
           squashed_state, gates, alpha, activation, cells_per_block, gate_feedback);
 }
 

@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 namespace lstm1997 {
@@ -65,23 +66,27 @@ void advance_and_sum(scalar_t* row, scalar_t local, const scalar_t* features, sc
   }
 }
 
-// row += local * features and, unless target is null, target += scale * row (the new row).
+// row += local * features, and target += scale * row (the new row) for each target not null.
 template <typename scalar_t>
 void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t scale,
-                     scalar_t* target, int64_t width) {
+                     scalar_t* const (&targets)[2], int64_t width) {
   using Vec = at::vec::Vectorized<scalar_t>;
   int64_t f = 0;
   for (; f + Vec::size() <= width; f += Vec::size()) {
     const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
     value.store(row + f);
-    if (target != nullptr) {
-      at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
+    for (scalar_t* target : targets) {
+      if (target != nullptr) {
+        at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
+      }
     }
   }
   for (; f < width; ++f) {
     row[f] += local * features[f];
-    if (target != nullptr) {
-      target[f] += scale * row[f];
+    for (scalar_t* target : targets) {
+      if (target != nullptr) {
+        target[f] += scale * row[f];
+      }
     }
   }
 }
@@ -184,7 +189,10 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
   const int64_t B = n.B, H = n.H, G = n.G, S = n.S, K = n.K;
   // Per cell and batch row: the local terms of the traced rows, d s_t / d net (input gate and
   // cell input), the error of s_t and that of the output gate's net input.
-  std::vector<scalar_t> local(B * 2 * H), state_error(B * H), output_error(B * H);
+  std::vector<scalar_t> scratch(B * 4 * H);
+  scalar_t* const local = scratch.data();          // (B, 2H)
+  scalar_t* const state_error = local + B * 2 * H;  // (B, H)
+  scalar_t* const output_error = state_error + B * H;
   for (int64_t b = 0; b < B; ++b) {
     const scalar_t* row_gates = gates + b * kNumGates * H;
     for (int64_t j = 0; j < H; ++j) {
@@ -202,7 +210,7 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
   const int64_t width = std::max(groups[0].width, groups[1].width);
   at::parallel_for(0, G, row_grain(B * (groups[0].width + groups[1].width + 1)),
                    [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> sum(width);
+    std::vector<scalar_t> sum;  // the gradient row, where several rows add to it
     for (int64_t row = begin; row < end; ++row) {
       // The cells whose traced rows make up this gate row: a block's S cells for an input gate,
       // one cell for a cell input; an output gate has no trace.
@@ -214,17 +222,23 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
         const int64_t w = group.width;
         // One batch row and one cell (no blocks): the gradient row is error * (the new trace row),
         // or error * features for an output gate, added to the targets as it is made.
-        if (B == 1 && cells == 1 && grad_output != nullptr && group.targets[1] == nullptr) {
-          scalar_t* target = group.targets[0];
+        if (B == 1 && cells == 1 && grad_output != nullptr) {
+          scalar_t* const targets[2] = {
+              group.targets[0] ? group.targets[0] + row * w : nullptr,
+              group.targets[1] ? group.targets[1] + row * w : nullptr};
           if (input_gate || cell_input) {
             advance_and_add(group.trace + (traced * w), local[traced], group.features,
-                            alpha * state_error[first], target ? target + row * w : nullptr, w);
-          } else if (target != nullptr) {
-            add_scaled(target + row * w, alpha * output_error[first], group.features, w);
+                            alpha * state_error[first], targets, w);
+            continue;
+          }
+          for (scalar_t* target : targets) {
+            if (target != nullptr) {
+              add_scaled(target, alpha * output_error[first], group.features, w);
+            }
           }
           continue;
         }
-        std::fill(sum.begin(), sum.begin() + w, scalar_t(0));
+        sum.assign(width, scalar_t(0));
         for (int64_t c = 0; c < cells; ++c) {
           const int64_t j = first + c;
           for (int64_t b = 0; b < B; ++b) {
@@ -292,11 +306,13 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
                         sizes.recurrent_size.expect_int(),
                         sizes.gate_rows.expect_int(), cells_per_block,
                         H / cells_per_block,           gate_feedback};
-  const at::Tensor x = input.contiguous(), w_ih = weight_ih.contiguous(),
+  const at::Tensor x = args.input[0].contiguous(), w_ih = weight_ih.contiguous(),
                    w_hh = weight_hh.contiguous();
   const at::Tensor b_ih = present(bias_ih) ? bias_ih->contiguous() : at::Tensor();
   const at::Tensor b_hh = present(bias_hh) ? bias_hh->contiguous() : at::Tensor();
-  at::Tensor output = at::empty({shape.B, H}, input.options());
+  // A chunk of one step gets its output as a chunk of one.
+  at::Tensor output = input.dim() == 3 ? at::empty({1, shape.B, H}, input.options())
+                                       : at::empty({shape.B, H}, input.options());
   const Activation kind = args.options.activation;
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstm1997_online_forward_cpu", [&] {
     forward_step<scalar_t>(
@@ -312,21 +328,24 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
 }
 
 void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                   const at::Tensor& trace_bias, at::TensorList targets,
+                   const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
+                   const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
+                   const at::Tensor& target_bias_hh,
                    const std::optional<at::Tensor>& grad_output, const at::Tensor& step_input,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, c10::string_view activation,
                    int64_t cells_per_block, bool gate_feedback) {
-  const bool targets_dense = targets.size() == 4 &&
-                             std::all_of(targets.begin(), targets.end(), [](const at::Tensor& t) {
-                               return t.is_contiguous();
-                             });
-  if (!loop_dtype(step_input) || !targets_dense ||
-      !dense({&trace_ih, &trace_hh, &trace_bias})) {
-    return online_update_by_ops(trace_ih, trace_hh, trace_bias, targets, grad_output, step_input,
-                                previous, squashed_state, gates, alpha, activation,
+  if (!loop_dtype(step_input) ||
+      !dense({&trace_ih, &trace_hh, &trace_bias, &target_weight_ih, &target_weight_hh,
+              &target_bias_ih, &target_bias_hh})) {
+    return online_update_by_ops(trace_ih, trace_hh, trace_bias, target_weight_ih,
+                                target_weight_hh, target_bias_ih, target_bias_hh, grad_output,
+                                step_input, previous, squashed_state, gates, alpha, activation,
                                 cells_per_block, gate_feedback);
   }
+  const std::array<at::Tensor, 4> target_array{target_weight_ih, target_weight_hh,
+                                               target_bias_ih, target_bias_hh};
+  const at::TensorList targets(target_array);
   const LayerSizes sizes = check_online_update_args(
       trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
       gates, activation, cells_per_block, gate_feedback);

@@ -37,7 +37,7 @@ class _Stream:
         # previous, squashed_state, gates), and the last step's output.
         self.step_buffers: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
         self.step_output: Optional[Tensor] = None
-        self.step_shape = None  # the shape returned for it: (B, H), or (1, B, H) for a chunk of one
+        self.step_shape = None  # the shape returned for it: (B, H), or a chunk of one's
         # Whether the last chunk's terms are still to be added to the traces: backward() and
         # update() add them in the same pass over the traces that computes the gradient; the next
         # forward() adds them when no gradient came.
@@ -50,7 +50,8 @@ class _Stream:
             return self.chunk
         step_input, previous, squashed_state, gates = self.step_buffers
         output = self.step_output
-        return (step_input.unsqueeze(0), previous, output.unsqueeze(0),
+        return (step_input.unsqueeze(0), previous,
+                output if output.dim() == 3 else output.unsqueeze(0),
                 squashed_state.unsqueeze(0), gates.unsqueeze(0), self.step_shape)
 
 
@@ -161,51 +162,53 @@ class OnlineLSTM(_LayerModule):
         else:
             self._online_step(None, advance=True)
 
-    def _one_step_path(self, input: Tensor) -> bool:
-        """Whether input is one step, (B, I) or a chunk of one, on the CPU."""
-        if input.device.type != "cpu":
-            return False
-        return input.dim() == 2 or (input.dim() == 3 and input.shape[1 if self.batch_first else 0] == 1)
-
-    def _forward_step(self, input: Tensor) -> Tensor:
-        """One step by _lstm_online_forward_, in place on the stream's state and buffers."""
-        chunk_of_one = input.dim() == 3
-        if chunk_of_one:
-            input = input[:, 0] if self.batch_first else input[0]
+    def _forward_step(self, input: Tensor, batch_first_chunk: bool) -> Tensor:
+        """One step, (B, I) or a chunk of one, by _lstm_online_forward_, in place on the stream's
+        state and buffers. (The hot path of the paper's recipe: at its sizes a view or a call
+        here costs about as much as the step's arithmetic; the op takes (1, B, I) chunks as they
+        are.)"""
+        if batch_first_chunk:
+            input = input.select(1, 0)
         stream = self._stream
-        batch = input.shape[0]
-        if stream.hidden is None:
+        hidden = stream.hidden
+        batch = input.shape[-2]
+        if hidden is None:
             self._start(batch, input)
-        elif stream.hidden.shape[0] != batch:
-            raise RuntimeError(f"OnlineLSTM: input: expected batch size {stream.hidden.shape[0]} "
+            hidden = stream.hidden
+        elif hidden.shape[0] != batch:
+            raise RuntimeError(f"OnlineLSTM: input: expected batch size {hidden.shape[0]} "
                                f"(the stream's, until reset()), got {batch}")
         if stream.pending:
             self._advance_traces()  # the previous call's terms: no backward() added them
         buffers = stream.step_buffers
         if buffers is None or buffers[0].dtype != input.dtype:
-            H, I, R = self.hidden_size, self.input_size, self.recurrent_size
-            buffers = stream.step_buffers = (input.new_empty(batch, I), input.new_empty(batch, R),
-                                             input.new_empty(batch, H),
-                                             input.new_empty(batch, 3 * H))
+            H = self.hidden_size
+            buffers = stream.step_buffers = (
+                input.new_empty(batch, self.input_size),
+                input.new_empty(batch, self.recurrent_size), input.new_empty(batch, H),
+                input.new_empty(batch, 3 * H))
         parameters = self._parameters
         # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
         output = _C._online_forward(
-            stream.hidden, stream.cell_state, *buffers, input, parameters["weight_ih_l0"],
+            hidden, stream.cell_state, *buffers, input, parameters["weight_ih_l0"],
             parameters["weight_hh_l0"], parameters.get("bias_ih_l0"),
             parameters.get("bias_hh_l0"), self.activation, self.cells_per_block,
             self.gate_feedback)
         stream.chunk = None
         stream.step_output = output
         stream.pending = True
-        if chunk_of_one:
-            output = output.unsqueeze(1 if self.batch_first else 0)
+        if batch_first_chunk:
+            output = output.unsqueeze(1)
         stream.step_shape = output.shape
         # A new leaf (the op ran without grad), so that the caller's graph of a loss ends there.
         return output.requires_grad_(torch.is_grad_enabled())
 
     def forward(self, input: Tensor) -> Tensor:
-        if self._one_step_path(input):
-            return self._forward_step(input)
+        # One step, (B, I) or a chunk of one, on the CPU: the one-step path.
+        if input.is_cpu:
+            dim = input.dim()
+            if dim == 2 or (dim == 3 and input.shape[1 if self.batch_first else 0] == 1):
+                return self._forward_step(input, dim == 3 and self.batch_first)
         if input.dim() not in (2, 3):
             raise ValueError(f"OnlineLSTM: input: expected a 3-D chunk (seq_len, batch, "
                              f"input_size) or a 2-D step (batch, input_size), got "
@@ -248,7 +251,11 @@ class OnlineLSTM(_LayerModule):
                 raise RuntimeError(f"OnlineLSTM: grad_output: expected shape "
                                    f"{list(stream.step_shape)} (that of the last output), "
                                    f"got {list(grad_output.shape)}")
-            return grad_output.reshape(stream.step_output.shape).to(stream.step_output.dtype)
+            step_output = stream.step_output
+            if grad_output.dim() != step_output.dim():  # a batch-first chunk of one
+                grad_output = grad_output.view(step_output.shape)
+            dtype = step_output.dtype
+            return grad_output if grad_output.dtype == dtype else grad_output.to(dtype)
         output, returned_shape = stream.chunk[2], stream.chunk[5]
         if grad_output.shape != returned_shape:
             raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
@@ -279,7 +286,7 @@ class OnlineLSTM(_LayerModule):
         """_lstm_online_update_ after a one-step call: the step's terms join the traces and
         alpha times the gradient is added to `targets` (4 tensors, empty ones left alone)."""
         stream = self._stream
-        _C._online_update(*stream.traces, targets, grad_output, *stream.step_buffers, alpha,
+        _C._online_update(*stream.traces, *targets, grad_output, *stream.step_buffers, alpha,
                           self.activation, self.cells_per_block, self.gate_feedback)
         stream.pending = False
 
@@ -287,15 +294,12 @@ class OnlineLSTM(_LayerModule):
         """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
         if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
             grad = self._chunk_grad(grad_output)
-            targets = []
-            for name in _PARAMETER_NAMES:
-                parameter = self._parameters.get(name)
-                if parameter is None or not parameter.requires_grad:
-                    targets.append(_LEFT_ALONE)
-                    continue
-                if parameter.grad is None:
-                    parameter.grad = torch.zeros_like(parameter)
-                targets.append(parameter.grad)
+            targets = [_LEFT_ALONE] * 4
+            for k, parameter in enumerate(map(self._parameters.get, _PARAMETER_NAMES)):
+                if parameter is not None and parameter.requires_grad:
+                    if parameter.grad is None:
+                        parameter.grad = torch.zeros_like(parameter)
+                    targets[k] = parameter.grad
             return self._update_step(grad, 1.0, targets)
         accumulated, added = [], []
         for parameter, grad in self._parameters_and_gradients(grad_output):
