@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <vector>
 
 namespace lstm1997 {
@@ -103,34 +104,41 @@ void add_scaled(scalar_t* target, scalar_t scale, const scalar_t* values, int64_
   }
 }
 
+// Multiply-adds of a step's net inputs from which the library's products pay for their calls.
+constexpr int64_t kLibraryProductWork = 1 << 17;
+
 struct StepShape {
   int64_t B, I, H, R, G, S, K;
   bool feedback;
 };
 
 template <typename scalar_t>
-void forward_step(const StepShape& n, const scalar_t* x, const scalar_t* weight_ih,
+void forward_step(const StepShape& n, const scalar_t* weight_ih,
                   const scalar_t* weight_hh, const scalar_t* bias_ih, const scalar_t* bias_hh,
                   scalar_t* hidden, scalar_t* cell_state, scalar_t* step_input,
                   scalar_t* previous, scalar_t* squashed_state, scalar_t* gates,
-                  scalar_t* output, Squash<scalar_t> g, Squash<scalar_t> h) {
+                  scalar_t* output, const scalar_t* net_products, Squash<scalar_t> g,
+                  Squash<scalar_t> h) {
   const int64_t B = n.B, I = n.I, H = n.H, R = n.R, G = n.G, S = n.S, K = n.K;
-  std::copy(hidden, hidden + B * R, previous);
-  std::copy(x, x + B * I, step_input);
-  std::vector<scalar_t> net(B * G);
-  at::parallel_for(0, G, row_grain(B * (I + R)), [&](int64_t begin, int64_t end) {
-    for (int64_t row = begin; row < end; ++row) {
-      const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
-                            (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
-      for (int64_t b = 0; b < B; ++b) {
-        net[b * G + row] = bias + dot(weight_ih + row * I, step_input + b * I, I) +
-                           dot(weight_hh + row * R, previous + b * R, R);
+  std::vector<scalar_t> net_rows;
+  const scalar_t* net = net_products;  // (B, G), from the library when it was given
+  if (net == nullptr) {
+    net_rows.resize(B * G);
+    at::parallel_for(0, G, row_grain(B * (I + R)), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
+                              (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
+        for (int64_t b = 0; b < B; ++b) {
+          net_rows[b * G + row] = bias + dot(weight_ih + row * I, step_input + b * I, I) +
+                                  dot(weight_hh + row * R, previous + b * R, R);
+        }
       }
-    }
-  });
+    });
+    net = net_rows.data();
+  }
   using Vec = at::vec::Vectorized<scalar_t>;
   for (int64_t b = 0; b < B; ++b) {
-    const scalar_t* row_net = net.data() + b * G;
+    const scalar_t* row_net = net + b * G;
     scalar_t* row_gates = gates + b * kNumGates * H;
     scalar_t* state = cell_state + b * H;
     int64_t j = 0;
@@ -207,58 +215,78 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
       }
     }
   }
-  const int64_t width = std::max(groups[0].width, groups[1].width);
+  const auto kind_of = [&](int64_t row) {
+    // The cells whose traced rows make up a gate row: a block's S cells for an input gate, one
+    // cell for a cell input; an output gate has no trace. (first cell, cells, first trace row
+    // or -1.)
+    const bool input_gate = row < K, cell_input = row >= K && row < K + H;
+    const int64_t first = input_gate ? row * S : cell_input ? row - K : (row - K - H) * S;
+    return std::array<int64_t, 3>{first, cell_input ? 1 : S,
+                                  input_gate ? first : cell_input ? H + first : -1};
+  };
+  const bool single = B == 1 && S == 1 && grad_output != nullptr;
   at::parallel_for(0, G, row_grain(B * (groups[0].width + groups[1].width + 1)),
                    [&](int64_t begin, int64_t end) {
-    std::vector<scalar_t> sum;  // the gradient row, where several rows add to it
-    for (int64_t row = begin; row < end; ++row) {
-      // The cells whose traced rows make up this gate row: a block's S cells for an input gate,
-      // one cell for a cell input; an output gate has no trace.
-      const bool input_gate = row < K, cell_input = row >= K && row < K + H;
-      const int64_t first = input_gate ? row * S : cell_input ? row - K : (row - K - H) * S;
-      const int64_t cells = cell_input ? 1 : S;
-      const int64_t traced = input_gate ? first : H + first;  // the cells' first trace row
-      for (const FeatureGroup<scalar_t>& group : groups) {
-        const int64_t w = group.width;
-        // One batch row and one cell (no blocks): the gradient row is error * (the new trace row),
-        // or error * features for an output gate, added to the targets as it is made.
-        if (B == 1 && cells == 1 && grad_output != nullptr) {
-          scalar_t* const targets[2] = {
-              group.targets[0] ? group.targets[0] + row * w : nullptr,
-              group.targets[1] ? group.targets[1] + row * w : nullptr};
-          if (input_gate || cell_input) {
-            advance_and_add(group.trace + (traced * w), local[traced], group.features,
-                            alpha * state_error[first], targets, w);
+    if (single) {
+      // One batch row and one cell per gate row: the gradient row is error * (the new trace
+      // row), or error * features for an output gate, added to the targets as it is made.
+      for (int64_t row = begin; row < end; ++row) {
+        const auto [j, cells, traced] = kind_of(row);
+        for (const FeatureGroup<scalar_t>& group : groups) {
+          const int64_t w = group.width;
+          scalar_t* const targets[2] = {group.targets[0] ? group.targets[0] + row * w : nullptr,
+                                        group.targets[1] ? group.targets[1] + row * w : nullptr};
+          if (traced >= 0) {
+            advance_and_add(group.trace + traced * w, local[traced], group.features,
+                            alpha * state_error[j], targets, w);
             continue;
           }
           for (scalar_t* target : targets) {
             if (target != nullptr) {
-              add_scaled(target, alpha * output_error[first], group.features, w);
+              add_scaled(target, alpha * output_error[j], group.features, w);
             }
           }
-          continue;
         }
-        sum.assign(width, scalar_t(0));
-        for (int64_t c = 0; c < cells; ++c) {
-          const int64_t j = first + c;
-          for (int64_t b = 0; b < B; ++b) {
-            const scalar_t* features = group.features + b * w;
-            if (input_gate || cell_input) {
-              scalar_t* trace = group.trace + ((b * 2 * H) + traced + c) * w;
-              const scalar_t error = grad_output != nullptr ? state_error[b * H + j] : scalar_t(0);
-              advance_and_sum(trace, local[b * 2 * H + traced + c], features, error, sum.data(),
-                              w);
-            } else if (grad_output != nullptr) {
-              add_scaled(sum.data(), output_error[b * H + j], features, w);
+      }
+      return;
+    }
+    // Gate rows in blocks, each block batch row by batch row: consecutive gate rows have
+    // consecutive trace rows, so a batch row's share of a block is one stretch of memory (one
+    // row per batch row would jump a whole batch row's trace, 2H rows, each time), and the
+    // block's gradient rows stay in cache while every batch row adds to them.
+    constexpr int64_t kRowsPerBlock = 16;
+    std::vector<scalar_t> sums;
+    for (int64_t block = begin; block < end; block += kRowsPerBlock) {
+      const int64_t block_end = std::min(end, block + kRowsPerBlock);
+      for (const FeatureGroup<scalar_t>& group : groups) {
+        const int64_t w = group.width;
+        sums.assign((block_end - block) * w, scalar_t(0));
+        for (int64_t b = 0; b < B; ++b) {
+          const scalar_t* features = group.features + b * w;
+          for (int64_t row = block; row < block_end; ++row) {
+            const auto [first, cells, traced] = kind_of(row);
+            scalar_t* sum = sums.data() + (row - block) * w;
+            for (int64_t c = 0; c < cells; ++c) {
+              const int64_t j = first + c;
+              if (traced >= 0) {
+                const scalar_t error =
+                    grad_output != nullptr ? state_error[b * H + j] : scalar_t(0);
+                advance_and_sum(group.trace + ((b * 2 * H) + traced + c) * w,
+                                local[b * 2 * H + traced + c], features, error, sum, w);
+              } else if (grad_output != nullptr) {
+                add_scaled(sum, output_error[b * H + j], features, w);
+              }
             }
           }
         }
         if (grad_output == nullptr) {
           continue;
         }
-        for (scalar_t* target : group.targets) {
-          if (target != nullptr) {
-            add_scaled(target + row * w, alpha, sum.data(), w);
+        for (int64_t row = block; row < block_end; ++row) {
+          for (scalar_t* target : group.targets) {
+            if (target != nullptr) {
+              add_scaled(target + row * w, alpha, sums.data() + (row - block) * w, w);
+            }
           }
         }
       }
@@ -314,15 +342,30 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
   at::Tensor output = input.dim() == 3 ? at::empty({1, shape.B, H}, input.options())
                                        : at::empty({shape.B, H}, input.options());
   const Activation kind = args.options.activation;
+  const int64_t B = shape.B;
+  // r_{t-1} and x_t into the step's buffers (dense, of one dtype: checked), read from there.
+  std::memmove(previous.data_ptr(), hidden.const_data_ptr(), hidden.nbytes());
+  std::memmove(step_input.data_ptr(), x.const_data_ptr(), x.nbytes());
+  // With enough rows the net inputs come from the library's products (a blocked GEMM), below
+  // that from dot products in the step's own loop, which cost less than the calls.
+  at::Tensor net;
+  if (B * shape.G * (shape.I + shape.R) >= kLibraryProductWork) {
+    net = b_ih.defined() ? at::addmm(b_ih, step_input, w_ih.t()) : at::mm(step_input, w_ih.t());
+    if (b_hh.defined()) {
+      net.add_(b_hh);
+    }
+    net.addmm_(previous, w_hh.t());
+  }
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "lstm1997_online_forward_cpu", [&] {
     forward_step<scalar_t>(
-        shape, x.const_data_ptr<scalar_t>(), w_ih.const_data_ptr<scalar_t>(),
+        shape, w_ih.const_data_ptr<scalar_t>(),
         w_hh.const_data_ptr<scalar_t>(), b_ih.defined() ? b_ih.const_data_ptr<scalar_t>() : nullptr,
         b_hh.defined() ? b_hh.const_data_ptr<scalar_t>() : nullptr, hidden.data_ptr<scalar_t>(),
         cell_state.data_ptr<scalar_t>(), step_input.data_ptr<scalar_t>(),
         previous.data_ptr<scalar_t>(), squashed_state.data_ptr<scalar_t>(),
-        gates.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), cell_input_squash<scalar_t>(kind),
-        cell_output_squash<scalar_t>(kind));
+        gates.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
+        net.defined() ? net.const_data_ptr<scalar_t>() : nullptr,
+        cell_input_squash<scalar_t>(kind), cell_output_squash<scalar_t>(kind));
   });
   return output;
 }
