@@ -247,15 +247,16 @@ class OnlineLSTM(_LayerModule):
                                "backward() or update() per forward(); gradients() any number of "
                                "times before it)")
         if stream.chunk is None:  # a one-step call
-            if grad_output.shape != stream.step_shape:
+            shape = grad_output.shape
+            if shape != stream.step_shape:
                 raise RuntimeError(f"OnlineLSTM: grad_output: expected shape "
                                    f"{list(stream.step_shape)} (that of the last output), "
-                                   f"got {list(grad_output.shape)}")
+                                   f"got {list(shape)}")
             step_output = stream.step_output
-            if grad_output.dim() != step_output.dim():  # a batch-first chunk of one
+            if len(shape) != step_output.dim():  # a batch-first chunk of one
                 grad_output = grad_output.view(step_output.shape)
             dtype = step_output.dtype
-            return grad_output if grad_output.dtype == dtype else grad_output.to(dtype)
+            return grad_output if grad_output.dtype is dtype else grad_output.to(dtype)
         output, returned_shape = stream.chunk[2], stream.chunk[5]
         if grad_output.shape != returned_shape:
             raise RuntimeError(f"OnlineLSTM: grad_output: expected shape {list(returned_shape)} "
@@ -294,12 +295,15 @@ class OnlineLSTM(_LayerModule):
         """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
         if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
             grad = self._chunk_grad(grad_output)
-            targets = [_LEFT_ALONE] * 4
-            for k, parameter in enumerate(map(self._parameters.get, _PARAMETER_NAMES)):
-                if parameter is not None and parameter.requires_grad:
-                    if parameter.grad is None:
-                        parameter.grad = torch.zeros_like(parameter)
-                    targets[k] = parameter.grad
+            targets = []
+            for parameter in map(self._parameters.get, _PARAMETER_NAMES):
+                if parameter is None or not parameter.requires_grad:
+                    targets.append(_LEFT_ALONE)
+                    continue
+                target = parameter.grad
+                if target is None:
+                    target = parameter.grad = torch.zeros_like(parameter)
+                targets.append(target)
             return self._update_step(grad, 1.0, targets)
         accumulated, added = [], []
         for parameter, grad in self._parameters_and_gradients(grad_output):
