@@ -48,6 +48,19 @@ void check_required(const at::Tensor& tensor, const char* name, const at::Tensor
   check_shape(tensor, name, expected, meaning);
 }
 
+// The traces of the online ops: (B, 2H, I), (B, 2H, R) and (B, 2H), of the reference's kind.
+void check_traces(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                  const at::Tensor& trace_bias, const at::Tensor& reference, const c10::SymInt& B,
+                  const c10::SymInt& H, const c10::SymInt& I, const c10::SymInt& R,
+                  bool gate_feedback) {
+  check_required(trace_ih, "trace_ih", reference, {B, 2 * H, I},
+                 "(batch, 2*hidden_size, input_size)");
+  check_required(trace_hh, "trace_hh", reference, {B, 2 * H, R},
+                 gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
+                               : "(batch, 2*hidden_size, hidden_size)");
+  check_required(trace_bias, "trace_bias", reference, {B, 2 * H}, "(batch, 2*hidden_size)");
+}
+
 const char* per_step_meaning(const LayerSizes& sizes) {
   return sizes.packed ? "(packed rows, hidden_size)" : "(seq_len, batch, hidden_size)";
 }
@@ -294,12 +307,7 @@ c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::T
   check_required(gates, "gates", input, {T, B, kNumGates * H},
                  "(seq_len, batch, 3*hidden_size)");
   check_optional(h0, "h0", input, {B, R}, recurrent_meaning(options));
-  check_required(trace_ih, "trace_ih", input, {B, 2 * H, I},
-                 "(batch, 2*hidden_size, input_size)");
-  check_required(trace_hh, "trace_hh", input, {B, 2 * H, R},
-                 gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
-                               : "(batch, 2*hidden_size, hidden_size)");
-  check_required(trace_bias, "trace_bias", input, {B, 2 * H}, "(batch, 2*hidden_size)");
+  check_traces(trace_ih, trace_hh, trace_bias, input, B, H, I, R, gate_feedback);
   return R;
 }
 
@@ -333,7 +341,9 @@ LayerArgs check_online_forward_args(
 
 LayerSizes check_online_update_args(
     const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
-    at::TensorList targets, const std::optional<at::Tensor>& grad_output,
+    const at::Tensor& target_weight_ih, const at::Tensor& target_weight_hh,
+    const at::Tensor& target_bias_ih, const at::Tensor& target_bias_hh,
+    const std::optional<at::Tensor>& grad_output,
     const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
     const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
     bool gate_feedback) {
@@ -370,13 +380,9 @@ LayerSizes check_online_update_args(
   } else {
     check_optional(grad_output, "grad_output", step_input, {B, H}, "(batch, hidden_size)");
   }
-  check_required(trace_ih, "trace_ih", step_input, {B, 2 * H, I},
-                 "(batch, 2*hidden_size, input_size)");
-  check_required(trace_hh, "trace_hh", step_input, {B, 2 * H, R},
-                 gate_feedback ? "(batch, 2*hidden_size, K + H + K) with gate_feedback"
-                               : "(batch, 2*hidden_size, hidden_size)");
-  check_required(trace_bias, "trace_bias", step_input, {B, 2 * H}, "(batch, 2*hidden_size)");
-  TORCH_CHECK(targets.size() == 4, "lstm1997: expected 4 targets, got ", targets.size());
+  check_traces(trace_ih, trace_hh, trace_bias, step_input, B, H, I, R, gate_feedback);
+  const at::Tensor* targets[4] = {&target_weight_ih, &target_weight_hh, &target_bias_ih,
+                                  &target_bias_hh};
   const char* names[4] = {"target_weight_ih", "target_weight_hh", "target_bias_ih",
                           "target_bias_hh"};
   const c10::SymDimVector shapes[4] = {{G, I}, {G, R}, {G}, {G}};
@@ -384,8 +390,8 @@ LayerSizes check_online_update_args(
                              "(gate_rows, recurrent width) or empty", "(gate_rows) or empty",
                              "(gate_rows) or empty"};
   for (size_t k = 0; k < 4; ++k) {
-    if (targets[k].sym_numel() != 0) {
-      check_required(targets[k], names[k], step_input, shapes[k], meanings[k]);
+    if (targets[k]->sym_numel() != 0) {
+      check_required(*targets[k], names[k], step_input, shapes[k], meanings[k]);
     }
   }
   return sizes;

@@ -87,7 +87,9 @@ LayerArgs check_online_forward_args(
 // recurrent_size R, gate_rows G).
 LayerSizes check_online_update_args(
     const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
-    at::TensorList targets, const std::optional<at::Tensor>& grad_output,
+    const at::Tensor& target_weight_ih, const at::Tensor& target_weight_hh,
+    const at::Tensor& target_bias_ih, const at::Tensor& target_bias_hh,
+    const std::optional<at::Tensor>& grad_output,
     const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
     const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
     bool gate_feedback);

@@ -281,12 +281,10 @@ void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh
                           const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,
                           c10::string_view activation, int64_t cells_per_block,
                           bool gate_feedback) {
-  const std::array<at::Tensor, 4> target_array{target_weight_ih, target_weight_hh,
-                                               target_bias_ih, target_bias_hh};
-  const at::TensorList targets(target_array);
   const LayerSizes sizes = check_online_update_args(
-      trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
-      gates, activation, cells_per_block, gate_feedback);
+      trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
+      target_bias_hh, grad_output, step_input, previous, squashed_state, gates, activation,
+      cells_per_block, gate_feedback);
   const Activation kind = parse_activation(activation);
   const c10::SymInt& H = sizes.hidden_size;
   const at::Tensor input_gate = gates.narrow_symint(1, kInputGate * H, H);
@@ -322,9 +320,11 @@ void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh
       per_gate_row((carried_error.unsqueeze(2) * trace_hh).sum(0),
                    output_gate_error.t().mm(previous)),
       per_gate_row((carried_error * trace_bias).sum(0), output_gate_error.sum(0))};
-  for (size_t k = 0; k < targets.size(); ++k) {
-    if (targets[k].sym_numel() != 0) {
-      targets[k].add_(gradients[std::min<size_t>(k, 2)], alpha);
+  const at::Tensor* targets[4] = {&target_weight_ih, &target_weight_hh, &target_bias_ih,
+                                  &target_bias_hh};
+  for (size_t k = 0; k < 4; ++k) {
+    if (targets[k]->sym_numel() != 0) {
+      targets[k]->add_(gradients[std::min<size_t>(k, 2)], alpha);
     }
   }
 }

@@ -92,18 +92,6 @@ void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, sc
   }
 }
 
-template <typename scalar_t>
-void add_scaled(scalar_t* target, scalar_t scale, const scalar_t* values, int64_t width) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  int64_t f = 0;
-  for (; f + Vec::size() <= width; f += Vec::size()) {
-    at::vec::fmadd(Vec(scale), Vec::loadu(values + f), Vec::loadu(target + f)).store(target + f);
-  }
-  for (; f < width; ++f) {
-    target[f] += scale * values[f];
-  }
-}
-
 // Multiply-adds of a step's net inputs from which the library's products pay for their calls.
 constexpr int64_t kLibraryProductWork = 1 << 17;
 
@@ -386,12 +374,10 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                                 step_input, previous, squashed_state, gates, alpha, activation,
                                 cells_per_block, gate_feedback);
   }
-  const std::array<at::Tensor, 4> target_array{target_weight_ih, target_weight_hh,
-                                               target_bias_ih, target_bias_hh};
-  const at::TensorList targets(target_array);
   const LayerSizes sizes = check_online_update_args(
-      trace_ih, trace_hh, trace_bias, targets, grad_output, step_input, previous, squashed_state,
-      gates, activation, cells_per_block, gate_feedback);
+      trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
+      target_bias_hh, grad_output, step_input, previous, squashed_state, gates, activation,
+      cells_per_block, gate_feedback);
   const int64_t H = sizes.hidden_size.expect_int();
   const StepShape shape{sizes.batch.expect_int(),     sizes.input_size.expect_int(),
                         H,
@@ -406,11 +392,11 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
     const std::vector<scalar_t> ones(shape.B, scalar_t(1));
     const FeatureGroup<scalar_t> groups[3] = {
         {trace_ih.data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), shape.I,
-         {data_or_null<scalar_t>(targets[0]), nullptr}},
+         {data_or_null<scalar_t>(target_weight_ih), nullptr}},
         {trace_hh.data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), shape.R,
-         {data_or_null<scalar_t>(targets[1]), nullptr}},
+         {data_or_null<scalar_t>(target_weight_hh), nullptr}},
         {trace_bias.data_ptr<scalar_t>(), ones.data(), 1,
-         {data_or_null<scalar_t>(targets[2]), data_or_null<scalar_t>(targets[3])}}};
+         {data_or_null<scalar_t>(target_bias_ih), data_or_null<scalar_t>(target_bias_hh)}}};
     update_step<scalar_t>(shape, groups,
                           dh.defined() ? dh.const_data_ptr<scalar_t>() : nullptr,
                           y.const_data_ptr<scalar_t>(), cell_gates.const_data_ptr<scalar_t>(),

@@ -58,18 +58,6 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
 
 // The trace pass on raw rows: traces (B, 2H, width), errors (B, 2H) or null, sums (2H, width)
 // or null, local (T, B, 2H), features (T, B, width) with T = `steps` (0: no update).
-// sum += scale * values, over `width` values.
-template <typename scalar_t>
-inline void add_scaled(scalar_t* sum, scalar_t scale, const scalar_t* values, int64_t width) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  int64_t f = 0;
-  for (; f + Vec::size() <= width; f += Vec::size()) {
-    at::vec::fmadd(Vec(scale), Vec::loadu(values + f), Vec::loadu(sum + f)).store(sum + f);
-  }
-  for (; f < width; ++f) {
-    sum[f] += scale * values[f];
-  }
-}
 
 template <typename scalar_t>
 struct TraceRows {

@@ -165,5 +165,18 @@ inline void for_each_lane(int64_t begin, int64_t end, const Body& body) {
   }
 }
 
+// target += scale * values, over `width` values, in vectors (an axpy on a row).
+template <typename scalar_t>
+inline void add_scaled(scalar_t* target, scalar_t scale, const scalar_t* values, int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    at::vec::fmadd(Vec(scale), Vec::loadu(values + f), Vec::loadu(target + f)).store(target + f);
+  }
+  for (; f < width; ++f) {
+    target[f] += scale * values[f];
+  }
+}
+
 }  // namespace cpu
 }  // namespace lstm1997
