@@ -67,6 +67,12 @@ void online_update_by_ops(const at::Tensor& trace_ih, const at::Tensor& trace_hh
                           bool gate_feedback);
 
 namespace cpu {
+// Gate or trace rows per task of the CPU's online loops: enough values that a task outweighs its
+// hand-off (as at::parallel_for's users in ATen size theirs).
+inline int64_t row_grain(int64_t values_per_row) {
+  return values_per_row >= 32768 ? 1 : 32768 / (values_per_row < 1 ? 1 : values_per_row);
+}
+
 // The CPU's trace pass: every trace row read and written once (float and double; other dtypes
 // take the ATen pass).
 void online_trace_pass(TracePass& pass);

@@ -28,11 +28,6 @@ namespace lstm1997 {
 namespace cpu {
 namespace {
 
-// Rows per task: enough multiply-adds that a task outweighs its hand-off.
-int64_t row_grain(int64_t values_per_row) {
-  return std::max<int64_t>(1, 32768 / std::max<int64_t>(1, values_per_row));
-}
-
 template <typename scalar_t>
 scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
   using Vec = at::vec::Vectorized<scalar_t>;

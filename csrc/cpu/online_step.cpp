@@ -73,9 +73,7 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   const int64_t B = rows.B, traced = rows.traced, I = rows.I, R = rows.R, T = rows.steps;
   const bool sums = rows.error != nullptr;
   const scalar_t one(1);
-  // Rows per task: enough values that a task outweighs its hand-off (as at::parallel_for's users
-  // in ATen size theirs).
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, B * (I + R + 1)));
+  const int64_t grain = row_grain(B * (I + R + 1));
   // A thread takes its rows in blocks, and each block batch row by batch row: the block's rows
   // of a batch row lie next to each other in the traces (read as one stretch of memory, where
   // reading one row per batch row would jump a whole batch row's trace each time), and the block's
@@ -173,7 +171,7 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
   scalar_t* grad_ih = gradients.grad_weight_ih.data_ptr<scalar_t>();
   scalar_t* grad_hh = gradients.grad_weight_hh.data_ptr<scalar_t>();
   scalar_t* grad_bias = gradients.grad_bias.data_ptr<scalar_t>();
-  at::parallel_for(0, G, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, B * (I + R + 1))),
+  at::parallel_for(0, G, row_grain(B * (I + R + 1)),
                    [&](int64_t k_begin, int64_t k_end) {
     for (int64_t k = k_begin; k < k_end; ++k) {
       for (int64_t b = 0; b < B; ++b) {
