@@ -144,14 +144,20 @@ def one_step_state(B=3, I=5, H=6, S=1, gate_feedback=False, dtype=f64, seed=0):
     return state, buffers, rand(B, I), weights, traces, options
 
 
-def test_results_do_not_depend_on_the_thread_count():
+# Shapes large enough that the update's rows are split between 2 threads (B * (I + R + 1) * (6H +
+# K) values of work above 2 * 3 * 32768), with and without blocks and gate feedback.
+SPLIT_SHAPES = [dict(B=7, I=64, H=96), dict(B=5, I=67, H=96, S=3, gate_feedback=True)]
+
+
+@pytest.mark.parametrize("shape", SPLIT_SHAPES, ids=["plain", "blocks_feedback"])
+def test_results_do_not_depend_on_the_thread_count(shape):
     """Rows split between threads are each summed by one thread: bitwise the same results."""
     results = []
     for threads in (1, 2):
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            state, buffers, x, weights, traces, options = one_step_state(B=7, I=64, H=96)
+            state, buffers, x, weights, traces, options = one_step_state(**shape)
             output = OPS._lstm_online_forward_(*state, *buffers, x, *weights, **options)
             OPS._lstm_online_update_(*traces, *weights, torch.ones_like(output), *buffers,
                                      alpha=-0.5, **options)
@@ -162,10 +168,14 @@ def test_results_do_not_depend_on_the_thread_count():
         assert torch.equal(a, b)
 
 
-def test_strided_arguments_take_the_aten_path():
-    """A non-contiguous buffer, trace or target gives the results of contiguous ones."""
-    plain = one_step_state(S=2, gate_feedback=True)
-    strided = one_step_state(S=2, gate_feedback=True)
+@pytest.mark.parametrize("shape", [dict(S=2, gate_feedback=True)] + SPLIT_SHAPES,
+                         ids=["small", "plain", "blocks_feedback"])
+def test_strided_arguments_take_the_aten_path(shape):
+    """A non-contiguous buffer, trace or target gives the results of contiguous ones (the ATen
+    implementation against the CPU loops, their rows split between threads at the larger
+    shapes)."""
+    plain = one_step_state(**shape)
+    strided = one_step_state(**shape)
 
     def transposed_copy(t):
         return t.t().contiguous().t() if t.dim() == 2 else t.transpose(0, 2).contiguous().transpose(0, 2)

@@ -44,49 +44,6 @@ scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
   return total;
 }
 
-// row += local * features and sum += error * row (the new row), in one pass: a trace row's update
-// and its share of the gradient.
-template <typename scalar_t>
-void advance_and_sum(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t error,
-                     scalar_t* sum, int64_t width) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  int64_t f = 0;
-  for (; f + Vec::size() <= width; f += Vec::size()) {
-    const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
-    value.store(row + f);
-    at::vec::fmadd(Vec(error), value, Vec::loadu(sum + f)).store(sum + f);
-  }
-  for (; f < width; ++f) {
-    row[f] += local * features[f];
-    sum[f] += error * row[f];
-  }
-}
-
-// row += local * features, and target += scale * row (the new row) for each target not null.
-template <typename scalar_t>
-void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t scale,
-                     scalar_t* const (&targets)[2], int64_t width) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  int64_t f = 0;
-  for (; f + Vec::size() <= width; f += Vec::size()) {
-    const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
-    value.store(row + f);
-    for (scalar_t* target : targets) {
-      if (target != nullptr) {
-        at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
-      }
-    }
-  }
-  for (; f < width; ++f) {
-    row[f] += local * features[f];
-    for (scalar_t* target : targets) {
-      if (target != nullptr) {
-        target[f] += scale * row[f];
-      }
-    }
-  }
-}
-
 // Multiply-adds of a step's net inputs from which the library's products pay for their calls.
 constexpr int64_t kLibraryProductWork = 1 << 17;
 
@@ -164,6 +121,31 @@ void forward_step(const StepShape& n, const scalar_t* weight_ih,
   }
 }
 
+// row += local * features, and target += scale * row (the new row) for each target not null.
+template <typename scalar_t>
+void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t scale,
+                     scalar_t* const (&targets)[2], int64_t width) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  int64_t f = 0;
+  for (; f + Vec::size() <= width; f += Vec::size()) {
+    const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
+    value.store(row + f);
+    for (scalar_t* target : targets) {
+      if (target != nullptr) {
+        at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
+      }
+    }
+  }
+  for (; f < width; ++f) {
+    row[f] += local * features[f];
+    for (scalar_t* target : targets) {
+      if (target != nullptr) {
+        target[f] += scale * row[f];
+      }
+    }
+  }
+}
+
 // The update's three groups of features: the input, r_{t-1} and the constant 1 of the biases.
 template <typename scalar_t>
 struct FeatureGroup {
@@ -173,108 +155,221 @@ struct FeatureGroup {
   scalar_t* targets[2];  // (G, width) each, or null
 };
 
+// One step's per-row terms: for each batch row b, the local terms of the traced rows
+// (d s_t / d net of the input gate and cell input, (B, 2H)), the error of s_t (B, H) and the error
+// of each output gate's net input (B, K), a block's cells summed.
+template <typename scalar_t>
+struct StepErrors {
+  const scalar_t* local;
+  const scalar_t* state_error;   // null without grad_output
+  const scalar_t* output_error;  // null without grad_output
+};
+
+// A gate row's cells: a block's S cells for an input gate, one cell for a cell input; an output
+// gate has no trace (traced = -1).
+struct GateRow {
+  int64_t first_cell, cells, traced;
+};
+
+inline GateRow gate_row(const StepShape& n, int64_t row) {
+  if (row < n.K) {
+    return {row * n.S, n.S, row * n.S};
+  }
+  if (row < n.K + n.H) {
+    return {row - n.K, 1, n.H + row - n.K};
+  }
+  return {(row - n.K - n.H) * n.S, n.S, -1};
+}
+
+// Vectors of a gradient row summed in registers over the batch rows. With 8, GCC kept the sums on
+// the stack, and every vector paid a store and a load more (benchmarks/online_step_parts.py).
+constexpr int kStretchVectors = 4;
+
+// Values f0 .. f0 + kVectors * Vec::size() of one gate row's gradient in one feature group (the
+// last vector holding `last` values): every batch row's traced rows advance (trace += local *
+// features) and the new trace rows, times their errors, are summed in registers; an output gate's
+// row sums error * features. The sum, times alpha, is added to the targets. Each trace row is read
+// and written once, and no partial sum goes through memory.
+template <typename scalar_t, int kVectors>
+void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
+                    const StepErrors<scalar_t>& errors, const GateRow& cells, int64_t row,
+                    int64_t f0, int64_t last, scalar_t alpha) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t V = Vec::size();
+  const int64_t w = group.width, H = n.H;
+  const bool summed = errors.state_error != nullptr;
+  const auto load = [&](const scalar_t* values, int v) {
+    return v + 1 < kVectors ? Vec::loadu(values + v * V) : Vec::loadu(values + v * V, last);
+  };
+  const auto store = [&](const Vec& value, scalar_t* values, int v) {
+    if (v + 1 < kVectors) {
+      value.store(values + v * V);
+    } else {
+      value.store(values + v * V, last);
+    }
+  };
+  Vec sum[kVectors];
+#pragma GCC unroll 4
+  for (int v = 0; v < kVectors; ++v) {
+    sum[v] = Vec(0);
+  }
+  if (cells.traced < 0) {
+    if (!summed) {
+      return;  // an output gate's row has no trace to advance
+    }
+    const scalar_t* output_error = errors.output_error + (row - n.K - H);
+    for (int64_t b = 0; b < n.B; ++b) {
+      const scalar_t* features = group.features + b * w + f0;
+      const Vec error(output_error[b * n.K]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) {
+        sum[v] = at::vec::fmadd(error, load(features, v), sum[v]);
+      }
+    }
+  } else {
+    for (int64_t b = 0; b < n.B; ++b) {
+      const scalar_t* features = group.features + b * w + f0;
+      for (int64_t c = 0; c < cells.cells; ++c) {
+        const int64_t traced = b * 2 * H + cells.traced + c;
+        scalar_t* trace = group.trace + traced * w + f0;
+        const Vec local(errors.local[traced]);
+        const Vec error(summed ? errors.state_error[b * H + cells.first_cell + c] : scalar_t(0));
+#pragma GCC unroll 4
+        for (int v = 0; v < kVectors; ++v) {
+          const Vec value = at::vec::fmadd(local, load(features, v), load(trace, v));
+          store(value, trace, v);
+          sum[v] = at::vec::fmadd(error, value, sum[v]);
+        }
+      }
+    }
+  }
+  if (!summed) {
+    return;
+  }
+  const Vec scale(alpha);
+  for (scalar_t* target : group.targets) {
+    if (target != nullptr) {
+      scalar_t* target_row = target + row * w + f0;
+#pragma GCC unroll 4
+      for (int v = 0; v < kVectors; ++v) {
+        store(at::vec::fmadd(scale, sum[v], load(target_row, v)), target_row, v);
+      }
+    }
+  }
+}
+
+template <typename scalar_t>
+void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
+                     const StepErrors<scalar_t>& errors, int64_t row, scalar_t alpha) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t V = Vec::size();
+  const GateRow cells = gate_row(n, row);
+  for (int64_t f0 = 0; f0 < group.width; f0 += kStretchVectors * V) {
+    const int64_t values = std::min<int64_t>(group.width - f0, kStretchVectors * V);
+    const int64_t vectors = (values + V - 1) / V, last = values - (vectors - 1) * V;
+    switch (vectors) {
+#define LSTM1997_STRETCH(k)                                                                \
+  case k:                                                                                  \
+    update_stretch<scalar_t, k>(n, group, errors, cells, row, f0, last, alpha);            \
+    break;
+      LSTM1997_STRETCH(1)
+      LSTM1997_STRETCH(2)
+      LSTM1997_STRETCH(3)
+      LSTM1997_STRETCH(4)
+#undef LSTM1997_STRETCH
+    }
+  }
+}
+static_assert(kStretchVectors == 4, "update_gate_row's cases cover 1 to kStretchVectors vectors");
+
+// The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
+// thread in a fixed order (so results do not depend on the thread count). Threads take stretches
+// of rows of about equal work (a traced row reads and writes its trace, an output gate's row
+// only reads the features).
 template <typename scalar_t>
 void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                  const scalar_t* grad_output, const scalar_t* squashed_state,
                  const scalar_t* gates, scalar_t alpha, Squash<scalar_t> g, Squash<scalar_t> h) {
   const int64_t B = n.B, H = n.H, G = n.G, S = n.S, K = n.K;
-  // Per cell and batch row: the local terms of the traced rows, d s_t / d net (input gate and
-  // cell input), the error of s_t and that of the output gate's net input.
-  std::vector<scalar_t> scratch(B * 4 * H);
-  scalar_t* const local = scratch.data();          // (B, 2H)
+  // output_error is summed over a block's cells.
+  std::vector<scalar_t> scratch(B * (3 * H + K), scalar_t(0));
+  scalar_t* const local = scratch.data();           // (B, 2H)
   scalar_t* const state_error = local + B * 2 * H;  // (B, H)
-  scalar_t* const output_error = state_error + B * H;
+  scalar_t* const output_error = state_error + B * H;  // (B, K)
   for (int64_t b = 0; b < B; ++b) {
     const scalar_t* row_gates = gates + b * kNumGates * H;
-    for (int64_t j = 0; j < H; ++j) {
-      const scalar_t i = row_gates[kInputGate * H + j], z = row_gates[kCellInput * H + j],
-                     o = row_gates[kOutputGate * H + j];
-      local[b * 2 * H + j] = z * i * (1 - i);
-      local[b * 2 * H + H + j] = i * g.grad_from_value(z);
-      if (grad_output != nullptr) {
-        const scalar_t dh = grad_output[b * H + j], y = squashed_state[b * H + j];
-        state_error[b * H + j] = dh * o * h.grad_from_value(y);
-        output_error[b * H + j] = dh * y * o * (1 - o);
+    for (int64_t k = 0, j = 0; k < K; ++k) {
+      for (int64_t c = 0; c < S; ++c, ++j) {
+        const scalar_t i = row_gates[kInputGate * H + j], z = row_gates[kCellInput * H + j],
+                       o = row_gates[kOutputGate * H + j];
+        local[b * 2 * H + j] = z * i * (1 - i);
+        local[b * 2 * H + H + j] = i * g.grad_from_value(z);
+        if (grad_output != nullptr) {
+          const scalar_t dh = grad_output[b * H + j], y = squashed_state[b * H + j];
+          state_error[b * H + j] = dh * o * h.grad_from_value(y);
+          output_error[b * K + k] += dh * y * o * (1 - o);
+        }
       }
     }
   }
-  const auto kind_of = [&](int64_t row) {
-    // The cells whose traced rows make up a gate row: a block's S cells for an input gate, one
-    // cell for a cell input; an output gate has no trace. (first cell, cells, first trace row
-    // or -1.)
-    const bool input_gate = row < K, cell_input = row >= K && row < K + H;
-    const int64_t first = input_gate ? row * S : cell_input ? row - K : (row - K - H) * S;
-    return std::array<int64_t, 3>{first, cell_input ? 1 : S,
-                                  input_gate ? first : cell_input ? H + first : -1};
+  const StepErrors<scalar_t> errors{local, grad_output != nullptr ? state_error : nullptr,
+                                    grad_output != nullptr ? output_error : nullptr};
+  // Work per row, in values of a feature row: a traced cell's trace is read and written, an
+  // output gate's row only reads the features. Every cell is traced twice (its input gate's and
+  // its cell input's rows).
+  const int64_t width = groups[0].width + groups[1].width + groups[2].width;
+  const auto row_work = [&](int64_t row) {
+    const GateRow cells = gate_row(n, row);
+    return B * width * (cells.traced >= 0 ? 3 * cells.cells : 1);
   };
-  const bool single = B == 1 && S == 1 && grad_output != nullptr;
-  at::parallel_for(0, G, row_grain(B * (groups[0].width + groups[1].width + 1)),
-                   [&](int64_t begin, int64_t end) {
-    if (single) {
+  const int64_t total = B * width * (3 * 2 * H + K);
+  const int64_t parts = std::max<int64_t>(
+      1, std::min<int64_t>(at::get_num_threads(), total / (3 * row_grain(1))));
+  // Part p takes rows bounds[p] .. bounds[p + 1], about total / parts of the work each.
+  std::vector<int64_t> bounds(parts + 1, G);
+  bounds[0] = 0;
+  for (int64_t row = 0, done = 0, p = 1; row < G && p < parts; ++row) {
+    done += row_work(row);
+    if (done * parts >= p * total) {
+      bounds[p++] = row + 1;
+    }
+  }
+  const auto update_rows = [&](int64_t begin, int64_t end) {
+    if (B == 1 && S == 1 && grad_output != nullptr) {
       // One batch row and one cell per gate row: the gradient row is error * (the new trace
       // row), or error * features for an output gate, added to the targets as it is made.
-      for (int64_t row = begin; row < end; ++row) {
-        const auto [j, cells, traced] = kind_of(row);
+      for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
+        const GateRow cells = gate_row(n, row);
         for (const FeatureGroup<scalar_t>& group : groups) {
           const int64_t w = group.width;
           scalar_t* const targets[2] = {group.targets[0] ? group.targets[0] + row * w : nullptr,
                                         group.targets[1] ? group.targets[1] + row * w : nullptr};
-          if (traced >= 0) {
-            advance_and_add(group.trace + traced * w, local[traced], group.features,
-                            alpha * state_error[j], targets, w);
+          if (cells.traced >= 0) {
+            advance_and_add(group.trace + cells.traced * w, local[cells.traced], group.features,
+                            alpha * state_error[cells.first_cell], targets, w);
             continue;
           }
           for (scalar_t* target : targets) {
             if (target != nullptr) {
-              add_scaled(target, alpha * output_error[j], group.features, w);
+              add_scaled(target, alpha * output_error[cells.first_cell], group.features, w);
             }
           }
         }
       }
       return;
     }
-    // Gate rows in blocks, each block batch row by batch row: consecutive gate rows have
-    // consecutive trace rows, so a batch row's share of a block is one stretch of memory (one
-    // row per batch row would jump a whole batch row's trace, 2H rows, each time), and the
-    // block's gradient rows stay in cache while every batch row adds to them.
-    constexpr int64_t kRowsPerBlock = 16;
-    std::vector<scalar_t> sums;
-    for (int64_t block = begin; block < end; block += kRowsPerBlock) {
-      const int64_t block_end = std::min(end, block + kRowsPerBlock);
-      for (const FeatureGroup<scalar_t>& group : groups) {
-        const int64_t w = group.width;
-        sums.assign((block_end - block) * w, scalar_t(0));
-        for (int64_t b = 0; b < B; ++b) {
-          const scalar_t* features = group.features + b * w;
-          for (int64_t row = block; row < block_end; ++row) {
-            const auto [first, cells, traced] = kind_of(row);
-            scalar_t* sum = sums.data() + (row - block) * w;
-            for (int64_t c = 0; c < cells; ++c) {
-              const int64_t j = first + c;
-              if (traced >= 0) {
-                const scalar_t error =
-                    grad_output != nullptr ? state_error[b * H + j] : scalar_t(0);
-                advance_and_sum(group.trace + ((b * 2 * H) + traced + c) * w,
-                                local[b * 2 * H + traced + c], features, error, sum, w);
-              } else if (grad_output != nullptr) {
-                add_scaled(sum, output_error[b * H + j], features, w);
-              }
-            }
-          }
-        }
-        if (grad_output == nullptr) {
-          continue;
-        }
-        for (int64_t row = block; row < block_end; ++row) {
-          for (scalar_t* target : group.targets) {
-            if (target != nullptr) {
-              add_scaled(target + row * w, alpha, sums.data() + (row - block) * w, w);
-            }
-          }
+    for (int64_t p = begin; p < end; ++p) {
+      for (int64_t row = bounds[p]; row < bounds[p + 1]; ++row) {
+        for (const FeatureGroup<scalar_t>& group : groups) {
+          update_gate_row(n, group, errors, row, alpha);
         }
       }
     }
-  });
+  };
+  if (parts == 1) {
+    return update_rows(0, 1);
+  }
+  at::parallel_for(0, parts, 1, update_rows);
 }
 
 template <typename scalar_t>
