@@ -181,16 +181,19 @@ inline GateRow gate_row(const StepShape& n, int64_t row) {
   return {(row - n.K - n.H) * n.S, n.S, -1};
 }
 
-// Vectors of a gradient row summed in registers over the batch rows. With 8, GCC kept the sums on
-// the stack, and every vector paid a store and a load more (benchmarks/online_step_parts.py).
-constexpr int kStretchVectors = 4;
+// Vectors of a gradient row summed in registers over the batch rows: each batch row's visit to a
+// trace row reads 8 vectors in a row (4 made the pass about 1.5 times slower; benchmarks/README.md,
+// "the update's pass summed in registers").
+constexpr int kStretchVectors = 8;
 
 // Values f0 .. f0 + kVectors * Vec::size() of one gate row's gradient in one feature group (the
 // last vector holding `last` values): every batch row's traced rows advance (trace += local *
 // features) and the new trace rows, times their errors, are summed in registers; an output gate's
 // row sums error * features. The sum, times alpha, is added to the targets. Each trace row is read
 // and written once, and no partial sum goes through memory.
-template <typename scalar_t, int kVectors>
+// kMasked: the last vector is partial (a row's tail), read and written under a mask; whole
+// stretches take plain loads and stores (with masks GCC kept 8 sums on the stack).
+template <typename scalar_t, int kVectors, bool kMasked>
 void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
                     const StepErrors<scalar_t>& errors, const GateRow& cells, int64_t row,
                     int64_t f0, int64_t last, scalar_t alpha) {
@@ -199,17 +202,18 @@ void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
   const int64_t w = group.width, H = n.H;
   const bool summed = errors.state_error != nullptr;
   const auto load = [&](const scalar_t* values, int v) {
-    return v + 1 < kVectors ? Vec::loadu(values + v * V) : Vec::loadu(values + v * V, last);
+    return kMasked && v + 1 == kVectors ? Vec::loadu(values + v * V, last)
+                                        : Vec::loadu(values + v * V);
   };
   const auto store = [&](const Vec& value, scalar_t* values, int v) {
-    if (v + 1 < kVectors) {
-      value.store(values + v * V);
-    } else {
+    if (kMasked && v + 1 == kVectors) {
       value.store(values + v * V, last);
+    } else {
+      value.store(values + v * V);
     }
   };
   Vec sum[kVectors];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
   for (int v = 0; v < kVectors; ++v) {
     sum[v] = Vec(0);
   }
@@ -221,24 +225,35 @@ void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
     for (int64_t b = 0; b < n.B; ++b) {
       const scalar_t* features = group.features + b * w + f0;
       const Vec error(output_error[b * n.K]);
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < kVectors; ++v) {
         sum[v] = at::vec::fmadd(error, load(features, v), sum[v]);
       }
     }
   } else {
-    for (int64_t b = 0; b < n.B; ++b) {
+    const auto advance = [&](int64_t b, int64_t c) {
       const scalar_t* features = group.features + b * w + f0;
-      for (int64_t c = 0; c < cells.cells; ++c) {
-        const int64_t traced = b * 2 * H + cells.traced + c;
-        scalar_t* trace = group.trace + traced * w + f0;
-        const Vec local(errors.local[traced]);
-        const Vec error(summed ? errors.state_error[b * H + cells.first_cell + c] : scalar_t(0));
-#pragma GCC unroll 4
-        for (int v = 0; v < kVectors; ++v) {
-          const Vec value = at::vec::fmadd(local, load(features, v), load(trace, v));
-          store(value, trace, v);
-          sum[v] = at::vec::fmadd(error, value, sum[v]);
+      const int64_t traced = b * 2 * H + cells.traced + c;
+      scalar_t* trace = group.trace + traced * w + f0;
+      const Vec local(errors.local[traced]);
+      const Vec error(summed ? errors.state_error[b * H + cells.first_cell + c] : scalar_t(0));
+#pragma GCC unroll 8
+      for (int v = 0; v < kVectors; ++v) {
+        const Vec value = at::vec::fmadd(local, load(features, v), load(trace, v));
+        store(value, trace, v);
+        sum[v] = at::vec::fmadd(error, value, sum[v]);
+      }
+    };
+    // One cell per row (cell inputs; input gates without blocks) as a loop of its own: with the
+    // loop over a block's cells inside, GCC stored the sums to the stack at every batch row.
+    if (cells.cells == 1) {
+      for (int64_t b = 0; b < n.B; ++b) {
+        advance(b, 0);
+      }
+    } else {
+      for (int64_t b = 0; b < n.B; ++b) {
+        for (int64_t c = 0; c < cells.cells; ++c) {
+          advance(b, c);
         }
       }
     }
@@ -250,7 +265,7 @@ void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
   for (scalar_t* target : group.targets) {
     if (target != nullptr) {
       scalar_t* target_row = target + row * w + f0;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
       for (int v = 0; v < kVectors; ++v) {
         store(at::vec::fmadd(scale, sum[v], load(target_row, v)), target_row, v);
       }
@@ -264,23 +279,32 @@ void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t V = Vec::size();
   const GateRow cells = gate_row(n, row);
-  for (int64_t f0 = 0; f0 < group.width; f0 += kStretchVectors * V) {
-    const int64_t values = std::min<int64_t>(group.width - f0, kStretchVectors * V);
-    const int64_t vectors = (values + V - 1) / V, last = values - (vectors - 1) * V;
-    switch (vectors) {
-#define LSTM1997_STRETCH(k)                                                                \
-  case k:                                                                                  \
-    update_stretch<scalar_t, k>(n, group, errors, cells, row, f0, last, alpha);            \
+  constexpr int64_t kStretch = kStretchVectors * V;
+  int64_t f0 = 0;
+  for (; f0 + kStretch <= group.width; f0 += kStretch) {
+    update_stretch<scalar_t, kStretchVectors, false>(n, group, errors, cells, row, f0, V, alpha);
+  }
+  if (f0 == group.width) {
+    return;
+  }
+  const int64_t values = group.width - f0;
+  const int64_t vectors = (values + V - 1) / V, last = values - (vectors - 1) * V;
+  switch (vectors) {
+#define LSTM1997_STRETCH(k)                                                                  \
+  case k:                                                                                    \
+    update_stretch<scalar_t, k, true>(n, group, errors, cells, row, f0, last, alpha);        \
     break;
-      LSTM1997_STRETCH(1)
-      LSTM1997_STRETCH(2)
-      LSTM1997_STRETCH(3)
-      LSTM1997_STRETCH(4)
+    LSTM1997_STRETCH(1)
+    LSTM1997_STRETCH(2)
+    LSTM1997_STRETCH(3)
+    LSTM1997_STRETCH(4)
+    LSTM1997_STRETCH(5)
+    LSTM1997_STRETCH(6)
+    LSTM1997_STRETCH(7)
 #undef LSTM1997_STRETCH
-    }
   }
 }
-static_assert(kStretchVectors == 4, "update_gate_row's cases cover 1 to kStretchVectors vectors");
+static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 to 7 vectors");
 
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
 // thread in a fixed order (so results do not depend on the thread count). Threads take stretches
