@@ -192,7 +192,7 @@ constexpr int kStretchVectors = 8;
 // row sums error * features. The sum, times alpha, is added to the targets. Each trace row is read
 // and written once, and no partial sum goes through memory.
 // kMasked: the last vector is partial (a row's tail), read and written under a mask; whole
-// stretches take plain loads and stores (with masks GCC kept 8 sums on the stack).
+// stretches take plain loads and stores.
 template <typename scalar_t, int kVectors, bool kMasked>
 void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
                     const StepErrors<scalar_t>& errors, const GateRow& cells, int64_t row,
