@@ -111,20 +111,26 @@ def test_steps_and_chunks_mix_in_one_stream():
         torch.testing.assert_close(p.grad, params[name].grad, rtol=1e-10, atol=1e-10)
 
 
-def test_float32_steps_match_float64():
-    """Measured largest difference in the outputs and gradients after 20 steps: about 1e-6
-    relative; allowed 1e-4."""
-    single = scaled_online(7, 12, dtype=torch.float32, seed=2)
-    double = scaled_online(7, 12, seed=2)
+def assert_float32_steps_match_float64(I, H, steps, seed, **options):
+    """A float32 stream against the same stream in float64: outputs and summed gradients within
+    1e-4 relative."""
+    single = scaled_online(I, H, dtype=torch.float32, seed=seed, **options)
+    double = scaled_online(I, H, seed=seed, **options)
     double.load_state_dict(single.state_dict())
-    x = torch.randn(20, 3, 7, dtype=f64)
-    for t in range(20):
+    x = torch.randn(steps, 3, I, dtype=f64)
+    for t in range(steps):
         a, b = single(x[t].float()), double(x[t])
         single.backward(torch.ones_like(a))
         double.backward(torch.ones_like(b))
         assert ((a.double() - b).abs().max() / b.abs().max()).item() < 1e-4
     for a, b in zip(single.parameters(), double.parameters()):
         assert ((a.grad.double() - b.grad).abs().max() / b.grad.abs().max()).item() < 1e-4
+
+
+def test_float32_steps_match_float64():
+    """Measured largest difference in the outputs and gradients after 20 steps: about 1e-6
+    relative; allowed 1e-4."""
+    assert_float32_steps_match_float64(7, 12, steps=20, seed=2)
 
 
 @pytest.mark.parametrize("options", [{}, dict(cells_per_block=2, gate_feedback=True,
@@ -134,17 +140,7 @@ def test_float32_whole_stretches_match_float64(options):
     feedback, R = 40 + 2 * 20 = 80) and their masked tails, at 3 batch rows, against float64.
     Measured largest relative difference in the outputs and gradients after 10 steps: about 1e-6;
     allowed 1e-4."""
-    single = scaled_online(130, 40, dtype=torch.float32, seed=3, **options)
-    double = scaled_online(130, 40, seed=3, **options)
-    double.load_state_dict(single.state_dict())
-    x = torch.randn(10, 3, 130, dtype=f64)
-    for t in range(10):
-        a, b = single(x[t].float()), double(x[t])
-        single.backward(torch.ones_like(a))
-        double.backward(torch.ones_like(b))
-        assert ((a.double() - b).abs().max() / b.abs().max()).item() < 1e-4
-    for a, b in zip(single.parameters(), double.parameters()):
-        assert ((a.grad.double() - b.grad).abs().max() / b.grad.abs().max()).item() < 1e-4
+    assert_float32_steps_match_float64(130, 40, steps=10, seed=3, **options)
 
 
 def one_step_state(B=3, I=5, H=6, S=1, gate_feedback=False, dtype=f64, seed=0):
