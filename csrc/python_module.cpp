@@ -6,38 +6,19 @@
 // arguments against the schema and boxes them, which for these ops' eleven tensors costs several
 // times a small step's arithmetic (benchmarks/bench.py, online table). The bindings call the same
 // ops through the dispatcher, with grad mode off: the ops advance state in place and are not
-// differentiable, which torch.ops callers say with torch.no_grad().
+// differentiable, which torch.ops callers say with torch.no_grad(). Two of them also do the
+// module's own bookkeeping around the ops (checks, the returned leaf, the gradients' targets).
 #include <torch/extension.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
 #include <optional>
 #include <string>
+#include <tuple>
 
 namespace {
 
 using OptionalTensor = std::optional<at::Tensor>;
-
-at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state,
-                          const at::Tensor& step_input, const at::Tensor& previous,
-                          const at::Tensor& squashed_state, const at::Tensor& gates,
-                          const at::Tensor& input, const at::Tensor& weight_ih,
-                          const at::Tensor& weight_hh, const OptionalTensor& bias_ih,
-                          const OptionalTensor& bias_hh, const std::string& activation,
-                          int64_t cells_per_block, bool gate_feedback) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("lstm1997::_lstm_online_forward_", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                            const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                            const at::Tensor&, const at::Tensor&, const at::Tensor&,
-                            const OptionalTensor&, const OptionalTensor&, c10::string_view,
-                            int64_t, bool)>();
-  at::NoGradGuard no_grad;
-  return op.call(hidden, cell_state, step_input, previous, squashed_state, gates, input,
-                 weight_ih, weight_hh, bias_ih, bias_hh, activation, cells_per_block,
-                 gate_feedback);
-}
 
 void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                    const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
@@ -61,11 +42,94 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
           squashed_state, gates, alpha, activation, cells_per_block, gate_feedback);
 }
 
+// OnlineLSTM's one-step forward: the op on the stream's state and buffers, and what the module
+// did around it in Python (measured: each of a tensor's Python properties, shape, dtype, grad,
+// costs about as much as a small step's arithmetic): the stream's batch size checked, a
+// batch-first chunk of one taken as its step, and the returned output made a leaf that requires
+// grad when grad mode is on, so that a caller's loss graph ends there. Returns the op's output and
+// the output returned to the caller.
+std::tuple<at::Tensor, at::Tensor> online_forward(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const OptionalTensor& bias_ih, const OptionalTensor& bias_hh, const std::string& activation,
+    int64_t cells_per_block, bool gate_feedback, bool batch_first_chunk) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("lstm1997::_lstm_online_forward_", "")
+          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const OptionalTensor&, const OptionalTensor&, c10::string_view,
+                            int64_t, bool)>();
+  const bool grad_mode = at::GradMode::is_enabled();
+  at::NoGradGuard no_grad;
+  const at::Tensor step = batch_first_chunk ? input.select(1, 0) : input;
+  TORCH_CHECK(hidden.size(0) == step.size(-2), "OnlineLSTM: input: expected batch size ",
+              hidden.size(0), " (the stream's, until reset()), got ", step.size(-2));
+  at::Tensor output = op.call(hidden, cell_state, step_input, previous, squashed_state, gates,
+                              step, weight_ih, weight_hh, bias_ih, bias_hh, activation,
+                              cells_per_block, gate_feedback);
+  at::Tensor returned = batch_first_chunk ? output.unsqueeze(1) : output;
+  if (grad_mode) {
+    returned.set_requires_grad(true);
+  }
+  return {output, returned};
+}
+
+// OnlineLSTM's backward() or update() after a one-step call: grad_output checked against the
+// output returned, and _lstm_online_update_ with every parameter that requires grad as a target:
+// its .grad (made zeros where there is none) with into_grad, else the parameter itself. (The
+// module's Python did this before, at several times the cost of the update's arithmetic at the
+// paper's sizes.)
+void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                        const at::Tensor& trace_bias, const at::Tensor& weight_ih,
+                        const at::Tensor& weight_hh, const OptionalTensor& bias_ih,
+                        const OptionalTensor& bias_hh, const at::Tensor& grad_output,
+                        const at::Tensor& returned, const at::Tensor& step_output,
+                        const at::Tensor& step_input, const at::Tensor& previous,
+                        const at::Tensor& squashed_state, const at::Tensor& gates, double alpha,
+                        bool into_grad, const std::string& activation, int64_t cells_per_block,
+                        bool gate_feedback) {
+  TORCH_CHECK(grad_output.sizes() == returned.sizes(), "OnlineLSTM: grad_output: expected shape ",
+              returned.sizes(), " (that of the last output), got ", grad_output.sizes());
+  at::NoGradGuard no_grad;
+  at::Tensor grad = grad_output;
+  if (grad.dim() != step_output.dim()) {  // a batch-first chunk of one
+    grad = grad.view(step_output.sizes());
+  }
+  if (grad.scalar_type() != step_output.scalar_type()) {
+    grad = grad.to(step_output.scalar_type());
+  }
+  const auto target = [&](const at::Tensor* parameter) -> at::Tensor {
+    if (parameter == nullptr || !parameter->defined() || !parameter->requires_grad()) {
+      // An empty target is left alone (its dtype is not read). Made once, never freed.
+      static const at::Tensor* const left_alone = new at::Tensor(at::empty({0}));
+      return *left_alone;
+    }
+    if (!into_grad) {
+      return *parameter;
+    }
+    at::Tensor& parameter_grad = parameter->mutable_grad();
+    if (!parameter_grad.defined()) {
+      parameter_grad = at::zeros_like(*parameter);
+    }
+    return parameter_grad;
+  };
+  online_update(trace_ih, trace_hh, trace_bias, target(&weight_ih), target(&weight_hh),
+                target(bias_ih ? &*bias_ih : nullptr), target(bias_hh ? &*bias_hh : nullptr),
+                grad, step_input, previous, squashed_state, gates, alpha, activation,
+                cells_per_block, gate_feedback);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, module) {
   module.def("_online_forward", &online_forward,
-             "torch.ops.lstm1997._lstm_online_forward_ (positional arguments), under no_grad");
+             "OnlineLSTM's one-step forward: torch.ops.lstm1997._lstm_online_forward_ "
+             "(positional arguments, then batch_first_chunk), under no_grad");
   module.def("_online_update", &online_update,
              "torch.ops.lstm1997._lstm_online_update_ (positional arguments), under no_grad");
+  module.def("_online_step_update", &online_step_update,
+             "OnlineLSTM's backward() or update() after a one-step call (see python_module.cpp)");
 }

@@ -306,6 +306,45 @@ def test_module_errors_on_the_one_step_path():
     assert torch.isfinite(online.weight_ih_l0).all()
 
 
+@pytest.mark.parametrize("form,batch_first", [("step", False), ("chunk", False), ("chunk", True)])
+def test_one_step_bookkeeping(form, batch_first):
+    """What the module's bindings do around the two ops: the returned output is a new leaf that
+    requires grad (not under no_grad), shaped like the input's step; backward() makes .grad where
+    there is none, adds to it where there is one, and leaves a frozen parameter alone; a
+    grad_output of another dtype is converted; a wrong grad_output shape or batch size is refused
+    without touching the stream. The gradient is compared with gradients(), which the chunk ops
+    compute."""
+    torch.manual_seed(0)
+    online = scaled_online(3, 4, batch_first=batch_first)
+    online.bias_hh_l0.requires_grad_(False)
+    x = torch.randn(3, 2, 3, dtype=f64)
+    output = online(step_input(x, 0, form, batch_first))
+    expected_shape = [2, 4] if form == "step" else ([2, 1, 4] if batch_first else [1, 2, 4])
+    assert list(output.shape) == expected_shape
+    assert output.is_leaf and output.requires_grad
+    grad_output = torch.randn(expected_shape, dtype=f64)
+    first = online.gradients(grad_output)
+    wrong = torch.zeros(expected_shape[:-1] + [5], dtype=f64)
+    with pytest.raises(RuntimeError, match=r"OnlineLSTM: grad_output: expected shape \["):
+        online.backward(wrong)
+    online.backward(grad_output.float())
+    for name, gradient in zip(("weight_ih_l0", "weight_hh_l0", "bias_ih_l0"), first):
+        # float32 grad_output: the gradient to float32 precision
+        torch.testing.assert_close(getattr(online, name).grad, gradient, rtol=1e-5, atol=1e-6)
+    assert online.bias_hh_l0.grad is None
+    with pytest.raises(RuntimeError, match=r"expected batch size 2 \(the stream's, until reset"):
+        online(torch.zeros(3, 3, dtype=f64))
+    with torch.no_grad():
+        output = online(step_input(x, 1, form, batch_first))
+    assert not output.requires_grad
+    second = online.gradients(grad_output)
+    before = online.weight_hh_l0.grad.clone()
+    online.backward(grad_output)
+    torch.testing.assert_close(online.weight_hh_l0.grad, before + second[1], rtol=1e-12,
+                               atol=1e-12)
+    assert online.bias_hh_l0.grad is None
+
+
 @pytest.mark.parametrize("chunk_of_one", [False, True])
 def test_opcheck(chunk_of_one):
     state, buffers, x, weights, traces, options = one_step_state(S=2, gate_feedback=True)

@@ -28,20 +28,27 @@ namespace lstm1997 {
 namespace cpu {
 namespace {
 
+// a . x + b . y (n and m values) in one vector sum: one horizontal reduction per gate row, whose
+// shuffles cost more than a small row's multiply-adds.
 template <typename scalar_t>
-scalar_t dot(const scalar_t* a, const scalar_t* b, int64_t n) {
+scalar_t dot_pair(const scalar_t* a, const scalar_t* x, int64_t n, const scalar_t* b,
+                  const scalar_t* y, int64_t m) {
   using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
   Vec sum(0);
-  int64_t f = 0;
-  for (; f + Vec::size() <= n; f += Vec::size()) {
-    sum = at::vec::fmadd(Vec::loadu(a + f), Vec::loadu(b + f), sum);
-  }
-  scalar_t total = at::vec::vec_reduce_all<scalar_t>(
-      [](const Vec& x, const Vec& y) { return x + y; }, sum);
-  for (; f < n; ++f) {
-    total += a[f] * b[f];
-  }
-  return total;
+  const auto add = [&sum](const scalar_t* u, const scalar_t* v, int64_t count) {
+    int64_t f = 0;
+    for (; f + L <= count; f += L) {
+      sum = at::vec::fmadd(Vec::loadu(u + f), Vec::loadu(v + f), sum);
+    }
+    if (f < count) {  // zeros past the end
+      sum = at::vec::fmadd(Vec::loadu(u + f, count - f), Vec::loadu(v + f, count - f), sum);
+    }
+  };
+  add(a, x, n);
+  add(b, y, m);
+  return at::vec::vec_reduce_all<scalar_t>(
+      [](const Vec& p, const Vec& q) { return p + q; }, sum);
 }
 
 // Multiply-adds of a step's net inputs from which the library's products pay for their calls.
@@ -69,8 +76,8 @@ void forward_step(const StepShape& n, const scalar_t* weight_ih,
         const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
                               (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
         for (int64_t b = 0; b < B; ++b) {
-          net_rows[b * G + row] = bias + dot(weight_ih + row * I, step_input + b * I, I) +
-                                  dot(weight_hh + row * R, previous + b * R, R);
+          net_rows[b * G + row] = bias + dot_pair(weight_ih + row * I, step_input + b * I, I,
+                                                  weight_hh + row * R, previous + b * R, R);
         }
       }
     });

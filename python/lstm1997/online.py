@@ -15,8 +15,7 @@ from . import _C
 from .modules import _LayerModule
 
 
-# The targets of _lstm_online_update_, in its order, and the empty tensor that leaves one alone.
-_PARAMETER_NAMES = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+# The empty tensor that leaves a target of _lstm_online_update_ alone.
 _LEFT_ALONE = torch.empty(0)
 
 
@@ -37,7 +36,8 @@ class _Stream:
         # previous, squashed_state, gates), and the last step's output.
         self.step_buffers: Optional[Tuple[Tensor, Tensor, Tensor, Tensor]] = None
         self.step_output: Optional[Tensor] = None
-        self.step_shape = None  # the shape returned for it: (B, H), or a chunk of one's
+        self.step_returned: Optional[Tensor] = None  # the step's output as returned: (B, H), or
+        # a chunk of one's
         # Whether the last chunk's terms are still to be added to the traces: backward() and
         # update() add them in the same pass over the traces that computes the gradient; the next
         # forward() adds them when no gradient came.
@@ -52,7 +52,7 @@ class _Stream:
         output = self.step_output
         return (step_input.unsqueeze(0), previous,
                 output if output.dim() == 3 else output.unsqueeze(0),
-                squashed_state.unsqueeze(0), gates.unsqueeze(0), self.step_shape)
+                squashed_state.unsqueeze(0), gates.unsqueeze(0), self.step_returned.shape)
 
 
 class OnlineLSTM(_LayerModule):
@@ -164,44 +164,42 @@ class OnlineLSTM(_LayerModule):
 
     def _forward_step(self, input: Tensor, batch_first_chunk: bool) -> Tensor:
         """One step, (B, I) or a chunk of one, by _lstm_online_forward_, in place on the stream's
-        state and buffers. (The hot path of the paper's recipe: at its sizes a view or a call
-        here costs about as much as the step's arithmetic; the op takes (1, B, I) chunks as they
-        are.)"""
-        if batch_first_chunk:
-            input = input.select(1, 0)
+        state and buffers. (The hot path of the paper's recipe: at its sizes a tensor property
+        read in Python costs about as much as the step's arithmetic, so the binding checks the
+        batch size and makes the returned leaf; the op takes (1, B, I) chunks as they are.)"""
         stream = self._stream
         hidden = stream.hidden
-        batch = input.shape[-2]
         if hidden is None:
-            self._start(batch, input)
+            self._start(input.shape[0 if batch_first_chunk else -2], input)
             hidden = stream.hidden
-        elif hidden.shape[0] != batch:
-            raise RuntimeError(f"OnlineLSTM: input: expected batch size {hidden.shape[0]} "
-                               f"(the stream's, until reset()), got {batch}")
-        if stream.pending:
-            self._advance_traces()  # the previous call's terms: no backward() added them
+        if stream.pending:  # the previous call's terms: no backward() added them
+            self._check_batch(input.shape[0 if batch_first_chunk else -2])  # before the traces
+            self._advance_traces()
         buffers = stream.step_buffers
         if buffers is None or buffers[0].dtype != input.dtype:
-            H = self.hidden_size
+            batch, H = hidden.shape[0], self.hidden_size
             buffers = stream.step_buffers = (
                 input.new_empty(batch, self.input_size),
                 input.new_empty(batch, self.recurrent_size), input.new_empty(batch, H),
                 input.new_empty(batch, 3 * H))
         parameters = self._parameters
         # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
-        output = _C._online_forward(
+        stream.step_output, returned = _C._online_forward(
             hidden, stream.cell_state, *buffers, input, parameters["weight_ih_l0"],
             parameters["weight_hh_l0"], parameters.get("bias_ih_l0"),
             parameters.get("bias_hh_l0"), self.activation, self.cells_per_block,
-            self.gate_feedback)
+            self.gate_feedback, batch_first_chunk)
         stream.chunk = None
-        stream.step_output = output
         stream.pending = True
-        if batch_first_chunk:
-            output = output.unsqueeze(1)
-        stream.step_shape = output.shape
-        # A new leaf (the op ran without grad), so that the caller's graph of a loss ends there.
-        return output.requires_grad_(torch.is_grad_enabled())
+        stream.step_returned = returned
+        return returned
+
+    def _check_batch(self, batch: int) -> None:
+        # (The one-step binding, python_module.cpp, checks the same with the same words.)
+        expected = self._stream.hidden.shape[0]
+        if expected != batch:
+            raise RuntimeError(f"OnlineLSTM: input: expected batch size {expected} "
+                               f"(the stream's, until reset()), got {batch}")
 
     def forward(self, input: Tensor) -> Tensor:
         # One step, (B, I) or a chunk of one, on the CPU: the one-step path.
@@ -219,9 +217,8 @@ class OnlineLSTM(_LayerModule):
         stream = self._stream
         if stream.hidden is None:
             self._start(batch, chunk)
-        elif stream.hidden.shape[0] != batch:
-            raise RuntimeError(f"OnlineLSTM: input: expected batch size {stream.hidden.shape[0]} "
-                               f"(the stream's, until reset()), got {batch}")
+        else:
+            self._check_batch(batch)
         with torch.no_grad():
             output, h_n, s_n, squashed_state, gates = torch.ops.lstm1997._lstm_forward(
                 chunk, self.weight_ih_l0, self.weight_hh_l0, self.bias_ih_l0, self.bias_hh_l0,
@@ -236,8 +233,8 @@ class OnlineLSTM(_LayerModule):
         stream.hidden, stream.cell_state = h_n, s_n
         return result.detach().requires_grad_(torch.is_grad_enabled())
 
-    def _chunk_grad(self, grad_output: Tensor) -> Tensor:
-        """grad_output as the (T, B, H) gradient of the last chunk's outputs, checked."""
+    def _check_last_call(self) -> None:
+        """That a forward() call came since reset() and its terms are not in the traces yet."""
         stream = self._stream
         if stream.chunk is None and stream.step_output is None:
             raise RuntimeError("OnlineLSTM: backward: expected a forward() call first (since the "
@@ -246,12 +243,17 @@ class OnlineLSTM(_LayerModule):
             raise RuntimeError("OnlineLSTM: backward: the traces already hold the last chunk (one "
                                "backward() or update() per forward(); gradients() any number of "
                                "times before it)")
+
+    def _chunk_grad(self, grad_output: Tensor) -> Tensor:
+        """grad_output as the (T, B, H) gradient of the last chunk's outputs, checked."""
+        self._check_last_call()
+        stream = self._stream
         if stream.chunk is None:  # a one-step call
             shape = grad_output.shape
-            if shape != stream.step_shape:
+            if shape != stream.step_returned.shape:
                 raise RuntimeError(f"OnlineLSTM: grad_output: expected shape "
-                                   f"{list(stream.step_shape)} (that of the last output), "
-                                   f"got {list(shape)}")
+                                   f"{list(stream.step_returned.shape)} (that of the last "
+                                   f"output), got {list(shape)}")
             step_output = stream.step_output
             if len(shape) != step_output.dim():  # a batch-first chunk of one
                 grad_output = grad_output.view(step_output.shape)
@@ -283,7 +285,7 @@ class OnlineLSTM(_LayerModule):
             pairs += [(self.bias_ih_l0, grad_bias), (self.bias_hh_l0, grad_bias)]
         return [(p, g) for p, g in pairs if p.requires_grad]
 
-    def _update_step(self, grad_output: Tensor, alpha: float, targets) -> None:
+    def _update_step(self, grad_output: Optional[Tensor], alpha: float, targets) -> None:
         """_lstm_online_update_ after a one-step call: the step's terms join the traces and
         alpha times the gradient is added to `targets` (4 tensors, empty ones left alone)."""
         stream = self._stream
@@ -291,20 +293,24 @@ class OnlineLSTM(_LayerModule):
                           self.activation, self.cells_per_block, self.gate_feedback)
         stream.pending = False
 
+    def _step_update(self, grad_output: Tensor, alpha: float, into_grad: bool) -> None:
+        """backward() (into_grad) or update() after a one-step call: the binding checks
+        grad_output against the returned output and adds alpha times the gradient to each
+        parameter that requires grad, or to its .grad (python_module.cpp)."""
+        self._check_last_call()
+        stream = self._stream
+        parameters = self._parameters
+        _C._online_step_update(
+            *stream.traces, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
+            parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), grad_output,
+            stream.step_returned, stream.step_output, *stream.step_buffers, alpha, into_grad,
+            self.activation, self.cells_per_block, self.gate_feedback)
+        stream.pending = False
+
     def backward(self, grad_output: Tensor) -> None:
         """Adds the gradient of the loss on the last chunk to every parameter's ``.grad``."""
-        if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
-            grad = self._chunk_grad(grad_output)
-            targets = []
-            for parameter in map(self._parameters.get, _PARAMETER_NAMES):
-                if parameter is None or not parameter.requires_grad:
-                    targets.append(_LEFT_ALONE)
-                    continue
-                target = parameter.grad
-                if target is None:
-                    target = parameter.grad = torch.zeros_like(parameter)
-                targets.append(target)
-            return self._update_step(grad, 1.0, targets)
+        if self._stream.chunk is None:  # a one-step call (or none: _check_last_call says so)
+            return self._step_update(grad_output, 1.0, True)
         accumulated, added = [], []
         for parameter, grad in self._parameters_and_gradients(grad_output):
             if parameter.grad is None:
@@ -318,12 +324,8 @@ class OnlineLSTM(_LayerModule):
     def update(self, grad_output: Tensor, lr: float) -> None:
         """The paper's weight update: one plain gradient step of size ``lr`` on the loss of the
         last chunk, applied at once (``.grad`` is left alone)."""
-        if self._stream.chunk is None:  # a one-step call (or none: _chunk_grad says so)
-            grad = self._chunk_grad(grad_output)
-            parameters = self._parameters
-            targets = [_LEFT_ALONE if p is None or not p.requires_grad else p
-                       for p in map(parameters.get, _PARAMETER_NAMES)]
-            return self._update_step(grad, -lr, targets)
+        if self._stream.chunk is None:  # a one-step call (or none: _check_last_call says so)
+            return self._step_update(grad_output, -lr, False)
         pairs = self._parameters_and_gradients(grad_output)
         with torch.no_grad():
             # parameter - lr * gradient for each, as sub_(gradient, alpha=lr) computes it.
