@@ -184,8 +184,12 @@ def test_results_do_not_depend_on_the_thread_count(shape):
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("shape", [dict(S=2, gate_feedback=True)] + SPLIT_SHAPES,
-                         ids=["small", "plain", "blocks_feedback"])
+# More batch rows than the forward's tiles take: its net inputs come from the library's GEMM.
+LIBRARY_SHAPE = dict(B=34, I=32, H=40)
+
+
+@pytest.mark.parametrize("shape", [dict(S=2, gate_feedback=True)] + SPLIT_SHAPES + [LIBRARY_SHAPE],
+                         ids=["small", "plain", "blocks_feedback", "library_products"])
 def test_strided_arguments_take_the_aten_path(shape):
     """A non-contiguous buffer, trace or target gives the results of contiguous ones (the ATen
     implementation against the CPU loops, their rows split between threads at the larger

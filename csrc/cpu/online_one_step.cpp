@@ -28,59 +28,138 @@ namespace lstm1997 {
 namespace cpu {
 namespace {
 
-// a . x + b . y (n and m values) in one vector sum: one horizontal reduction per gate row, whose
-// shuffles cost more than a small row's multiply-adds.
-template <typename scalar_t>
-scalar_t dot_pair(const scalar_t* a, const scalar_t* x, int64_t n, const scalar_t* b,
-                  const scalar_t* y, int64_t m) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  constexpr int64_t L = Vec::size();
-  Vec sum(0);
-  const auto add = [&sum](const scalar_t* u, const scalar_t* v, int64_t count) {
-    int64_t f = 0;
-    for (; f + L <= count; f += L) {
-      sum = at::vec::fmadd(Vec::loadu(u + f), Vec::loadu(v + f), sum);
-    }
-    if (f < count) {  // zeros past the end
-      sum = at::vec::fmadd(Vec::loadu(u + f, count - f), Vec::loadu(v + f, count - f), sum);
-    }
-  };
-  add(a, x, n);
-  add(b, y, m);
-  return at::vec::vec_reduce_all<scalar_t>(
-      [](const Vec& p, const Vec& q) { return p + q; }, sum);
-}
-
-// Multiply-adds of a step's net inputs from which the library's products pay for their calls.
+// Where the library's products (a blocked GEMM) take a step's net inputs: from this many
+// multiply-adds, which pay for their calls, and more batch rows than net_products's tiles serve
+// better.
 constexpr int64_t kLibraryProductWork = 1 << 17;
+constexpr int64_t kLibraryProductRows = 32;
 
 struct StepShape {
   int64_t B, I, H, R, G, S, K;
   bool feedback;
 };
 
+// The step's net inputs without the library's GEMM: net[b, row] = bias[row] + x_b . W_ih[row] +
+// r_b . W_hh[row], the weights row-major as they are (they change at every update, so packing
+// them would cost a pass over them per call). A tile of kTileRows gate rows by up to
+// kTileBatch batch rows keeps its kTileRows * kTileBatch sums in registers: each weight vector
+// loaded serves kTileBatch batch rows and each input vector kTileRows gate rows. At few batch
+// rows this beats the library's GEMM, which is tuned for many (benchmarks/README.md, "the forward's
+// products"). Each sum is made by one thread in a fixed order: results do not depend on the
+// thread count.
+constexpr int64_t kTileRows = 4;
+constexpr int kTileBatch = 4;
+
+template <typename scalar_t, int kBatch>
+void net_tile(const scalar_t* const (&weight_rows)[2][kTileRows],
+              const scalar_t* const (&input_rows)[2][kBatch], const int64_t (&widths)[2],
+              scalar_t (&sums)[kTileRows][kBatch]) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
+  Vec acc[kTileRows][kBatch];
+  for (int64_t k = 0; k < kTileRows; ++k) {
+    for (int j = 0; j < kBatch; ++j) {
+      acc[k][j] = Vec(0);
+    }
+  }
+  for (int part = 0; part < 2; ++part) {  // x_t with W_ih, then r_{t-1} with W_hh
+    const int64_t width = widths[part];
+    const auto add = [&](int64_t f, int64_t count) {
+      Vec w[kTileRows], v[kBatch];
+      for (int64_t k = 0; k < kTileRows; ++k) {
+        w[k] = count == L ? Vec::loadu(weight_rows[part][k] + f)
+                          : Vec::loadu(weight_rows[part][k] + f, count);
+      }
+      for (int j = 0; j < kBatch; ++j) {
+        v[j] = count == L ? Vec::loadu(input_rows[part][j] + f)
+                          : Vec::loadu(input_rows[part][j] + f, count);
+      }
+      for (int64_t k = 0; k < kTileRows; ++k) {
+        for (int j = 0; j < kBatch; ++j) {
+          acc[k][j] = at::vec::fmadd(w[k], v[j], acc[k][j]);
+        }
+      }
+    };
+    int64_t f = 0;
+    for (; f + L <= width; f += L) {
+      add(f, L);
+    }
+    if (f < width) {  // zeros past the end
+      add(f, width - f);
+    }
+  }
+  for (int64_t k = 0; k < kTileRows; ++k) {
+    for (int j = 0; j < kBatch; ++j) {
+      sums[k][j] = at::vec::vec_reduce_all<scalar_t>(
+          [](const Vec& p, const Vec& q) { return p + q; }, acc[k][j]);
+    }
+  }
+}
+
+template <typename scalar_t>
+void net_products(const StepShape& n, const scalar_t* weight_ih, const scalar_t* weight_hh,
+                  const scalar_t* bias_ih, const scalar_t* bias_hh, const scalar_t* step_input,
+                  const scalar_t* previous, scalar_t* net) {
+  const int64_t B = n.B, I = n.I, R = n.R, G = n.G;
+  const int64_t tiles = (G + kTileRows - 1) / kTileRows;
+  const int64_t widths[2] = {I, R};
+  at::parallel_for(0, tiles, row_grain(kTileRows * B * (I + R)), [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      // A last tile past G repeats row G - 1 (computed, not stored).
+      const int64_t row0 = tile * kTileRows;
+      const scalar_t* weight_rows[2][kTileRows];
+      for (int64_t k = 0; k < kTileRows; ++k) {
+        const int64_t row = std::min(row0 + k, G - 1);
+        weight_rows[0][k] = weight_ih + row * I;
+        weight_rows[1][k] = weight_hh + row * R;
+      }
+      const auto run = [&](auto batch, int64_t b0) {
+        constexpr int kBatch = decltype(batch)::value;
+        const scalar_t* input_rows[2][kBatch];
+        for (int j = 0; j < kBatch; ++j) {
+          input_rows[0][j] = step_input + (b0 + j) * I;
+          input_rows[1][j] = previous + (b0 + j) * R;
+        }
+        scalar_t sums[kTileRows][kBatch];
+        net_tile<scalar_t, kBatch>(weight_rows, input_rows, widths, sums);
+        for (int64_t k = 0; k < kTileRows && row0 + k < G; ++k) {
+          const int64_t row = row0 + k;
+          const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
+                                (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
+          for (int j = 0; j < kBatch; ++j) {
+            net[(b0 + j) * G + row] = bias + sums[k][j];
+          }
+        }
+      };
+      int64_t b0 = 0;
+      for (; b0 + kTileBatch <= B; b0 += kTileBatch) {
+        run(std::integral_constant<int, kTileBatch>{}, b0);
+      }
+      switch (B - b0) {
+        case 1: run(std::integral_constant<int, 1>{}, b0); break;
+        case 2: run(std::integral_constant<int, 2>{}, b0); break;
+        case 3: run(std::integral_constant<int, 3>{}, b0); break;
+        default: break;
+      }
+    }
+  });
+}
+static_assert(kTileBatch == 4, "net_products's switch covers 1 to 3 leftover batch rows");
+
 template <typename scalar_t>
 void forward_step(const StepShape& n, const scalar_t* weight_ih,
                   const scalar_t* weight_hh, const scalar_t* bias_ih, const scalar_t* bias_hh,
                   scalar_t* hidden, scalar_t* cell_state, scalar_t* step_input,
                   scalar_t* previous, scalar_t* squashed_state, scalar_t* gates,
-                  scalar_t* output, const scalar_t* net_products, Squash<scalar_t> g,
+                  scalar_t* output, const scalar_t* library_net, Squash<scalar_t> g,
                   Squash<scalar_t> h) {
-  const int64_t B = n.B, I = n.I, H = n.H, R = n.R, G = n.G, S = n.S, K = n.K;
+  const int64_t B = n.B, H = n.H, R = n.R, G = n.G, S = n.S, K = n.K;
   std::vector<scalar_t> net_rows;
-  const scalar_t* net = net_products;  // (B, G), from the library when it was given
+  const scalar_t* net = library_net;  // (B, G), from the library when it was given
   if (net == nullptr) {
     net_rows.resize(B * G);
-    at::parallel_for(0, G, row_grain(B * (I + R)), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        const scalar_t bias = (bias_ih != nullptr ? bias_ih[row] : scalar_t(0)) +
-                              (bias_hh != nullptr ? bias_hh[row] : scalar_t(0));
-        for (int64_t b = 0; b < B; ++b) {
-          net_rows[b * G + row] = bias + dot_pair(weight_ih + row * I, step_input + b * I, I,
-                                                  weight_hh + row * R, previous + b * R, R);
-        }
-      }
-    });
+    net_products(n, weight_ih, weight_hh, bias_ih, bias_hh, step_input, previous,
+                 net_rows.data());
     net = net_rows.data();
   }
   using Vec = at::vec::Vectorized<scalar_t>;
@@ -455,10 +534,10 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
   // r_{t-1} and x_t into the step's buffers (dense, of one dtype: checked), read from there.
   std::memmove(previous.data_ptr(), hidden.const_data_ptr(), hidden.nbytes());
   std::memmove(step_input.data_ptr(), x.const_data_ptr(), x.nbytes());
-  // With enough rows the net inputs come from the library's products (a blocked GEMM), below
-  // that from dot products in the step's own loop, which cost less than the calls.
+  // With many batch rows and enough work the net inputs come from the library's products,
+  // else from net_products's tiles.
   at::Tensor net;
-  if (B * shape.G * (shape.I + shape.R) >= kLibraryProductWork) {
+  if (B > kLibraryProductRows && B * shape.G * (shape.I + shape.R) >= kLibraryProductWork) {
     net = b_ih.defined() ? at::addmm(b_ih, step_input, w_ih.t()) : at::mm(step_input, w_ih.t());
     if (b_hh.defined()) {
       net.add_(b_hh);
