@@ -49,7 +49,7 @@ def main(argv=None):
 
         def forward():
             _C._online_forward(stream.hidden, stream.cell_state, *stream.step_buffers, x,
-                               *parameters, "tanh", 1, False)
+                               *parameters, "tanh", 1, False, False)
 
         def update():
             _C._online_update(*stream.traces, *grads, grad_output, *stream.step_buffers, 1.0,

@@ -20,6 +20,14 @@ namespace {
 
 using OptionalTensor = std::optional<at::Tensor>;
 
+// The empty target of _lstm_online_update_ that leaves a parameter alone (its dtype is not
+// read): made once, when the module is imported (outside any mode a later call may run under),
+// and never freed.
+at::Tensor& left_alone() {
+  static at::Tensor* const empty = new at::Tensor();
+  return *empty;
+}
+
 void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                    const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
                    const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
@@ -62,16 +70,20 @@ std::tuple<at::Tensor, at::Tensor> online_forward(
                             const at::Tensor&, const at::Tensor&, const at::Tensor&,
                             const OptionalTensor&, const OptionalTensor&, c10::string_view,
                             int64_t, bool)>();
-  const bool grad_mode = at::GradMode::is_enabled();
-  at::NoGradGuard no_grad;
   const at::Tensor step = batch_first_chunk ? input.select(1, 0) : input;
   TORCH_CHECK(hidden.size(0) == step.size(-2), "OnlineLSTM: input: expected batch size ",
               hidden.size(0), " (the stream's, until reset()), got ", step.size(-2));
-  at::Tensor output = op.call(hidden, cell_state, step_input, previous, squashed_state, gates,
-                              step, weight_ih, weight_hh, bias_ih, bias_hh, activation,
-                              cells_per_block, gate_feedback);
+  at::Tensor output;
+  {
+    at::NoGradGuard no_grad;
+    output = op.call(hidden, cell_state, step_input, previous, squashed_state, gates, step,
+                     weight_ih, weight_hh, bias_ih, bias_hh, activation, cells_per_block,
+                     gate_feedback);
+  }
+  // The view and the leaf made in the caller's grad mode, as the module's Python made them.
+  // (The stream keeps the returned tensor: backward() expects a grad_output of its shape.)
   at::Tensor returned = batch_first_chunk ? output.unsqueeze(1) : output;
-  if (grad_mode) {
+  if (at::GradMode::is_enabled()) {
     returned.set_requires_grad(true);
   }
   return {output, returned};
@@ -103,9 +115,7 @@ void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
   }
   const auto target = [&](const at::Tensor* parameter) -> at::Tensor {
     if (parameter == nullptr || !parameter->defined() || !parameter->requires_grad()) {
-      // An empty target is left alone (its dtype is not read). Made once, never freed.
-      static const at::Tensor* const left_alone = new at::Tensor(at::empty({0}));
-      return *left_alone;
+      return left_alone();  // an empty target is left alone
     }
     if (!into_grad) {
       return *parameter;
@@ -125,6 +135,7 @@ void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
 }  // namespace
 
 PYBIND11_MODULE(_C, module) {
+  left_alone() = at::empty({0});
   module.def("_online_forward", &online_forward,
              "OnlineLSTM's one-step forward: torch.ops.lstm1997._lstm_online_forward_ "
              "(positional arguments, then batch_first_chunk), under no_grad");
