@@ -155,10 +155,13 @@ class OnlineLSTM(_LayerModule):
         return result
 
     def _advance_traces(self) -> None:
-        if not self._stream.pending:
+        stream = self._stream
+        if not stream.pending:
             return
-        if self._stream.chunk is None:  # a one-step call's
-            self._update_step(None, 0.0, [_LEFT_ALONE] * 4)
+        if stream.chunk is None:  # a one-step call's: its terms join the traces, no gradient
+            _C._online_update(*stream.traces, *[_LEFT_ALONE] * 4, None, *stream.step_buffers, 0.0,
+                              self.activation, self.cells_per_block, self.gate_feedback)
+            stream.pending = False
         else:
             self._online_step(None, advance=True)
 
@@ -284,14 +287,6 @@ class OnlineLSTM(_LayerModule):
         if self.bias:
             pairs += [(self.bias_ih_l0, grad_bias), (self.bias_hh_l0, grad_bias)]
         return [(p, g) for p, g in pairs if p.requires_grad]
-
-    def _update_step(self, grad_output: Optional[Tensor], alpha: float, targets) -> None:
-        """_lstm_online_update_ after a one-step call: the step's terms join the traces and
-        alpha times the gradient is added to `targets` (4 tensors, empty ones left alone)."""
-        stream = self._stream
-        _C._online_update(*stream.traces, *targets, grad_output, *stream.step_buffers, alpha,
-                          self.activation, self.cells_per_block, self.gate_feedback)
-        stream.pending = False
 
     def _step_update(self, grad_output: Tensor, alpha: float, into_grad: bool) -> None:
         """backward() (into_grad) or update() after a one-step call: the binding checks
