@@ -395,7 +395,10 @@ static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 t
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
 // thread in a fixed order (so results do not depend on the thread count). Threads take stretches
 // of rows of about equal work (a traced row reads and writes its trace, an output gate's row
-// only reads the features).
+// only reads the features), and go through their rows once per feature group: a row's visit
+// reads one stretch from each batch row's trace, B streams through memory, where taking the
+// three groups row by row kept 3B streams going and made the pass 1.5 to 3 times slower on one
+// thread (benchmarks/README.md, "the update's pass, group by group").
 template <typename scalar_t>
 void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                  const scalar_t* grad_output, const scalar_t* squashed_state,
@@ -469,8 +472,8 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
       return;
     }
     for (int64_t p = begin; p < end; ++p) {
-      for (int64_t row = bounds[p]; row < bounds[p + 1]; ++row) {
-        for (const FeatureGroup<scalar_t>& group : groups) {
+      for (const FeatureGroup<scalar_t>& group : groups) {
+        for (int64_t row = bounds[p]; row < bounds[p + 1]; ++row) {
           update_gate_row(n, group, errors, row, alpha);
         }
       }
