@@ -111,13 +111,13 @@ def test_steps_and_chunks_mix_in_one_stream():
         torch.testing.assert_close(p.grad, params[name].grad, rtol=1e-10, atol=1e-10)
 
 
-def assert_float32_steps_match_float64(I, H, steps, seed, **options):
+def assert_float32_steps_match_float64(I, H, steps, seed, batch=3, **options):
     """A float32 stream against the same stream in float64: outputs and summed gradients within
     1e-4 relative."""
     single = scaled_online(I, H, dtype=torch.float32, seed=seed, **options)
     double = scaled_online(I, H, seed=seed, **options)
     double.load_state_dict(single.state_dict())
-    x = torch.randn(steps, 3, I, dtype=f64)
+    x = torch.randn(steps, batch, I, dtype=f64)
     for t in range(steps):
         a, b = single(x[t].float()), double(x[t])
         single.backward(torch.ones_like(a))
@@ -141,6 +141,17 @@ def test_float32_whole_stretches_match_float64(options):
     Measured largest relative difference in the outputs and gradients after 10 steps: about 1e-6;
     allowed 1e-4."""
     assert_float32_steps_match_float64(130, 40, steps=10, seed=3, **options)
+
+
+@pytest.mark.parametrize("I,H,options", [
+    (37, 7, {}), (16, 16, {}),
+    (5, 6, dict(cells_per_block=2, gate_feedback=True, activation="paper"))])
+def test_float32_one_batch_row_matches_float64(I, H, options):
+    """One batch row in float32, where AVX-512 builds take the forward's products 16 gate rows at
+    a time (the sums of a tile reduced together): G = 21 rows (a whole tile and a partial one),
+    48 (whole tiles) and 12 (one partial tile, blocks and gate feedback), inputs with and without
+    a partial vector, against float64. Allowed 1e-4 relative, as above."""
+    assert_float32_steps_match_float64(I, H, steps=10, seed=4, batch=1, **options)
 
 
 def one_step_state(B=3, I=5, H=6, S=1, gate_feedback=False, dtype=f64, seed=0):

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace lstm1997 {
@@ -96,11 +97,93 @@ void net_tile(const scalar_t* const (&weight_rows)[2][kTileRows],
   }
 }
 
+#if defined(CPU_CAPABILITY_AVX512)
+// Lane r of the result: the sum of the 16 lanes of a[r]. Sixteen horizontal sums in 45
+// instructions (pairs of vectors folded by unpacks within 128-bit lanes, then 128-bit lanes by
+// shuffles), where one sum alone takes about 8.
+inline __m512 lane_sums(const __m512 (&a)[16]) {
+  __m512 pairs[8];  // per 128-bit lane: [a2k, a2k+1, a2k, a2k+1], partial sums
+  for (int k = 0; k < 8; ++k) {
+    pairs[k] = _mm512_add_ps(_mm512_unpacklo_ps(a[2 * k], a[2 * k + 1]),
+                             _mm512_unpackhi_ps(a[2 * k], a[2 * k + 1]));
+  }
+  __m512 quads[4];  // per 128-bit lane: [a4m, a4m+1, a4m+2, a4m+3], each that lane's sum
+  for (int m = 0; m < 4; ++m) {
+    const __m512d low = _mm512_castps_pd(pairs[2 * m]), high = _mm512_castps_pd(pairs[2 * m + 1]);
+    quads[m] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(low, high)),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(low, high)));
+  }
+  const auto fold = [](__m512 x, __m512 y) {  // [x0 + x1, x2 + x3, y0 + y1, y2 + y3] by lanes
+    return _mm512_add_ps(_mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(x, y, _MM_SHUFFLE(3, 1, 3, 1)));
+  };
+  return fold(fold(quads[0], quads[1]), fold(quads[2], quads[3]));
+}
+
+// net_products for one batch row, float32 on AVX-512: 16 gate rows at a time, each row's dot
+// product in a register of its own (16 independent chains of multiply-adds where net_tile's
+// one-row case has 4) and the 16 sums reduced together by lane_sums, where net_tile reduces each
+// alone. A row's sum does not depend on the thread count either.
+void net_products_one_row(const StepShape& n, const float* weight_ih, const float* weight_hh,
+                          const float* bias_ih, const float* bias_hh, const float* step_input,
+                          const float* previous, float* net) {
+  constexpr int64_t kRows = 16;
+  const int64_t I = n.I, R = n.R, G = n.G;
+  const int64_t tiles = (G + kRows - 1) / kRows;
+  at::parallel_for(0, tiles, row_grain(kRows * (I + R)), [&](int64_t begin, int64_t end) {
+    for (int64_t tile = begin; tile < end; ++tile) {
+      const int64_t row0 = tile * kRows, rows = std::min(kRows, G - row0);
+      const __mmask16 valid = static_cast<__mmask16>((1u << rows) - 1);
+      __m512 sums[kRows];
+      for (int64_t k = 0; k < kRows; ++k) {
+        sums[k] = _mm512_setzero_ps();
+      }
+      const float* weights[2] = {weight_ih, weight_hh};
+      const float* inputs[2] = {step_input, previous};
+      const int64_t widths[2] = {I, R};
+      for (int part = 0; part < 2; ++part) {
+        const int64_t width = widths[part];
+        // Rows past G (a last partial tile) repeat row G - 1; their sums are not stored.
+        const float* rows_data[kRows];
+        for (int64_t k = 0; k < kRows; ++k) {
+          rows_data[k] = weights[part] + std::min(row0 + k, G - 1) * width;
+        }
+        for (int64_t f = 0; f < width; f += 16) {
+          const __mmask16 columns = width - f >= 16
+                                        ? static_cast<__mmask16>(0xFFFF)
+                                        : static_cast<__mmask16>((1u << (width - f)) - 1);
+          const __m512 v = _mm512_maskz_loadu_ps(columns, inputs[part] + f);
+          for (int64_t k = 0; k < kRows; ++k) {
+            sums[k] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(columns, rows_data[k] + f), v, sums[k]);
+          }
+        }
+      }
+      __m512 bias = _mm512_setzero_ps();  // bias_ih + bias_hh, as net_products adds them
+      if (bias_ih != nullptr) {
+        bias = _mm512_maskz_loadu_ps(valid, bias_ih + row0);
+      }
+      if (bias_hh != nullptr) {
+        bias = _mm512_add_ps(bias, _mm512_maskz_loadu_ps(valid, bias_hh + row0));
+      }
+      _mm512_mask_storeu_ps(net + row0, valid, _mm512_add_ps(bias, lane_sums(sums)));
+    }
+  });
+}
+#endif
+
 template <typename scalar_t>
 void net_products(const StepShape& n, const scalar_t* weight_ih, const scalar_t* weight_hh,
                   const scalar_t* bias_ih, const scalar_t* bias_hh, const scalar_t* step_input,
                   const scalar_t* previous, scalar_t* net) {
   const int64_t B = n.B, I = n.I, R = n.R, G = n.G;
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<scalar_t, float>) {
+    if (B == 1) {
+      return net_products_one_row(n, weight_ih, weight_hh, bias_ih, bias_hh, step_input,
+                                  previous, net);
+    }
+  }
+#endif
   const int64_t tiles = (G + kTileRows - 1) / kTileRows;
   const int64_t widths[2] = {I, R};
   at::parallel_for(0, tiles, row_grain(kTileRows * B * (I + R)), [&](int64_t begin, int64_t end) {
@@ -232,7 +315,10 @@ void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, sc
   }
 }
 
-// The update's three groups of features: the input, r_{t-1} and the constant 1 of the biases.
+// The update's three groups of features: the input, r_{t-1} and the constant 1 of the biases
+// (kBiasGroup, the last).
+constexpr int kBiasGroup = 2;
+
 template <typename scalar_t>
 struct FeatureGroup {
   scalar_t* trace;           // (B, 2H, width)
@@ -451,10 +537,31 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
     if (B == 1 && S == 1 && grad_output != nullptr) {
       // One batch row and one cell per gate row: the gradient row is error * (the new trace
       // row), or error * features for an output gate, added to the targets as it is made.
-      for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
-        const GateRow cells = gate_row(n, row);
-        for (const FeatureGroup<scalar_t>& group : groups) {
-          const int64_t w = group.width;
+      for (const FeatureGroup<scalar_t>& group : groups) {
+        const int64_t w = group.width;
+        if (&group == &groups[kBiasGroup]) {
+          // The biases' group (the feature is the constant 1): a value per row, in one loop
+          // over the rows rather than a call of the vector loops per row.
+          for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
+            const GateRow cells = gate_row(n, row);
+            scalar_t gradient;
+            if (cells.traced >= 0) {
+              const scalar_t value = group.trace[cells.traced] + local[cells.traced];
+              group.trace[cells.traced] = value;
+              gradient = (alpha * state_error[cells.first_cell]) * value;
+            } else {
+              gradient = alpha * output_error[cells.first_cell];
+            }
+            for (scalar_t* target : group.targets) {
+              if (target != nullptr) {
+                target[row] += gradient;
+              }
+            }
+          }
+          continue;
+        }
+        for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
+          const GateRow cells = gate_row(n, row);
           scalar_t* const targets[2] = {group.targets[0] ? group.targets[0] + row * w : nullptr,
                                         group.targets[1] ? group.targets[1] + row * w : nullptr};
           if (cells.traced >= 0) {

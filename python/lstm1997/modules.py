@@ -437,7 +437,35 @@ class LSTM(_LayerModule):
     def forward(self, input, hx=None):  # noqa: F811
         if isinstance(input, PackedSequence):
             return self._forward_packed(input, hx)
+        if not torch.jit.is_scripting():
+            if hx is None and self.num_layers == 1 and not self.bidirectional:
+                return self._forward_one_op(input)
         return self._forward_tensor(input, hx)
+
+    @torch.jit.unused
+    def _forward_one_op(self, input: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
+        """_forward_tensor's result for one layer in one direction and no hx, with the op called
+        at once: the paper's layers take a few microseconds a sequence, about what the general
+        path's Python costs (benchmarks/README.md, "the module's own Python")."""
+        if input.dim() != 3:
+            return self._forward_tensor(input, None)
+        parameters = self._parameters
+        names = self._flat_weights_names
+        # Read through the module (functional_call substitutes them there); a weight that is not
+        # a Parameter (the weight-drop pattern) is an attribute of its own.
+        weight_ih, weight_hh, bias_ih, bias_hh = [
+            parameters[name] if name in parameters else getattr(self, name, None)
+            for name in names]
+        self._check_input(input, weight_ih)
+        if self.batch_first:
+            input = input.transpose(0, 1)
+        output, h_n, s_n = torch.ops.lstm1997.lstm(
+            input, weight_ih, weight_hh, bias_ih, bias_hh, None, None, truncate=self.truncate,
+            activation=self.activation, cells_per_block=self.cells_per_block,
+            gate_feedback=self.gate_feedback)
+        if self.batch_first:
+            output = output.transpose(0, 1)
+        return output, (h_n.unsqueeze(0), s_n.unsqueeze(0))
 
     @torch.jit.export
     def forward_packed(
@@ -447,12 +475,14 @@ class LSTM(_LayerModule):
         both in TorchScript)."""
         return self._forward_packed(input, hx)
 
-    def _check_input(self, input: Tensor) -> None:
+    def _check_input(self, input: Tensor, weight: Optional[Tensor] = None) -> None:
         """The mistakes torch.nn.LSTM catches in its module, with its exception types: a dtype
         other than the weights' (ValueError; autocast casts them itself) and a feature size other
-        than input_size (RuntimeError, blaming the input rather than weight_ih)."""
+        than input_size (RuntimeError, blaming the input rather than weight_ih). ``weight``:
+        weight_ih_l0 where the caller has read it."""
         if not torch.jit.is_scripting():
-            weight = getattr(self, self._flat_weights_names[0], None)
+            if weight is None:
+                weight = getattr(self, self._flat_weights_names[0], None)
             if (weight is not None and not torch._C._is_any_autocast_enabled()
                     and input.dtype != weight.dtype):
                 raise ValueError(f"LSTM: input: expected dtype {weight.dtype} (the dtype of the "
