@@ -85,6 +85,31 @@ def test_batch_first_and_state_across_calls_match_one_pass():
     torch.testing.assert_close(online(x), expected, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("one_step", [True, False], ids=["steps", "chunks"])
+def test_a_stream_after_reset_is_a_fresh_modules(one_step):
+    """reset() keeps the traces' memory for the next stream of the same batch size, zeroed; a
+    stream of another size gets traces of its own. Either way the stream after reset() must give
+    the gradients of a module that never saw the one before, bit for bit."""
+    torch.manual_seed(5)
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+
+    def run_stream(module, x):
+        for t in range(x.shape[0]):
+            output = module(x[t] if one_step else x[t:t + 1])
+            module.backward(torch.ones_like(output))
+        return [p.grad.clone() for p in module.parameters()]
+
+    run_stream(online, torch.randn(6, 2, 3, dtype=f64))  # traces far from zero
+    for batch in (2, 3, 2):
+        x = torch.randn(5, batch, 3, dtype=f64)
+        fresh = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+        fresh.load_state_dict(online.state_dict())
+        online.zero_grad()
+        online.reset()
+        for got, expected in zip(run_stream(online, x), run_stream(fresh, x)):
+            assert torch.equal(got, expected)
+
+
 def test_traces_have_the_documented_size():
     online = lstm1997.OnlineLSTM(6, 5)
     online(torch.randn(4, 3, 6))

@@ -632,7 +632,9 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
                         sizes.recurrent_size.expect_int(),
                         sizes.gate_rows.expect_int(), cells_per_block,
                         H / cells_per_block,           gate_feedback};
-  const at::Tensor x = args.input[0].contiguous(), w_ih = weight_ih.contiguous(),
+  // The step (B, I), or a chunk of one (1, B, I): dense, the same bytes either way (no view
+  // made of it: at the paper's sizes a view costs about what the step's products do).
+  const at::Tensor x = input.contiguous(), w_ih = weight_ih.contiguous(),
                    w_hh = weight_hh.contiguous();
   const at::Tensor b_ih = present(bias_ih) ? bias_ih->contiguous() : at::Tensor();
   const at::Tensor b_hh = present(bias_hh) ? bias_hh->contiguous() : at::Tensor();

@@ -42,6 +42,11 @@ class _Stream:
         # update() add them in the same pass over the traces that computes the gradient; the next
         # forward() adds them when no gradient came.
         self.pending = False
+        # The previous stream's traces, which _start zeroes and takes over when the new stream's
+        # sizes, dtype and device are theirs: a new 12 MB of traces (B = 16, I = 128, H = 256)
+        # costs thousands of page faults at its first touch, several times a step's arithmetic
+        # (benchmarks/README.md, "traces kept across reset()").
+        self.spare_traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
 
     def last_chunk(self):
         """The last call as a chunk (input, h0, output, squashed_state, gates, shape returned), as
@@ -101,7 +106,10 @@ class OnlineLSTM(_LayerModule):
 
     def reset(self) -> None:
         """Forgets the state and the traces: the next call starts a new sequence from zeros."""
+        previous = self.__dict__.get("_stream")
         self._stream = _Stream()
+        if previous is not None:
+            self._stream.spare_traces = previous.traces or previous.spare_traces
 
     @property
     def hidden(self) -> Optional[Tensor]:
@@ -136,8 +144,16 @@ class OnlineLSTM(_LayerModule):
         stream = self._stream
         stream.hidden = like.new_zeros(batch, R)
         stream.cell_state = like.new_zeros(batch, H)
-        stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
-                         like.new_zeros(batch, 2 * H))
+        spare, stream.spare_traces = stream.spare_traces, None
+        if (spare is not None and spare[0].shape == (batch, 2 * H, I)
+                and spare[1].shape == (batch, 2 * H, R) and spare[0].dtype == like.dtype
+                and spare[0].device == like.device):
+            for trace in spare:
+                trace.zero_()
+            stream.traces = spare
+        else:
+            stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
+                             like.new_zeros(batch, 2 * H))
 
     def _online_step(self, grad_output: Optional[Tensor], advance: bool):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
