@@ -290,28 +290,29 @@ void forward_step(const StepShape& n, const scalar_t* weight_ih,
   }
 }
 
-// row += local * features, and target += scale * row (the new row) for each target not null.
+// row += local * features, and target += scale * row (the new row) if target is not null.
 template <typename scalar_t>
 void advance_and_add(scalar_t* row, scalar_t local, const scalar_t* features, scalar_t scale,
-                     scalar_t* const (&targets)[2], int64_t width) {
+                     scalar_t* target, int64_t width) {
   using Vec = at::vec::Vectorized<scalar_t>;
   int64_t f = 0;
+  if (target == nullptr) {
+    for (; f + Vec::size() <= width; f += Vec::size()) {
+      at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f)).store(row + f);
+    }
+    for (; f < width; ++f) {
+      row[f] += local * features[f];
+    }
+    return;
+  }
   for (; f + Vec::size() <= width; f += Vec::size()) {
     const Vec value = at::vec::fmadd(Vec(local), Vec::loadu(features + f), Vec::loadu(row + f));
     value.store(row + f);
-    for (scalar_t* target : targets) {
-      if (target != nullptr) {
-        at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
-      }
-    }
+    at::vec::fmadd(Vec(scale), value, Vec::loadu(target + f)).store(target + f);
   }
   for (; f < width; ++f) {
     row[f] += local * features[f];
-    for (scalar_t* target : targets) {
-      if (target != nullptr) {
-        target[f] += scale * row[f];
-      }
-    }
+    target[f] += scale * row[f];
   }
 }
 
@@ -560,19 +561,16 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
           }
           continue;
         }
+        // The input's and r_{t-1}'s groups have one target each (the bias group two).
+        scalar_t* const target = group.targets[0];
         for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
           const GateRow cells = gate_row(n, row);
-          scalar_t* const targets[2] = {group.targets[0] ? group.targets[0] + row * w : nullptr,
-                                        group.targets[1] ? group.targets[1] + row * w : nullptr};
+          scalar_t* const target_row = target != nullptr ? target + row * w : nullptr;
           if (cells.traced >= 0) {
             advance_and_add(group.trace + cells.traced * w, local[cells.traced], group.features,
-                            alpha * state_error[cells.first_cell], targets, w);
-            continue;
-          }
-          for (scalar_t* target : targets) {
-            if (target != nullptr) {
-              add_scaled(target, alpha * output_error[cells.first_cell], group.features, w);
-            }
+                            alpha * state_error[cells.first_cell], target_row, w);
+          } else if (target_row != nullptr) {
+            add_scaled(target_row, alpha * output_error[cells.first_cell], group.features, w);
           }
         }
       }
