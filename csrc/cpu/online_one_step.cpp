@@ -365,11 +365,13 @@ constexpr int kStretchVectors = 8;
 // row sums error * features. The sum, times alpha, is added to the targets. Each trace row is read
 // and written once, and no partial sum goes through memory.
 // kMasked: the last vector is partial (a row's tail), read and written under a mask; whole
-// stretches take plain loads and stores.
+// stretches take plain loads and stores. Inlined into update_gate_row: GCC made it a call of its
+// own, about 3,000 a pass at B = 16, I = 128, H = 256, and the op alone ran about 1.5 to 2 times
+// faster inlined (benchmarks/README.md, "the update's pass, group by group").
 template <typename scalar_t, int kVectors, bool kMasked>
-void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
-                    const StepErrors<scalar_t>& errors, const GateRow& cells, int64_t row,
-                    int64_t f0, int64_t last, scalar_t alpha) {
+C10_ALWAYS_INLINE void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
+                                      const StepErrors<scalar_t>& errors, const GateRow& cells,
+                                      int64_t row, int64_t f0, int64_t last, scalar_t alpha) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t V = Vec::size();
   const int64_t w = group.width, H = n.H;
