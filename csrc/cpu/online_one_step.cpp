@@ -366,8 +366,9 @@ constexpr int kStretchVectors = 8;
 // and written once, and no partial sum goes through memory.
 // kMasked: the last vector is partial (a row's tail), read and written under a mask; whole
 // stretches take plain loads and stores. Inlined into update_gate_row: GCC made it a call of its
-// own, about 3,000 a pass at B = 16, I = 128, H = 256, and the op alone ran about 1.5 to 2 times
-// faster inlined (benchmarks/README.md, "the update's pass, group by group").
+// own, about 3,000 a pass at B = 16, I = 128, H = 256; inlined, the op alone ran 1.6 to 2.1
+// times faster in five of six alternating pairs on one thread (benchmarks/README.md, "the
+// update's pass, group by group").
 template <typename scalar_t, int kVectors, bool kMasked>
 C10_ALWAYS_INLINE void update_stretch(const StepShape& n, const FeatureGroup<scalar_t>& group,
                                       const StepErrors<scalar_t>& errors, const GateRow& cells,

@@ -445,8 +445,8 @@ class LSTM(_LayerModule):
     @torch.jit.unused
     def _forward_one_op(self, input: Tensor) -> Tuple[Tensor, Tuple[Tensor, Tensor]]:
         """_forward_tensor's result for one layer in one direction and no hx, with the op called
-        at once: the paper's layers take a few microseconds a sequence, about what the general
-        path's Python costs (benchmarks/README.md, "the module's own Python")."""
+        at once: at the paper's sizes the general path's Python, which serves any stack of layers,
+        cost about as much as the op's call (benchmarks/README.md, "the module's call")."""
         if input.dim() != 3:
             return self._forward_tensor(input, None)
         parameters = self._parameters
