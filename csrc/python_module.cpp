@@ -28,10 +28,11 @@ at::Tensor& left_alone() {
   return *empty;
 }
 
+// _lstm_online_update_; a target given as None is left alone.
 void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
-                   const at::Tensor& trace_bias, const at::Tensor& target_weight_ih,
-                   const at::Tensor& target_weight_hh, const at::Tensor& target_bias_ih,
-                   const at::Tensor& target_bias_hh,
+                   const at::Tensor& trace_bias, const OptionalTensor& target_weight_ih,
+                   const OptionalTensor& target_weight_hh, const OptionalTensor& target_bias_ih,
+                   const OptionalTensor& target_bias_hh,
                    const OptionalTensor& grad_output, const at::Tensor& step_input,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, const std::string& activation,
@@ -45,8 +46,11 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                       const at::Tensor&, const at::Tensor&, double, c10::string_view, int64_t,
                       bool)>();
   at::NoGradGuard no_grad;
-  op.call(trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
-          target_bias_hh, grad_output, step_input, previous,
+  const auto target = [](const OptionalTensor& tensor) -> const at::Tensor& {
+    return tensor ? *tensor : left_alone();
+  };
+  op.call(trace_ih, trace_hh, trace_bias, target(target_weight_ih), target(target_weight_hh),
+          target(target_bias_ih), target(target_bias_hh), grad_output, step_input, previous,
           squashed_state, gates, alpha, activation, cells_per_block, gate_feedback);
 }
 
@@ -113,9 +117,9 @@ void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
   if (grad.scalar_type() != step_output.scalar_type()) {
     grad = grad.to(step_output.scalar_type());
   }
-  const auto target = [&](const at::Tensor* parameter) -> at::Tensor {
+  const auto target = [&](const at::Tensor* parameter) -> OptionalTensor {
     if (parameter == nullptr || !parameter->defined() || !parameter->requires_grad()) {
-      return left_alone();  // an empty target is left alone
+      return std::nullopt;  // left alone
     }
     if (!into_grad) {
       return *parameter;
@@ -140,7 +144,8 @@ PYBIND11_MODULE(_C, module) {
              "OnlineLSTM's one-step forward: torch.ops.lstm1997._lstm_online_forward_ "
              "(positional arguments, then batch_first_chunk), under no_grad");
   module.def("_online_update", &online_update,
-             "torch.ops.lstm1997._lstm_online_update_ (positional arguments), under no_grad");
+             "torch.ops.lstm1997._lstm_online_update_ (positional arguments; a target None is "
+             "left alone), under no_grad");
   module.def("_online_step_update", &online_step_update,
              "OnlineLSTM's backward() or update() after a one-step call (see python_module.cpp)");
 }

@@ -15,10 +15,6 @@ from . import _C
 from .modules import _LayerModule
 
 
-# The empty tensor that leaves a target of _lstm_online_update_ alone.
-_LEFT_ALONE = torch.empty(0)
-
-
 class _Stream:
     """What an OnlineLSTM carries from call to call: the state (h, s), the traces, the last chunk
     and whether its terms are still to join the traces. A plain object: nn.Module's __setattr__,
@@ -175,8 +171,8 @@ class OnlineLSTM(_LayerModule):
         if not stream.pending:
             return
         if stream.chunk is None:  # a one-step call's: its terms join the traces, no gradient
-            _C._online_update(*stream.traces, *[_LEFT_ALONE] * 4, None, *stream.step_buffers, 0.0,
-                              self.activation, self.cells_per_block, self.gate_feedback)
+            _C._online_update(*stream.traces, None, None, None, None, None, *stream.step_buffers,
+                              0.0, self.activation, self.cells_per_block, self.gate_feedback)
             stream.pending = False
         else:
             self._online_step(None, advance=True)
