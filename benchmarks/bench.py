@@ -122,8 +122,8 @@ def saved_bytes(module, x):
     return sum(n for ptr, n in storages.items() if ptr not in parameters)
 
 
-def interleaved_medians(tasks, repeats, min_time):
-    """Median seconds per call of each task, running the tasks in turn repeatedly."""
+def interleaved_times(tasks, repeats, min_time):
+    """Seconds per call of each task in each round: the tasks run in turn, `repeats` rounds."""
     for task in tasks.values():  # warm-up
         task()
     times = {name: [] for name in tasks}
@@ -137,7 +137,28 @@ def interleaved_medians(tasks, repeats, min_time):
                 if elapsed >= min_time:
                     break
             times[name].append(elapsed / calls)
+    return times
+
+
+def interleaved_medians(tasks, repeats, min_time):
+    """Median seconds per call of each task, running the tasks in turn repeatedly."""
+    return median_times(interleaved_times(tasks, repeats, min_time))
+
+
+def median_times(times):
+    """The median of each task's rounds."""
     return {name: statistics.median(t) for name, t in times.items()}
+
+
+def round_ratios(times, numerator, denominator):
+    """How a ratio of two tasks' times (numerator / denominator) spreads over the rounds, where
+    the two ran minutes apart at most: the quartiles of the per-round ratios, and the ratio of
+    each task's fastest round (the run's quietest moments). On a shared host the load slows the
+    two tasks unequally, so the ratio of medians alone can hide how far it moves."""
+    ratios = [a / b for a, b in zip(times[numerator], times[denominator])]
+    low, median, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    return {"quartiles": [low, median, high],
+            "fastest": min(times[numerator]) / min(times[denominator])}
 
 
 def forward_task(module, x):
@@ -263,17 +284,19 @@ def bench_online(T, B, I, H, S, repeats, min_time):
         sequence.zero_grad(set_to_none=True)
         sequence(x)[0].sum().backward()
 
-    medians = interleaved_medians(
+    times = interleaved_times(
         {"online 1 step per call": online_steps(1), "online 10 steps per call": online_steps(10),
          "truncated train": truncated_train},
         repeats,
         min_time,
     )
-    per_step = {name: seconds / T for name, seconds in medians.items()}
+    per_step = {name: seconds / T for name, seconds in median_times(times).items()}
     return {
         "shape": [T, B, I, H, S],
         "seconds per step": per_step,
         "online 1 / truncated": per_step["online 1 step per call"] / per_step["truncated train"],
+        "online 1 / truncated rounds": round_ratios(times, "online 1 step per call",
+                                                    "truncated train"),
         "online 10 / truncated": per_step["online 10 steps per call"] / per_step["truncated train"],
         "trace bytes": sum(t.numel() * t.element_size() for t in online.traces),
         "saved bytes truncated": saved_bytes(sequence, x),
@@ -321,9 +344,14 @@ def switched(variable, on, task):
 
 def medians_restoring(variable, tasks, repeats, min_time):
     """interleaved_medians of tasks that set `variable`, which is left as it was."""
+    return median_times(times_restoring(variable, tasks, repeats, min_time))
+
+
+def times_restoring(variable, tasks, repeats, min_time):
+    """interleaved_times of tasks that set `variable`, which is left as it was."""
     before = os.environ.get(variable)
     try:
-        return interleaved_medians(tasks, repeats, min_time)
+        return interleaved_times(tasks, repeats, min_time)
     finally:
         if before is None:
             os.environ.pop(variable, None)
@@ -449,10 +477,13 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
              "forward nn.LSTM": forward_task(theirs, x),
              "train nn.LSTM": train_task(theirs, x),
              "train floor": autograd_floor_task()}
-    medians = medians_restoring("LSTM1997_TINY_LAYER", tasks, repeats, min_time)
+    times = times_restoring("LSTM1997_TINY_LAYER", tasks, repeats, min_time)
+    medians = median_times(times)
     return {"shape": [T, B, I, H, S], "seconds": medians,
             "ratio forward": medians["forward nn.LSTM"] / medians["forward ours"],
             "ratio train truncated": medians["train nn.LSTM"] / medians["train truncated ours"],
+            "ratio train truncated rounds": round_ratios(times, "train nn.LSTM",
+                                                         "train truncated ours"),
             "ratio train exact": medians["train nn.LSTM"] / medians["train exact ours"],
             "before / tiny train truncated":
                 medians["train truncated before"] / medians["train truncated ours"]}
@@ -502,10 +533,11 @@ def print_paper_layers(results):
     print()
     print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
           "(nn.LSTM time / ours); the tiny-layer path against the paths before it (time before / "
-          "time tiny); floor: a train step of one tensor op through the autograd engine")
+          "time tiny); floor: a train step of one tensor op through the autograd engine; train "
+          "trunc's ratio over the rounds: its quartiles, and the ratio of each side's fastest round")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
-              f"{'train exact':>11} | {'tiny vs before':>14} | {'us/call train trunc':>19} "
-              f"{'nn.LSTM':>8} {'floor':>6}")
+              f"{'train exact':>11} | {'rounds q1-q3':>13} {'fastest':>8} | {'tiny vs before':>14} | "
+              f"{'us/call train trunc':>19} {'nn.LSTM':>8} {'floor':>6}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -513,6 +545,7 @@ def print_paper_layers(results):
         us = {name: 1e6 * seconds for name, seconds in r["seconds"].items()}
         print(f"{T:>6} {B:>4} {I:>4} {H:>5} {S:>2} | {r['ratio forward']:>7.2f}x "
               f"{r['ratio train truncated']:>10.2f}x {r['ratio train exact']:>10.2f}x | "
+              f"{spread(r['ratio train truncated rounds'])} | "
               f"{r['before / tiny train truncated']:>13.2f}x | "
               f"{us['train truncated ours']:>19.1f} {us['train nn.LSTM']:>8.1f} "
               f"{us['train floor']:>6.1f}", flush=True)
@@ -592,12 +625,20 @@ def print_gate_feedback(results):
                       "(time with / time without; above 1 it costs)")
 
 
+def spread(rounds):
+    """round_ratios's figures as table cells: quartile 1-quartile 3, and the fastest rounds'."""
+    low, _, high = rounds["quartiles"]
+    return f"{f'{low:.1f}-{high:.1f}x':>13} {rounds['fastest']:>7.2f}x"
+
+
 def print_online(results):
     print()
     print("online learning (OnlineLSTM: forward + gradient every call) against the truncated train step")
-    print("net: plain, or the paper's (gate feedback, its squashers) with S cells per block")
+    print("net: plain, or the paper's (gate feedback, its squashers) with S cells per block; 1/call "
+          "vs trunc over the rounds: its quartiles, and the ratio of each side's fastest round")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'net':>9} | {'us/step 1/call':>14} {'10/call':>8} {'truncated':>9} | "
-              f"{'1/call vs trunc':>15} {'10/call vs trunc':>16} | {'trace MB':>8} {'saved MB trunc':>14}")
+              f"{'1/call vs trunc':>15} {'rounds q1-q3':>13} {'fastest':>8} {'10/call vs trunc':>16} | "
+              f"{'trace MB':>8} {'saved MB trunc':>14}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -606,7 +647,8 @@ def print_online(results):
         net = "plain" if S == 0 else f"paper S={S}"
         print(f"{T:>6} {B:>4} {I:>4} {H:>5} {net:>9} | {us['online 1 step per call']:>14.1f} "
               f"{us['online 10 steps per call']:>8.1f} {us['truncated train']:>9.1f} | "
-              f"{r['online 1 / truncated']:>14.1f}x {r['online 10 / truncated']:>15.1f}x | "
+              f"{r['online 1 / truncated']:>14.1f}x {spread(r['online 1 / truncated rounds'])} "
+              f"{r['online 10 / truncated']:>15.1f}x | "
               f"{r['trace bytes'] / 2**20:>8.2f} {r['saved bytes truncated'] / 2**20:>14.2f}", flush=True)
 
 
