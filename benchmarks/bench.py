@@ -446,14 +446,21 @@ def print_cuda(results):
               f"{ms['forward ours']:>11.2f} {ms['train truncated ours']:>19.2f}", flush=True)
 
 
-def autograd_floor_task():
-    """What any train step pays before its layer's own work: one tensor op and a sum with
-    gradients, through PyTorch's autograd engine (zero_grad, forward, backward)."""
-    weight = torch.nn.Parameter(torch.ones(1))
+def autograd_floor_task(shapes=((1,),)):
+    """What any train step pays before its layer's own work, through PyTorch's autograd engine
+    (zero_grad, forward, backward of a sum): parameters of the given shapes, (G, *) each, joined
+    by one op (times 2 for one). With a layer's parameter shapes: what the engine costs any layer
+    with those parameters (an AccumulateGrad for each, one op's node)."""
+    weights = [torch.nn.Parameter(torch.ones(shape)) for shape in shapes]
 
     def run():
-        weight.grad = None
-        (weight * 2.0).sum().backward()
+        for weight in weights:
+            weight.grad = None
+        if len(weights) == 1:
+            joined = weights[0] * 2.0
+        else:
+            joined = torch.cat([w if w.dim() == 2 else w.unsqueeze(1) for w in weights], 1)
+        joined.sum().backward()
     return run
 
 
@@ -476,7 +483,9 @@ def bench_paper_layer(T, B, I, H, S, repeats, min_time):
              "train truncated before": tiny_path(False, train_task(ours[True], x)),
              "forward nn.LSTM": forward_task(theirs, x),
              "train nn.LSTM": train_task(theirs, x),
-             "train floor": autograd_floor_task()}
+             "train floor": autograd_floor_task(),
+             "train floor parameters": autograd_floor_task(
+                 [p.shape for p in ours[True].parameters()])}
     times = times_restoring("LSTM1997_TINY_LAYER", tasks, repeats, min_time)
     medians = median_times(times)
     return {"shape": [T, B, I, H, S], "seconds": medians,
@@ -533,11 +542,12 @@ def print_paper_layers(results):
     print()
     print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
           "(nn.LSTM time / ours); the tiny-layer path against the paths before it (time before / "
-          "time tiny); floor: a train step of one tensor op through the autograd engine; train "
+          "time tiny); floor: a train step of one tensor op through the autograd engine; params: of "
+          "one op (cat) joining four parameters of the layer's shapes; train "
           "trunc's ratio over the rounds: its quartiles, and the ratio of each side's fastest round")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
               f"{'train exact':>11} | {'rounds q1-q3':>13} {'fastest':>8} | {'tiny vs before':>14} | "
-              f"{'us/call train trunc':>19} {'nn.LSTM':>8} {'floor':>6}")
+              f"{'us/call train trunc':>19} {'nn.LSTM':>8} {'floor':>6} {'params':>6}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -548,7 +558,7 @@ def print_paper_layers(results):
               f"{spread(r['ratio train truncated rounds'])} | "
               f"{r['before / tiny train truncated']:>13.2f}x | "
               f"{us['train truncated ours']:>19.1f} {us['train nn.LSTM']:>8.1f} "
-              f"{us['train floor']:>6.1f}", flush=True)
+              f"{us['train floor']:>6.1f} {us['train floor parameters']:>6.1f}", flush=True)
 
 
 def bench_func(repeats, min_time):
