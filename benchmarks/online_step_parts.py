@@ -1,5 +1,6 @@
-"""The two ops of OnlineLSTM's one-step path, each timed alone from Python, beside an in-place add
-over the same traces (one read and one write of them: what any update of the traces costs).
+"""The two calls of OnlineLSTM's one-step path (its stepper's forward and update, one op each),
+each timed alone from Python, beside an in-place add over the same traces (one read and one write
+of them: what any update of the traces costs).
 
     python benchmarks/online_step_parts.py [--threads N]
 
@@ -11,7 +12,6 @@ import time
 import torch
 
 import lstm1997
-from lstm1997 import _C
 
 SHAPES = [(1, 32, 64), (16, 32, 64), (16, 128, 256)]  # (B, I, H)
 
@@ -44,16 +44,15 @@ def main(argv=None):
         stream = online._stream
         parameters = [online.weight_ih_l0, online.weight_hh_l0, online.bias_ih_l0,
                       online.bias_hh_l0]
-        grads = [p.grad for p in parameters]
         grad_output = torch.full((B, H), 1e-9)
 
-        def forward():
-            _C._online_forward(stream.hidden, stream.cell_state, *stream.step_buffers, x,
-                               *parameters, "tanh", 1, False, False)
+        stepper = stream.stepper
 
-        def update():
-            _C._online_update(*stream.traces, *grads, grad_output, *stream.step_buffers, 1.0,
-                              "tanh", 1, False)
+        def forward():
+            stepper.forward(x, *parameters, False)
+
+        def update():  # backward(): the gradient added to every .grad
+            stepper.update(grad_output, *parameters, 1.0, True)
 
         def add_over_traces():
             for trace in stream.traces:

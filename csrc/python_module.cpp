@@ -4,10 +4,10 @@
 // It also binds the two ops of OnlineLSTM's one-step path (_lstm_online_forward_ and
 // _lstm_online_update_) for Python, as torch binds ATen's ops: a torch.ops call matches its
 // arguments against the schema and boxes them, which for these ops' eleven tensors costs several
-// times a small step's arithmetic (benchmarks/bench.py, online table). The bindings call the same
-// ops through the dispatcher, with grad mode off: the ops advance state in place and are not
-// differentiable, which torch.ops callers say with torch.no_grad(). Two of them also do the
-// module's own bookkeeping around the ops (checks, the returned leaf, the gradients' targets).
+// times a small step's arithmetic (benchmarks/bench.py, online table). OnlineStepper, bound to one
+// stream, calls the same ops through the dispatcher, with grad mode off: the ops advance state in
+// place and are not differentiable, which torch.ops callers say with torch.no_grad(). It also does
+// the module's own bookkeeping around the ops (checks, the returned leaf, the gradients' targets).
 #include <torch/extension.h>
 
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -136,16 +136,90 @@ void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                 cells_per_block, gate_feedback);
 }
 
+// OnlineLSTM's one-step path bound to one stream: the stream's state (h, s), the step's buffers,
+// the traces and the layer's options, and the last step's outputs, so that a step's two calls pass
+// its input, grad_output and the parameters only. (Converting arguments is a binding's largest
+// fixed cost at the paper's sizes: the stream's fourteen tensors and the option string cost a call
+// about what the forward op itself did; benchmarks/README.md, "a stream bound once".) The module
+// keeps the same tensors itself, and binds a new stepper whenever it replaces them (a chunk call,
+// reset(), a copy of the module).
+class OnlineStepper {
+ public:
+  OnlineStepper(at::Tensor hidden, at::Tensor cell_state, at::Tensor step_input, at::Tensor previous,
+                at::Tensor squashed_state, at::Tensor gates, at::Tensor trace_ih,
+                at::Tensor trace_hh, at::Tensor trace_bias, std::string activation,
+                int64_t cells_per_block, bool gate_feedback, OptionalTensor step_output,
+                OptionalTensor returned)
+      : hidden_(std::move(hidden)),
+        cell_state_(std::move(cell_state)),
+        step_input_(std::move(step_input)),
+        previous_(std::move(previous)),
+        squashed_state_(std::move(squashed_state)),
+        gates_(std::move(gates)),
+        trace_ih_(std::move(trace_ih)),
+        trace_hh_(std::move(trace_hh)),
+        trace_bias_(std::move(trace_bias)),
+        activation_(std::move(activation)),
+        cells_per_block_(cells_per_block),
+        gate_feedback_(gate_feedback),
+        step_output_(step_output.value_or(at::Tensor())),
+        returned_(returned.value_or(at::Tensor())) {}
+
+  // online_forward on the stream; returns (the op's output, the output returned to the caller).
+  std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Tensor& weight_ih,
+                                             const at::Tensor& weight_hh,
+                                             const OptionalTensor& bias_ih,
+                                             const OptionalTensor& bias_hh,
+                                             bool batch_first_chunk) {
+    std::tie(step_output_, returned_) =
+        online_forward(hidden_, cell_state_, step_input_, previous_, squashed_state_, gates_,
+                       input, weight_ih, weight_hh, bias_ih, bias_hh, activation_,
+                       cells_per_block_, gate_feedback_, batch_first_chunk);
+    return {step_output_, returned_};
+  }
+
+  // online_step_update after the last step (the module checks that one came).
+  void update(const at::Tensor& grad_output, const at::Tensor& weight_ih,
+              const at::Tensor& weight_hh, const OptionalTensor& bias_ih,
+              const OptionalTensor& bias_hh, double alpha, bool into_grad) {
+    TORCH_CHECK(step_output_.defined(), "OnlineLSTM: backward: expected a forward() call first");
+    online_step_update(trace_ih_, trace_hh_, trace_bias_, weight_ih, weight_hh, bias_ih, bias_hh,
+                       grad_output, returned_, step_output_, step_input_, previous_,
+                       squashed_state_, gates_, alpha, into_grad, activation_, cells_per_block_,
+                       gate_feedback_);
+  }
+
+  // The last step's terms into the traces, without a gradient.
+  void advance() {
+    online_update(trace_ih_, trace_hh_, trace_bias_, std::nullopt, std::nullopt, std::nullopt,
+                  std::nullopt, std::nullopt, step_input_, previous_, squashed_state_, gates_, 0.0,
+                  activation_, cells_per_block_, gate_feedback_);
+  }
+
+ private:
+  at::Tensor hidden_, cell_state_, step_input_, previous_, squashed_state_, gates_;
+  at::Tensor trace_ih_, trace_hh_, trace_bias_;
+  std::string activation_;
+  int64_t cells_per_block_;
+  bool gate_feedback_;
+  at::Tensor step_output_, returned_;
+};
+
 }  // namespace
 
 PYBIND11_MODULE(_C, module) {
   left_alone() = at::empty({0});
-  module.def("_online_forward", &online_forward,
-             "OnlineLSTM's one-step forward: torch.ops.lstm1997._lstm_online_forward_ "
-             "(positional arguments, then batch_first_chunk), under no_grad");
-  module.def("_online_update", &online_update,
-             "torch.ops.lstm1997._lstm_online_update_ (positional arguments; a target None is "
-             "left alone), under no_grad");
-  module.def("_online_step_update", &online_step_update,
-             "OnlineLSTM's backward() or update() after a one-step call (see python_module.cpp)");
+  pybind11::class_<OnlineStepper>(module, "_OnlineStepper",
+                                  "OnlineLSTM's one-step path bound to one stream "
+                                  "(python_module.cpp)")
+      .def(pybind11::init<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor,
+                          at::Tensor, at::Tensor, at::Tensor, std::string, int64_t, bool,
+                          OptionalTensor, OptionalTensor>())
+      .def("forward", &OnlineStepper::forward,
+           "torch.ops.lstm1997._lstm_online_forward_ on the stream, under no_grad: (output, the "
+           "output returned)")
+      .def("update", &OnlineStepper::update,
+           "OnlineLSTM's backward() (into_grad) or update() after the last step")
+      .def("advance", &OnlineStepper::advance,
+           "the last step's terms into the traces, without a gradient");
 }

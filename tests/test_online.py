@@ -1,6 +1,9 @@
 """Online learning (OnlineLSTM, lstm_online_step_, lstm_online_traces, lstm_online_grads): the paper's truncated
 gradient computed forward in time must equal, summed over a sequence, the gradient of the detached
 plain-PyTorch reference loop, whatever the chunking; memory must not grow with the stream."""
+import copy
+import pickle
+
 import pytest
 import torch
 from conftest import make_args
@@ -108,6 +111,46 @@ def test_a_stream_after_reset_is_a_fresh_modules(one_step):
         online.reset()
         for got, expected in zip(run_stream(online, x), run_stream(fresh, x)):
             assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+@pytest.mark.parametrize("when", ["after forward", "after backward", "after a chunk"])
+def test_a_copy_mid_stream_goes_on_as_the_stream(how, when):
+    """A copy of a module mid-stream (deepcopy, pickle), with a step's terms still pending or not,
+    or after a chunk, continues the stream on state of its own: the copy steps first, and then
+    the original; both must give the gradients of a module that saw the stream uncopied."""
+    torch.manual_seed(6)
+    online = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    x = torch.randn(8, 2, 3, dtype=f64)
+    uncopied = lstm1997.OnlineLSTM(3, 4, dtype=f64)
+    uncopied.load_state_dict(online.state_dict())
+    gradients = []
+    for t in range(x.shape[0]):
+        uncopied.zero_grad()
+        uncopied.backward(torch.ones_like(uncopied(x[t])))
+        gradients.append([p.grad.clone() for p in uncopied.parameters()])
+    for t in range(2):
+        online.backward(torch.ones_like(online(x[t])))
+    if when == "after a chunk":
+        online.backward(torch.ones_like(online(x[2:4])))
+        start = 4
+    else:
+        output = online(x[2])
+        if when == "after backward":
+            online.backward(torch.ones_like(output))
+        start = 3
+    twin = pickle.loads(pickle.dumps(online)) if how == "pickle" else copy.deepcopy(online)
+    for module in (twin, online):  # the copy first: the original must not see its steps
+        if when == "after forward":
+            module.zero_grad()
+            module.backward(torch.ones(2, 4, dtype=f64))
+            for got, expected in zip(module.parameters(), gradients[2]):
+                torch.testing.assert_close(got.grad, expected, rtol=1e-12, atol=1e-14)
+        for t in range(start, x.shape[0]):
+            module.zero_grad()
+            module.backward(torch.ones_like(module(x[t])))
+            for got, expected in zip(module.parameters(), gradients[t]):
+                torch.testing.assert_close(got.grad, expected, rtol=1e-12, atol=1e-14)
 
 
 def test_traces_have_the_documented_size():

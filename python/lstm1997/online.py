@@ -43,6 +43,17 @@ class _Stream:
         # costs thousands of page faults at its first touch, several times a step's arithmetic
         # (benchmarks/README.md, "traces kept across reset()").
         self.spare_traces: Optional[Tuple[Tensor, Tensor, Tensor]] = None
+        # The one-step path bound to this stream (lstm1997._C._OnlineStepper: references to
+        # hidden, cell_state, step_buffers, traces and the last step's outputs, so that a step's
+        # calls pass its input and the parameters only); None until the next one-step call binds
+        # one, e.g. after a chunk call, which replaces hidden and cell_state.
+        self.stepper = None
+
+    def __getstate__(self):
+        # A copy (deepcopy, pickle) binds a stepper to its own tensors at its next one-step call.
+        state = self.__dict__.copy()
+        state["stepper"] = None
+        return state
 
     def last_chunk(self):
         """The last call as a chunk (input, h0, output, squashed_state, gates, shape returned), as
@@ -171,8 +182,7 @@ class OnlineLSTM(_LayerModule):
         if not stream.pending:
             return
         if stream.chunk is None:  # a one-step call's: its terms join the traces, no gradient
-            _C._online_update(*stream.traces, None, None, None, None, None, *stream.step_buffers,
-                              0.0, self.activation, self.cells_per_block, self.gate_feedback)
+            (stream.stepper or self._bind_stepper()).advance()
             stream.pending = False
         else:
             self._online_step(None, advance=True)
@@ -180,34 +190,41 @@ class OnlineLSTM(_LayerModule):
     def _forward_step(self, input: Tensor, batch_first_chunk: bool) -> Tensor:
         """One step, (B, I) or a chunk of one, by _lstm_online_forward_, in place on the stream's
         state and buffers. (The hot path of the paper's recipe: at its sizes a tensor property
-        read in Python costs about as much as the step's arithmetic, so the binding checks the
+        read in Python costs about as much as the step's arithmetic, so the stepper checks the
         batch size and makes the returned leaf; the op takes (1, B, I) chunks as they are.)"""
         stream = self._stream
-        hidden = stream.hidden
-        if hidden is None:
-            self._start(input.shape[0 if batch_first_chunk else -2], input)
-            hidden = stream.hidden
+        stepper = stream.stepper
+        if stepper is None:
+            if stream.hidden is None:
+                self._start(input.shape[0 if batch_first_chunk else -2], input)
+            stepper = self._bind_stepper()
         if stream.pending:  # the previous call's terms: no backward() added them
             self._check_batch(input.shape[0 if batch_first_chunk else -2])  # before the traces
             self._advance_traces()
-        buffers = stream.step_buffers
-        if buffers is None or buffers[0].dtype != input.dtype:
-            batch, H = hidden.shape[0], self.hidden_size
-            buffers = stream.step_buffers = (
-                input.new_empty(batch, self.input_size),
-                input.new_empty(batch, self.recurrent_size), input.new_empty(batch, H),
-                input.new_empty(batch, 3 * H))
         parameters = self._parameters
         # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
-        stream.step_output, returned = _C._online_forward(
-            hidden, stream.cell_state, *buffers, input, parameters["weight_ih_l0"],
-            parameters["weight_hh_l0"], parameters.get("bias_ih_l0"),
-            parameters.get("bias_hh_l0"), self.activation, self.cells_per_block,
-            self.gate_feedback, batch_first_chunk)
+        stream.step_output, returned = stepper.forward(
+            input, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
+            parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), batch_first_chunk)
         stream.chunk = None
         stream.pending = True
         stream.step_returned = returned
         return returned
+
+    def _bind_stepper(self):
+        """The one-step path bound to the (started) stream, its step buffers made where there are
+        none: the stream's dtype, which the op checks each input against."""
+        stream = self._stream
+        hidden = stream.hidden
+        if stream.step_buffers is None:
+            batch, H = hidden.shape[0], self.hidden_size
+            stream.step_buffers = (
+                hidden.new_empty(batch, self.input_size), hidden.new_empty(batch, self.recurrent_size),
+                hidden.new_empty(batch, H), hidden.new_empty(batch, 3 * H))
+        stream.stepper = _C._OnlineStepper(
+            hidden, stream.cell_state, *stream.step_buffers, *stream.traces, self.activation,
+            self.cells_per_block, self.gate_feedback, stream.step_output, stream.step_returned)
+        return stream.stepper
 
     def _check_batch(self, batch: int) -> None:
         # (The one-step binding, python_module.cpp, checks the same with the same words.)
@@ -246,6 +263,7 @@ class OnlineLSTM(_LayerModule):
         stream.step_output = None
         stream.pending = True
         stream.hidden, stream.cell_state = h_n, s_n
+        stream.stepper = None  # bound to the state just replaced
         return result.detach().requires_grad_(torch.is_grad_enabled())
 
     def _check_last_call(self) -> None:
@@ -307,11 +325,9 @@ class OnlineLSTM(_LayerModule):
         self._check_last_call()
         stream = self._stream
         parameters = self._parameters
-        _C._online_step_update(
-            *stream.traces, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
-            parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), grad_output,
-            stream.step_returned, stream.step_output, *stream.step_buffers, alpha, into_grad,
-            self.activation, self.cells_per_block, self.gate_feedback)
+        (stream.stepper or self._bind_stepper()).update(
+            grad_output, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
+            parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), alpha, into_grad)
         stream.pending = False
 
     def backward(self, grad_output: Tensor) -> None:
