@@ -17,7 +17,8 @@ A second table times online learning (lstm1997.OnlineLSTM: forward, then the gra
 the new outputs, with the traces that make it exact under the paper's truncation) per step, one
 step per call and ten steps per call, against the truncated train step's time per step over the
 whole sequence, and compares the memory each keeps: the traces against what backward saves.
-``--online`` runs that table alone.
+For one step per call it also prints how the ratio spreads over the rounds (the quartiles of the
+per-round ratios) and the ratio of each side's fastest round. ``--online`` runs that table alone.
 
 A third table times the paper's gate feedback (gate_feedback=True: every cell and gate also sees
 the gate outputs of t-1) against the same layer without it: forward, and the train step in both
@@ -33,8 +34,10 @@ A sixth table times the layers of the paper's experiments (its network: gate fee
 paper's squashers, memory cell blocks) one sequence at a time at T = 1000, against torch.nn.LSTM
 of the same input and hidden size: forward, and the train step in both backward modes, as ratios
 nn.LSTM time / ours; and the tiny-layer path (csrc/cpu/tiny_layer.cpp, which these layers take by
-size) against the paths they took before it (LSTM1997_TINY_LAYER=0), train step truncated.
-``--paper-layers`` runs that table alone.
+size) against the paths they took before it (LSTM1997_TINY_LAYER=0), train step truncated; the
+truncated train step's ratio over the rounds, as in the online table; and two floors: a train step
+of one tensor op, and of one op joining four parameters of the layer's shapes (what the autograd
+engine costs any layer with nn.LSTM's four parameters). ``--paper-layers`` runs that table alone.
 
 A seventh table times small layers without blocks (H = 2, 4, 8) at 8 to 128 batch rows: the path
 each takes by size against the small-layer loop (LSTM1997_TINY_LAYER=0), forward and the train
