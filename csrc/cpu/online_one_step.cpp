@@ -483,9 +483,10 @@ void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
 static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 to 7 vectors");
 
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
-// thread in a fixed order (so results do not depend on the thread count). Threads take stretches
-// of rows of about equal work (a traced row reads and writes its trace, an output gate's row
-// only reads the features), and go through their rows once per feature group: a row's visit
+// thread in a fixed order (so results do not depend on the thread count). Threads take parts of
+// about equal work (an equal share of the traced cells, whose rows read and write their traces,
+// and of the output gates' rows, which only read the features), and go through their rows once
+// per feature group: a row's visit
 // reads one stretch from each batch row's trace, B streams through memory, where taking the
 // three groups row by row kept 3B streams going and made the pass 1.5 to 3 times slower on one
 // thread (benchmarks/README.md, "the update's pass, group by group").
@@ -517,26 +518,41 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
   }
   const StepErrors<scalar_t> errors{local, grad_output != nullptr ? state_error : nullptr,
                                     grad_output != nullptr ? output_error : nullptr};
-  // Work per row, in values of a feature row: a traced cell's trace is read and written, an
-  // output gate's row only reads the features. Every cell is traced twice (its input gate's and
-  // its cell input's rows).
+  // Work, in values of a feature row: a traced cell's trace is read and written, an output gate's
+  // row only reads the features. Every cell is traced twice (its input gate's and its cell
+  // input's rows).
   const int64_t width = groups[0].width + groups[1].width + groups[2].width;
-  const auto row_work = [&](int64_t row) {
-    const GateRow cells = gate_row(n, row);
-    return B * width * (cells.traced >= 0 ? 3 * cells.cells : 1);
-  };
   const int64_t total = B * width * (3 * 2 * H + K);
   const int64_t parts = std::max<int64_t>(
       1, std::min<int64_t>(at::get_num_threads(), total / (3 * row_grain(1))));
-  // Part p takes rows bounds[p] .. bounds[p + 1], about total / parts of the work each.
-  std::vector<int64_t> bounds(parts + 1, G);
-  bounds[0] = 0;
-  for (int64_t row = 0, done = 0, p = 1; row < G && p < parts; ++row) {
-    done += row_work(row);
-    if (done * parts >= p * total) {
-      bounds[p++] = row + 1;
+  // Part p takes the traced rows traced_bounds[p] .. traced_bounds[p + 1] (the input gates' and
+  // cell inputs', K + H of them, an equal share of the 2H traced cells) and the output gates' rows
+  // output_bounds[p] .. output_bounds[p + 1] (an equal share of the K). How much cheaper an
+  // output gate's row is depends on where the traces lie: parts cut at a fixed cost ratio (3 to
+  // 1) gave the main thread a quarter more of the loops' work than the other at B = 16, I = 128,
+  // H = 256, where the traced rows come from memory (benchmarks/README.md, "the update's
+  // parts").
+  const int64_t traced_rows = K + H;
+  std::vector<int64_t> traced_bounds(parts + 1, traced_rows), output_bounds(parts + 1, G);
+  traced_bounds[0] = 0;
+  for (int64_t row = 0, cells = 0, p = 1; row < traced_rows && p < parts; ++row) {
+    cells += gate_row(n, row).cells;
+    if (cells * parts >= p * 2 * H) {
+      traced_bounds[p++] = row + 1;
     }
   }
+  for (int64_t p = 0; p < parts; ++p) {
+    output_bounds[p] = traced_rows + K * p / parts;
+  }
+  // Runs fn(row) on the rows of parts begin .. end: their traced rows, then their output gates'.
+  const auto for_rows = [&](int64_t begin, int64_t end, const auto& fn) {
+    for (int64_t row = traced_bounds[begin]; row < traced_bounds[end]; ++row) {
+      fn(row);
+    }
+    for (int64_t row = output_bounds[begin]; row < output_bounds[end]; ++row) {
+      fn(row);
+    }
+  };
   const auto update_rows = [&](int64_t begin, int64_t end) {
     if (B == 1 && S == 1 && grad_output != nullptr) {
       // One batch row and one cell per gate row: the gradient row is error * (the new trace
@@ -546,7 +562,7 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
         if (&group == &groups[kBiasGroup]) {
           // The biases' group (the feature is the constant 1): a value per row, in one loop
           // over the rows rather than a call of the vector loops per row.
-          for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
+          for_rows(begin, end, [&](int64_t row) {
             const GateRow cells = gate_row(n, row);
             scalar_t gradient;
             if (cells.traced >= 0) {
@@ -561,12 +577,12 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                 target[row] += gradient;
               }
             }
-          }
+          });
           continue;
         }
         // The input's and r_{t-1}'s groups have one target each (the bias group two).
         scalar_t* const target = group.targets[0];
-        for (int64_t row = bounds[begin]; row < bounds[end]; ++row) {
+        for_rows(begin, end, [&](int64_t row) {
           const GateRow cells = gate_row(n, row);
           scalar_t* const target_row = target != nullptr ? target + row * w : nullptr;
           if (cells.traced >= 0) {
@@ -575,15 +591,13 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
           } else if (target_row != nullptr) {
             add_scaled(target_row, alpha * output_error[cells.first_cell], group.features, w);
           }
-        }
+        });
       }
       return;
     }
     for (int64_t p = begin; p < end; ++p) {
       for (const FeatureGroup<scalar_t>& group : groups) {
-        for (int64_t row = bounds[p]; row < bounds[p + 1]; ++row) {
-          update_gate_row(n, group, errors, row, alpha);
-        }
+        for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
       }
     }
   };
