@@ -545,8 +545,8 @@ def print_paper_layers(results):
     print()
     print("the paper's layers (gate feedback, its squashers) against torch.nn.LSTM of the same size "
           "(nn.LSTM time / ours); the tiny-layer path against the paths before it (time before / "
-          "time tiny); floor: a train step of one tensor op through the autograd engine; params: of "
-          "one op (cat) joining four parameters of the layer's shapes; train "
+          "time tiny); floor: a train step of one tensor op through the autograd engine; "
+          "params: of one op (cat) joining four parameters of the layer's shapes; train "
           "trunc's ratio over the rounds: its quartiles, and the ratio of each side's fastest round")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'S':>2} | {'forward':>8} {'train trunc':>11} "
               f"{'train exact':>11} | {'rounds q1-q3':>13} {'fastest':>8} | {'tiny vs before':>14} | "

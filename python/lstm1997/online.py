@@ -219,8 +219,9 @@ class OnlineLSTM(_LayerModule):
         if stream.step_buffers is None:
             batch, H = hidden.shape[0], self.hidden_size
             stream.step_buffers = (
-                hidden.new_empty(batch, self.input_size), hidden.new_empty(batch, self.recurrent_size),
-                hidden.new_empty(batch, H), hidden.new_empty(batch, 3 * H))
+                hidden.new_empty(batch, self.input_size),
+                hidden.new_empty(batch, self.recurrent_size), hidden.new_empty(batch, H),
+                hidden.new_empty(batch, 3 * H))
         stream.stepper = _C._OnlineStepper(
             hidden, stream.cell_state, *stream.step_buffers, *stream.traces, self.activation,
             self.cells_per_block, self.gate_feedback, stream.step_output, stream.step_returned)
