@@ -486,10 +486,10 @@ static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 t
 // thread in a fixed order (so results do not depend on the thread count). Threads take parts of
 // about equal work (an equal share of the traced cells, whose rows read and write their traces,
 // and of the output gates' rows, which only read the features), and go through their rows once
-// per feature group: a row's visit
-// reads one stretch from each batch row's trace, B streams through memory, where taking the
-// three groups row by row kept 3B streams going and made the pass 1.5 to 3 times slower on one
-// thread (benchmarks/README.md, "the update's pass, group by group").
+// per feature group: a row's visit reads one stretch from each batch row's trace, B streams
+// through memory, where taking the three groups row by row kept 3B streams going and made the
+// pass 1.5 to 3 times slower on one thread (benchmarks/README.md, "the update's pass, group by
+// group").
 template <typename scalar_t>
 void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                  const scalar_t* grad_output, const scalar_t* squashed_state,
@@ -518,9 +518,9 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
   }
   const StepErrors<scalar_t> errors{local, grad_output != nullptr ? state_error : nullptr,
                                     grad_output != nullptr ? output_error : nullptr};
-  // Work, in values of a feature row: a traced cell's trace is read and written, an output gate's
-  // row only reads the features. Every cell is traced twice (its input gate's and its cell
-  // input's rows).
+  // The pass's work, in values of a feature row, for how many parts it takes: a traced cell's
+  // trace is read and written, an output gate's row only reads the features. Every cell is
+  // traced twice (its input gate's and its cell input's rows).
   const int64_t width = groups[0].width + groups[1].width + groups[2].width;
   const int64_t total = B * width * (3 * 2 * H + K);
   const int64_t parts = std::max<int64_t>(

@@ -228,7 +228,7 @@ class OnlineLSTM(_LayerModule):
         return stream.stepper
 
     def _check_batch(self, batch: int) -> None:
-        # (The one-step binding, python_module.cpp, checks the same with the same words.)
+        # (The one-step path's stepper, python_module.cpp, checks the same with the same words.)
         expected = self._stream.hidden.shape[0]
         if expected != batch:
             raise RuntimeError(f"OnlineLSTM: input: expected batch size {expected} "
