@@ -5,6 +5,8 @@
 #include "lstm1997.h"
 
 #include <cmath>
+#include <type_traits>
+#include <utility>
 
 namespace lstm1997 {
 
@@ -18,9 +20,22 @@ struct ElementwiseMath {
   static V reciprocal(V x) { return V(1) / x; }
 };
 
+// Whether a backend's ElementwiseMath has sigmoid(x) and scaled_tanh(x, scale, slope) of its own:
+// fused versions, whose chain of dependent operations is shorter than the composition of exp,
+// reciprocal and tanh (in a recurrent layer that chain is the time of a step: cpu/vec_math.h).
+template <typename V, typename = void>
+struct HasFusedSquashes : std::false_type {};
+template <typename V>
+struct HasFusedSquashes<V, std::void_t<decltype(ElementwiseMath<V>::sigmoid(std::declval<V>()))>>
+    : std::true_type {};
+
 template <typename V>
 inline V sigmoid(V x) {
-  return ElementwiseMath<V>::reciprocal(V(1) + ElementwiseMath<V>::exp(V(0) - x));
+  if constexpr (HasFusedSquashes<V>::value) {
+    return ElementwiseMath<V>::sigmoid(x);
+  } else {
+    return ElementwiseMath<V>::reciprocal(V(1) + ElementwiseMath<V>::exp(V(0) - x));
+  }
 }
 
 // Every squasher used here is scale * tanh(slope * x):
@@ -36,7 +51,11 @@ struct Squash {
 
   template <typename V>
   V operator()(V x) const {
-    return V(scale) * ElementwiseMath<V>::tanh(V(slope) * x);
+    if constexpr (HasFusedSquashes<V>::value) {
+      return ElementwiseMath<V>::scaled_tanh(x, scale, slope);
+    } else {
+      return V(scale) * ElementwiseMath<V>::tanh(V(slope) * x);
+    }
   }
   template <typename V>
   V grad_from_value(V y) const {
