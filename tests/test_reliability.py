@@ -111,6 +111,41 @@ def test_unusual_values_propagate_like_the_reference(value, activation, truncate
     assert_all_close(actual, expected, torch.float64)
 
 
+# Net inputs from far beyond where the squashers saturate to where they are linear: the float32
+# sigmoid, g and h (inline exp and reciprocal on AVX-512 and AVX2 builds) must give the reference's
+# values there too, inf and NaN included, and not the NaN a Newton step makes of 1 / inf.
+EXTREME_NET_INPUTS = [float("-inf"), -1e30, -200.0, -104.5, -89.5, -88.7, -44.6, -20.0, -1e-30,
+                      0.0, 1e-30, 0.3, 20.0, 44.6, 52.1, 88.7, 89.5, 104.5, 200.0, 1e30,
+                      float("inf"), float("nan")]
+
+
+@pytest.mark.parametrize("path", [{}, {"LSTM1997_TINY_PACKED": "0"}, {"LSTM1997_TINY_LAYER": "0"},
+                                  {"LSTM1997_TINY_LAYER": "0", "LSTM1997_SMALL_LAYER": "0"}],
+                         ids=["by-size", "tiny-unpacked", "small-loop", "library-gemms"])
+@pytest.mark.parametrize("activation", ["tanh", "paper"])
+def test_float32_squashers_at_extreme_net_inputs(activation, path, monkeypatch):
+    for name, value in path.items():
+        monkeypatch.setenv(name, value)
+    values = torch.tensor(EXTREME_NET_INPUTS, dtype=torch.float64)
+    T, B, H = 3, values.numel(), 2
+    # Every net input of row b at every step is values[b] (one input of 1, zero recurrent
+    # weights), times a weight of 1 for the gates and the cell input of cell 0, of 1/2 for cell 1.
+    x = torch.ones(T, B, 1, dtype=torch.float64)
+    weight_ih = torch.tensor([1.0, 0.5] * 3, dtype=torch.float64).unsqueeze(1)
+    weight_hh = torch.zeros(3 * H, H, dtype=torch.float64)
+    s0 = torch.zeros(B, H, dtype=torch.float64)
+    bias = torch.zeros(3 * H, dtype=torch.float64)
+    x = x * values.view(1, B, 1)
+    args = (x, weight_ih, weight_hh, bias, bias, None, s0)
+    expected = reference_lstm(*args, activation=activation)
+    actual = lstm1997.lstm(*[None if a is None else a.float() for a in args],
+                           activation=activation)
+    for a, e in zip(actual, expected):
+        e = e.float()
+        assert torch.equal(a.isnan(), e.isnan())
+        torch.testing.assert_close(a, e, equal_nan=True, rtol=1e-6, atol=1e-6)
+
+
 # --- Property tests against the reference ------------------------------------------------------
 
 # Derandomized: CI draws the same 500 cases every run, so a failure is reproducible from the log.
