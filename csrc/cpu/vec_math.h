@@ -23,50 +23,15 @@ struct ElementwiseMath<at::vec::Vectorized<T>> {
 };
 
 #if defined(CPU_CAPABILITY_AVX512)
-// exp and 1/x for 16 floats, inline, to about 1 ulp (measured against float64: exp at most 0.93
-// ulp, 1/x 0.53 ulp). Inline, a row's cells can interleave in the pipeline; Sleef's out-of-line
-// exp and vector division keep them apart.
-// exp: x = n ln2 + r, |r| <= ln2/2, with ln2 in two parts so that r is exact to float precision;
-// exp(r) by its Taylor polynomial of degree 7 (truncation error below 5e-9 relative); 2^n by
-// scalef, which gives inf, denormals and 0 where exp does. x is first clamped into [-104, 89]
-// (exp is inf or 0 beyond), with the operand order that lets NaN through.
-inline __m512 exp_avx512(__m512 x) {
-  x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
-  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 5040);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  return _mm512_scalef_ps(p, n);
-}
-
-// 1/d from the 14-bit estimate and one Newton step (about 28 bits before rounding). rcp14 gives 0
-// for inf and inf for 0, which the Newton step would turn into NaN: those lanes keep the estimate.
-inline __m512 reciprocal_avx512(__m512 d) {
-  const __m512 estimate = _mm512_rcp14_ps(d);
-  const __m512 error = _mm512_fnmadd_ps(d, estimate, _mm512_set1_ps(1.0f));
-  const __m512 refined = _mm512_fmadd_ps(estimate, error, estimate);
-  const __mmask16 finite = _mm512_cmp_ps_mask(
-      _mm512_abs_ps(estimate), _mm512_set1_ps(std::numeric_limits<float>::infinity()), _CMP_LT_OQ);
-  const __mmask16 nonzero = _mm512_cmp_ps_mask(estimate, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-  return _mm512_mask_blend_ps(finite & nonzero, estimate, refined);
-}
-
-// The squashers' own exp: exp(-x), x first clamped into [-89, 104] (exp(-x) is inf or 0 beyond;
-// the operand order lets NaN through). n = round(-x log2e) and r = x + n ln2 (ln2 in two parts,
-// so that r is exact to float precision; |r| <= ln2/2), so exp(-x) = 2^n exp(-r), with exp(-r) by
-// the same Taylor polynomial as exp_avx512's, evaluated by Estrin's scheme: three multiply-adds
-// deep where Horner's rule is seven. In a recurrent layer each step waits on two squashers one
-// after the other (the gates', then h(s_t)'s), so their latency is the time of a small layer's
-// step (benchmarks/README.md, "Issue #20, sixth session").
+// The squashers' exp, inline (a row's cells can then interleave in the pipeline; Sleef's
+// out-of-line exp keeps them apart): exp(-x) for 16 floats, x first clamped into [-89, 104]
+// (exp(-x) is inf or 0 beyond; the operand order lets NaN through). n = round(-x log2e) and
+// r = x + n ln2 (ln2 in two parts, so that r is exact to float precision; |r| <= ln2/2), so
+// exp(-x) = 2^n exp(-r): 2^n by scalef, which gives inf, denormals and 0 where exp does; exp(-r)
+// by its Taylor polynomial of degree 7 (truncation error below 5e-9 relative), evaluated by
+// Estrin's scheme: three multiply-adds deep where Horner's rule is seven. In a recurrent layer
+// each step waits on two squashers one after the other (the gates', then h(s_t)'s), so their
+// latency is the time of a small layer's step (benchmarks/README.md, "Issue #20, sixth session").
 inline __m512 exp_negated_avx512(__m512 x) {
   x = _mm512_min_ps(_mm512_set1_ps(104.0f), x);
   x = _mm512_max_ps(_mm512_set1_ps(-89.0f), x);
@@ -102,7 +67,8 @@ inline __m512 scaled_reciprocal_avx512(__m512 e, float a, float c) {
   return _mm512_mask_blend_ps(overflowed, _mm512_fmadd_ps(scaled, error, shifted), shifted);
 }
 #elif defined(CPU_CAPABILITY_AVX2)
-// exp for 8 floats, inline, the same method as exp_avx512 (measured against float64 exp at 1.5e7
+// exp for 8 floats, inline, the same method as exp_negated_avx512 for exp(x), with Horner's rule
+// (measured against float64 exp at 1.5e7
 // points of [-104, 89]: at most 0.93 ulp where the result is a normal float, 0.85 of the smallest
 // denormal below; inf, 0 and NaN where exp gives them). AVX2 has no scalef: 2^n is made from its
 // exponent bits as 2^(n - m) 2^m with m = n / 2, so that both factors stay normal floats from
@@ -140,13 +106,11 @@ template <>
 struct ElementwiseMath<at::vec::Vectorized<float>> {
   using V = at::vec::Vectorized<float>;
 #if defined(CPU_CAPABILITY_AVX512)
-  static V exp(V x) { return V(exp_avx512(x)); }
-  static V reciprocal(V x) { return V(reciprocal_avx512(x)); }
   // Fused (HasFusedSquashes in cell_math.h): sigmoid(x) = 1 / (1 + exp(-x)) and
   // scale tanh(slope x) = 2 scale / (1 + exp(-2 slope x)) - scale. Measured against float64 at
   // every 97th float (benchmarks/squash_chain.cpp): sigmoid within 8.9e-8, tanh 1.5e-7, the
-  // paper's g (2 tanh(x/2)) 3.0e-7, absolute; composed from exp_avx512 and reciprocal_avx512, as
-  // they were before: 8.9e-8, 1.8e-7, 3.6e-7.
+  // paper's g (2 tanh(x/2)) 3.0e-7, absolute; composed from exp (Horner's rule), reciprocal and
+  // tanh, as they were before 2026-12-02: 8.9e-8, 1.8e-7, 3.6e-7.
   static V sigmoid(V x) {
     return V(scaled_reciprocal_avx512(exp_negated_avx512(x), 1.0f, 0.0f));
   }
@@ -155,12 +119,12 @@ struct ElementwiseMath<at::vec::Vectorized<float>> {
     return V(scaled_reciprocal_avx512(exp_negated_avx512(argument), 2 * scale, scale));
   }
   static V tanh(V x) { return scaled_tanh(x, 1.0f, 1.0f); }
-#elif defined(CPU_CAPABILITY_AVX2)
+#else
+#if defined(CPU_CAPABILITY_AVX2)
   static V exp(V x) { return V(exp_avx2(x)); }
-  static V reciprocal(V x) { return V(1) / x; }
-  static V tanh(V x) { return V(2) * reciprocal(V(1) + exp(V(-2) * x)) - V(1); }
 #else
   static V exp(V x) { return x.exp(); }
+#endif
   static V reciprocal(V x) { return V(1) / x; }
   static V tanh(V x) { return V(2) * reciprocal(V(1) + exp(V(-2) * x)) - V(1); }
 #endif
