@@ -53,15 +53,20 @@ inline __m512 exp_negated_avx512(__m512 x) {
   return _mm512_scalef_ps(_mm512_fmadd_ps(r4, terms4to7, terms0to3), n);
 }
 
-// a / (1 + e) - c for e >= 0 (exp_negated_avx512's results) or NaN: the 14-bit estimate of
-// 1 / (1 + e) and one Newton step, whose last multiply-add also scales and shifts. Where 1 + e is
-// inf (exp overflowed) the estimate is 0 and the Newton step NaN: those lanes take -c.
-inline __m512 scaled_reciprocal_avx512(__m512 e, float a, float c) {
+// a / (1 + e) - c (kScaled; else 1 / (1 + e), with no multiply by 1 or subtraction of 0) for
+// e >= 0 (exp_negated_avx512's results) or NaN: the 14-bit estimate of 1 / (1 + e) and one Newton
+// step, whose last multiply-add also scales and shifts. Where 1 + e is inf (exp overflowed) the
+// estimate is 0 and the Newton step NaN: those lanes take -c.
+template <bool kScaled>
+inline __m512 scaled_reciprocal_avx512(__m512 e, float a = 1.0f, float c = 0.0f) {
   const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.0f), e);
   const __m512 estimate = _mm512_rcp14_ps(d);
   const __m512 error = _mm512_fnmadd_ps(d, estimate, _mm512_set1_ps(1.0f));
-  const __m512 scaled = _mm512_mul_ps(_mm512_set1_ps(a), estimate);
-  const __m512 shifted = _mm512_sub_ps(scaled, _mm512_set1_ps(c));
+  __m512 scaled = estimate, shifted = estimate;
+  if constexpr (kScaled) {
+    scaled = _mm512_mul_ps(_mm512_set1_ps(a), estimate);
+    shifted = _mm512_sub_ps(scaled, _mm512_set1_ps(c));
+  }
   const __mmask16 overflowed =
       _mm512_cmp_ps_mask(d, _mm512_set1_ps(std::numeric_limits<float>::infinity()), _CMP_EQ_OQ);
   return _mm512_mask_blend_ps(overflowed, _mm512_fmadd_ps(scaled, error, shifted), shifted);
@@ -112,11 +117,11 @@ struct ElementwiseMath<at::vec::Vectorized<float>> {
   // paper's g (2 tanh(x/2)) 3.0e-7, absolute; composed from exp (Horner's rule), reciprocal and
   // tanh, as they were before 2026-12-02: 8.9e-8, 1.8e-7, 3.6e-7.
   static V sigmoid(V x) {
-    return V(scaled_reciprocal_avx512(exp_negated_avx512(x), 1.0f, 0.0f));
+    return V(scaled_reciprocal_avx512<false>(exp_negated_avx512(x)));
   }
   static V scaled_tanh(V x, float scale, float slope) {
     const __m512 argument = _mm512_mul_ps(x, _mm512_set1_ps(2 * slope));
-    return V(scaled_reciprocal_avx512(exp_negated_avx512(argument), 2 * scale, scale));
+    return V(scaled_reciprocal_avx512<true>(exp_negated_avx512(argument), 2 * scale, scale));
   }
   static V tanh(V x) { return scaled_tanh(x, 1.0f, 1.0f); }
 #else
