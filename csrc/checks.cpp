@@ -151,13 +151,16 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
   sizes.gate_rows = gate_rows(sizes.hidden_size, cells_per_block);
   sizes.recurrent_size =
       recurrent_width(sizes.hidden_size, cells_per_block, args.options.gate_feedback);
-  const std::string gate_rows_meaning =
-      cells_per_block == 1
-          ? std::string("3*hidden_size")
-          : "hidden_size + 2*hidden_size/cells_per_block with cells_per_block = " +
-                std::to_string(cells_per_block);
+  // The messages' words for the gate rows, built only when a check fails (every op call runs
+  // these checks; a std::string built per call is a heap allocation per call).
+  const auto gate_rows_meaning = [cells_per_block] {
+    return cells_per_block == 1
+               ? std::string("3*hidden_size")
+               : "hidden_size + 2*hidden_size/cells_per_block with cells_per_block = " +
+                     std::to_string(cells_per_block);
+  };
   TORCH_CHECK(weight_hh.sym_size(0) == sizes.gate_rows, "lstm1997: weight_hh: expected shape (",
-              gate_rows_meaning, ", hidden_size) = (", sizes.gate_rows, ", ", sizes.hidden_size,
+              gate_rows_meaning(), ", hidden_size) = (", sizes.gate_rows, ", ", sizes.hidden_size,
               "), rows in gate order (input gate, cell input, output gate), got ",
               weight_hh.sym_sizes(),
               " (with the paper's gate feedback, pass gate_feedback=True: then (K + H + K, "
@@ -165,11 +168,13 @@ LayerSizes check_layer(const LayerArgs& args, const std::optional<at::Tensor>& b
   TORCH_CHECK(sizes.input_size > 0,
               "lstm1997: input: expected input_size (the last dimension) > 0, got shape ",
               input.sym_sizes());
-  const std::string weight_ih_meaning =
-      "(" + gate_rows_meaning +
-      ", input_size), with hidden_size from weight_hh and input_size from input";
-  check_shape(weight_ih, "weight_ih", {sizes.gate_rows, sizes.input_size},
-              weight_ih_meaning.c_str());
+  const c10::SymInt weight_ih_shape[] = {sizes.gate_rows, sizes.input_size};
+  if (weight_ih.sym_sizes() != c10::SymIntArrayRef(weight_ih_shape)) {
+    const std::string weight_ih_meaning =
+        "(" + gate_rows_meaning() +
+        ", input_size), with hidden_size from weight_hh and input_size from input";
+    check_shape(weight_ih, "weight_ih", weight_ih_shape, weight_ih_meaning.c_str());
+  }
   return sizes;
 }
 
