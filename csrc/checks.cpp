@@ -316,6 +316,132 @@ c10::SymInt check_online_args(const at::Tensor& input, const std::optional<at::T
   return R;
 }
 
+namespace {
+
+// Given, with plain sizes: the usual-call predicates read sizes as integers, and leave
+// symbolic ones (fake tensors under torch.compile, through the ATen implementation) to the full
+// checks.
+bool concrete(const at::Tensor& tensor) {
+  return tensor.defined() && !tensor.unsafeGetTensorImpl()->has_symbolic_sizes_strides();
+}
+
+// What the usual-call predicates ask of every tensor: given, of `like`'s dtype and device, and
+// of the given shape.
+bool usual_tensor(const at::Tensor& tensor, const at::Tensor& like,
+                  std::initializer_list<int64_t> shape) {
+  return concrete(tensor) && tensor.scalar_type() == like.scalar_type() &&
+         tensor.device() == like.device() && tensor.sizes().equals(shape);
+}
+
+bool usual_options(c10::string_view activation, int64_t cells_per_block) {
+  return (activation == "tanh" || activation == "paper") && cells_per_block >= 1;
+}
+
+bool usual_dtype(const at::Tensor& tensor) {
+  return concrete(tensor) &&
+         (tensor.scalar_type() == at::kFloat || tensor.scalar_type() == at::kDouble);
+}
+
+LayerSizes step_sizes(int64_t B, int64_t I, int64_t H, int64_t R, int64_t G) {
+  LayerSizes sizes;
+  sizes.seq_len = 1;
+  sizes.batch = B;
+  sizes.rows = B;
+  sizes.input_size = I;
+  sizes.hidden_size = H;
+  sizes.recurrent_size = R;
+  sizes.gate_rows = G;
+  return sizes;
+}
+
+std::optional<LayerSizes> usual_online_forward_sizes(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback) {
+  const int64_t S = cells_per_block;
+  if (!usual_options(activation, S) || !usual_dtype(input) || !concrete(weight_hh) ||
+      weight_hh.dim() != 2) {
+    return std::nullopt;
+  }
+  const int64_t dim = input.dim();
+  if (dim != 2 && !(dim == 3 && input.size(0) == 1)) {
+    return std::nullopt;
+  }
+  const int64_t B = input.size(dim - 2), I = input.size(dim - 1);
+  // hidden_size as check_layer reads it off weight_hh.
+  int64_t H = 0;
+  if (gate_feedback) {
+    const int64_t side = weight_hh.size(0);
+    if (side <= 0 || side % (S + 2) != 0) {
+      return std::nullopt;
+    }
+    H = side / (S + 2) * S;
+  } else {
+    H = weight_hh.size(1);
+  }
+  if (H <= 0 || H % S != 0 || I <= 0) {
+    return std::nullopt;
+  }
+  const int64_t G = gate_rows(H, S), R = recurrent_width(H, S, gate_feedback);
+  const auto bias_usual = [&](const std::optional<at::Tensor>& bias) {
+    return !present(bias) || usual_tensor(*bias, input, {G});
+  };
+  if (!usual_tensor(weight_ih, input, {G, I}) || !usual_tensor(weight_hh, input, {G, R}) ||
+      !bias_usual(bias_ih) || !bias_usual(bias_hh) || !usual_tensor(hidden, input, {B, R}) ||
+      !usual_tensor(cell_state, input, {B, H}) || !usual_tensor(step_input, input, {B, I}) ||
+      !usual_tensor(previous, input, {B, R}) || !usual_tensor(squashed_state, input, {B, H}) ||
+      !usual_tensor(gates, input, {B, kNumGates * H})) {
+    return std::nullopt;
+  }
+  return step_sizes(B, I, H, R, G);
+}
+
+std::optional<LayerSizes> usual_online_update_sizes(
+    const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
+    const at::Tensor& target_weight_ih, const at::Tensor& target_weight_hh,
+    const at::Tensor& target_bias_ih, const at::Tensor& target_bias_hh,
+    const std::optional<at::Tensor>& grad_output,
+    const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
+    const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
+    bool gate_feedback) {
+  const int64_t S = cells_per_block;
+  if (!usual_options(activation, S) || !usual_dtype(step_input) || step_input.dim() != 2 ||
+      !concrete(squashed_state) || squashed_state.dim() != 2) {
+    return std::nullopt;
+  }
+  const int64_t B = step_input.size(0), I = step_input.size(1), H = squashed_state.size(1);
+  if (H <= 0 || H % S != 0) {
+    return std::nullopt;
+  }
+  const int64_t G = gate_rows(H, S), R = recurrent_width(H, S, gate_feedback);
+  const at::Tensor& like = step_input;
+  const auto grad_output_usual = [&] {
+    if (!present(grad_output)) {
+      return true;
+    }
+    return grad_output->dim() == 3 ? usual_tensor(*grad_output, like, {1, B, H})
+                                   : usual_tensor(*grad_output, like, {B, H});
+  };
+  // A target is given with its shape, or empty (left alone).
+  const auto target_usual = [&](const at::Tensor& target, std::initializer_list<int64_t> shape) {
+    return concrete(target) && (target.numel() == 0 || usual_tensor(target, like, shape));
+  };
+  if (!usual_tensor(squashed_state, like, {B, H}) ||
+      !usual_tensor(gates, like, {B, kNumGates * H}) || !usual_tensor(previous, like, {B, R}) ||
+      !grad_output_usual() || !usual_tensor(trace_ih, like, {B, 2 * H, I}) ||
+      !usual_tensor(trace_hh, like, {B, 2 * H, R}) ||
+      !usual_tensor(trace_bias, like, {B, 2 * H}) || !target_usual(target_weight_ih, {G, I}) ||
+      !target_usual(target_weight_hh, {G, R}) || !target_usual(target_bias_ih, {G}) ||
+      !target_usual(target_bias_hh, {G})) {
+    return std::nullopt;
+  }
+  return step_sizes(B, I, H, R, G);
+}
+
+}  // namespace
+
 LayerArgs check_online_forward_args(
     const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
     const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
@@ -352,6 +478,12 @@ LayerSizes check_online_update_args(
     const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
     const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
     bool gate_feedback) {
+  if (std::optional<LayerSizes> usual = usual_online_update_sizes(
+          trace_ih, trace_hh, trace_bias, target_weight_ih, target_weight_hh, target_bias_ih,
+          target_bias_hh, grad_output, step_input, previous, squashed_state, gates, activation,
+          cells_per_block, gate_feedback)) {
+    return std::move(*usual);
+  }
   TORCH_CHECK(step_input.defined() && step_input.dim() == 2,
               "lstm1997: step_input: expected a 2-D tensor (batch, input_size), got ",
               step_input.defined() ? std::to_string(step_input.dim()) + "-D" : std::string("None"));
@@ -400,6 +532,23 @@ LayerSizes check_online_update_args(
     }
   }
   return sizes;
+}
+
+LayerSizes check_online_forward_sizes(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback) {
+  if (std::optional<LayerSizes> usual = usual_online_forward_sizes(
+          hidden, cell_state, step_input, previous, squashed_state, gates, input, weight_ih,
+          weight_hh, bias_ih, bias_hh, activation, cells_per_block, gate_feedback)) {
+    return std::move(*usual);
+  }
+  return check_online_forward_args(hidden, cell_state, step_input, previous, squashed_state,
+                                   gates, input, weight_ih, weight_hh, bias_ih, bias_hh,
+                                   activation, cells_per_block, gate_feedback)
+      .sizes;
 }
 
 }  // namespace lstm1997

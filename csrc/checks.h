@@ -84,7 +84,8 @@ LayerArgs check_online_forward_args(
     c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
 
 // _lstm_online_update_ (its four targets in their order); returns the sizes (seq_len 1, rows B;
-// recurrent_size R, gate_rows G).
+// recurrent_size R, gate_rows G). The one-step path's usual call is recognised on plain sizes
+// first (see check_online_forward_sizes).
 LayerSizes check_online_update_args(
     const at::Tensor& trace_ih, const at::Tensor& trace_hh, const at::Tensor& trace_bias,
     const at::Tensor& target_weight_ih, const at::Tensor& target_weight_hh,
@@ -93,6 +94,19 @@ LayerSizes check_online_update_args(
     const at::Tensor& step_input, const at::Tensor& previous, const at::Tensor& squashed_state,
     const at::Tensor& gates, c10::string_view activation, int64_t cells_per_block,
     bool gate_feedback);
+
+// check_online_forward_args's sizes. Like check_online_update_args, it first recognises the
+// one-step path's usual call on plain sizes (every tensor given, of the input's dtype, float32 or
+// float64, and device, with the expected shapes, valid options), and runs the full checks, which
+// name what is wrong, only for any other call. (The full checks' LayerArgs, SymInt sizes and
+// checks cost OnlineLSTM's one-step calls about 0.3-0.5 us a step, against 5-6 us for the step's
+// two calls at I = 32, H = 64: benchmarks/README.md, "Issue #20, seventh session".)
+LayerSizes check_online_forward_sizes(
+    const at::Tensor& hidden, const at::Tensor& cell_state, const at::Tensor& step_input,
+    const at::Tensor& previous, const at::Tensor& squashed_state, const at::Tensor& gates,
+    const at::Tensor& input, const at::Tensor& weight_ih, const at::Tensor& weight_hh,
+    const std::optional<at::Tensor>& bias_ih, const std::optional<at::Tensor>& bias_hh,
+    c10::string_view activation, int64_t cells_per_block, bool gate_feedback);
 
 // Shape of a per-step tensor with `width` features: (T, B, width), or (N, width) when packed.
 c10::SymDimVector per_step_shape(const LayerSizes& sizes, const c10::SymInt& width);

@@ -637,10 +637,9 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
                                  input, weight_ih, weight_hh, bias_ih, bias_hh, activation,
                                  cells_per_block, gate_feedback);
   }
-  const LayerArgs args = check_online_forward_args(
+  const LayerSizes sizes = check_online_forward_sizes(
       hidden, cell_state, step_input, previous, squashed_state, gates, input, weight_ih,
       weight_hh, bias_ih, bias_hh, activation, cells_per_block, gate_feedback);
-  const LayerSizes& sizes = args.sizes;
   const int64_t H = sizes.hidden_size.expect_int();
   const StepShape shape{sizes.batch.expect_int(),     sizes.input_size.expect_int(),
                         H,
@@ -656,7 +655,7 @@ at::Tensor online_forward(const at::Tensor& hidden, const at::Tensor& cell_state
   // A chunk of one step gets its output as a chunk of one.
   at::Tensor output = input.dim() == 3 ? at::empty({1, shape.B, H}, input.options())
                                        : at::empty({shape.B, H}, input.options());
-  const Activation kind = args.options.activation;
+  const Activation kind = parse_activation(activation);
   const int64_t B = shape.B;
   // r_{t-1} and x_t into the step's buffers (dense, of one dtype: checked), read from there.
   std::memmove(previous.data_ptr(), hidden.const_data_ptr(), hidden.nbytes());
