@@ -256,6 +256,10 @@ FORWARD_ERRORS = [
     ("buffers3", torch.zeros(3, 6, dtype=f64, device="meta"), r"gates: expected device cpu"),
     ("weights0", torch.zeros(18, 4, dtype=f64), r"weight_ih: expected shape \[18, 5\]"),
     ("weights2", torch.zeros(17, dtype=f64), r"bias_ih: expected shape \[18\]"),
+    ("weights1", torch.zeros(18, 5, dtype=f64), r"weight_hh: expected shape \(3\*hidden_size"),
+    ("weights3", torch.zeros(18), r"bias_hh: expected dtype Double"),
+    ("cells_per_block", 4, r"cells_per_block: expected a divisor of hidden_size"),
+    ("activation", "relu", r"activation"),
 ]
 
 
@@ -265,9 +269,11 @@ def test_forward_op_errors(name, value, pattern):
     groups = {"state": state, "buffers": buffers, "weights": weights}
     if name == "x":
         x = value
+    elif name in options:
+        options[name] = value
     else:
         groups[name[:-1]][int(name[-1])] = value
-    with pytest.raises((RuntimeError, TypeError), match=pattern):
+    with pytest.raises((RuntimeError, TypeError, ValueError), match=pattern):
         OPS._lstm_online_forward_(*state, *buffers, x, *weights, **options)
 
 
@@ -284,6 +290,10 @@ UPDATE_ERRORS = [
     ("weights3", torch.zeros(18), r"target_bias_hh: expected dtype Double"),
     ("cells_per_block", 4, r"cells_per_block: expected a positive divisor of hidden_size \(6"),
     ("activation", "relu", r"activation"),
+    ("buffers2", torch.zeros(3, 5, dtype=f64), r"gates: expected shape \[3, 15\]"),
+    ("traces1", torch.zeros(3, 12, 6), r"trace_hh: expected dtype Double"),
+    ("weights1", torch.zeros(18, 5, dtype=f64), r"target_weight_hh: expected shape \[18, 6\]"),
+    ("weights2", torch.zeros(17, dtype=f64), r"target_bias_ih: expected shape \[18\]"),
 ]
 
 
