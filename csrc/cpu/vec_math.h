@@ -73,9 +73,8 @@ inline __m512 scaled_reciprocal_avx512(__m512 e, float a = 1.0f, float c = 0.0f)
 }
 #elif defined(CPU_CAPABILITY_AVX2)
 // exp for 8 floats, inline, the same method as exp_negated_avx512 for exp(x), with Horner's rule
-// (measured against float64 exp at 1.5e7
-// points of [-104, 89]: at most 0.93 ulp where the result is a normal float, 0.85 of the smallest
-// denormal below; inf, 0 and NaN where exp gives them). AVX2 has no scalef: 2^n is made from its
+// (measured against float64 exp at 1.5e7 points of [-104, 89]: at most 0.93 ulp where the result
+// is a normal float, 0.85 of the smallest denormal below; inf, 0 and NaN where exp gives them). AVX2 has no scalef: 2^n is made from its
 // exponent bits as 2^(n - m) 2^m with m = n / 2, so that both factors stay normal floats from
 // n = -150 (a denormal or 0 result) to n = 128 (inf). x is clamped into [-104, 89] first, with
 // the operand order that lets NaN through.
