@@ -17,6 +17,8 @@ A second table times online learning (lstm1997.OnlineLSTM: forward, then the gra
 the new outputs, with the traces that make it exact under the paper's truncation) per step, one
 step per call and ten steps per call, against the truncated train step's time per step over the
 whole sequence, and compares the memory each keeps: the traces against what backward saves.
+The stream's chunks and their loss gradients are made before the clock, like the truncated side's
+input; a last column times one step per call with the slicing and ones_like inside the loop.
 For one step per call it also prints how the ratio spreads over the rounds (the quartiles of the
 per-round ratios) and the ratio of each side's fastest round. ``--online`` runs that table alone.
 
@@ -276,10 +278,26 @@ def bench_online(T, B, I, H, S, repeats, min_time):
     x = torch.randn(T, B, I)
 
     def online_steps(chunk):
+        # The stream's chunks and each chunk's loss gradient (that of output.sum(), as on the
+        # truncated side) are made before the clock, as the truncated side's input is: the rows
+        # time the module's two calls a chunk, not the loop's slicing and ones_like (about 1.7 us
+        # a step at B = 1 before, benchmarks/README.md, "Issue #20, eighth session").
+        chunks = x.split(chunk)
+        grad_outputs = torch.ones(T, B, H).split(chunk)
+
         def run():
             online.reset()
-            for start in range(0, T, chunk):
-                output = online(x[start:start + chunk])
+            for piece, grad_output in zip(chunks, grad_outputs):
+                online(piece)
+                online.backward(grad_output)
+        return run
+
+    def online_steps_sliced():
+        # The loop as the table timed it before: each step sliced and its gradient made inside.
+        def run():
+            online.reset()
+            for t in range(T):
+                output = online(x[t:t + 1])
                 online.backward(torch.ones_like(output))
         return run
 
@@ -289,6 +307,7 @@ def bench_online(T, B, I, H, S, repeats, min_time):
 
     times = interleaved_times(
         {"online 1 step per call": online_steps(1), "online 10 steps per call": online_steps(10),
+         "online 1 step per call, sliced in the loop": online_steps_sliced(),
          "truncated train": truncated_train},
         repeats,
         min_time,
@@ -301,6 +320,8 @@ def bench_online(T, B, I, H, S, repeats, min_time):
         "online 1 / truncated rounds": round_ratios(times, "online 1 step per call",
                                                     "truncated train"),
         "online 10 / truncated": per_step["online 10 steps per call"] / per_step["truncated train"],
+        "online 1 sliced in the loop / truncated":
+            per_step["online 1 step per call, sliced in the loop"] / per_step["truncated train"],
         "trace bytes": sum(t.numel() * t.element_size() for t in online.traces),
         "saved bytes truncated": saved_bytes(sequence, x),
     }
@@ -649,8 +670,11 @@ def print_online(results):
     print("online learning (OnlineLSTM: forward + gradient every call) against the truncated train step")
     print("net: plain, or the paper's (gate feedback, its squashers) with S cells per block; 1/call "
           "vs trunc over the rounds: its quartiles, and the ratio of each side's fastest round")
+    print("each chunk and its loss gradient made before the clock; sliced: one step per call with "
+          "x[t:t+1] and ones_like in the timed loop")
     header = (f"{'T':>6} {'B':>4} {'I':>4} {'H':>5} {'net':>9} | {'us/step 1/call':>14} {'10/call':>8} {'truncated':>9} | "
-              f"{'1/call vs trunc':>15} {'rounds q1-q3':>13} {'fastest':>8} {'10/call vs trunc':>16} | "
+              f"{'1/call vs trunc':>15} {'rounds q1-q3':>13} {'fastest':>8} {'10/call vs trunc':>16} "
+              f"{'sliced vs trunc':>15} | "
               f"{'trace MB':>8} {'saved MB trunc':>14}")
     print(header)
     print("-" * len(header))
@@ -661,7 +685,8 @@ def print_online(results):
         print(f"{T:>6} {B:>4} {I:>4} {H:>5} {net:>9} | {us['online 1 step per call']:>14.1f} "
               f"{us['online 10 steps per call']:>8.1f} {us['truncated train']:>9.1f} | "
               f"{r['online 1 / truncated']:>14.1f}x {spread(r['online 1 / truncated rounds'])} "
-              f"{r['online 10 / truncated']:>15.1f}x | "
+              f"{r['online 10 / truncated']:>15.1f}x "
+              f"{r['online 1 sliced in the loop / truncated']:>14.1f}x | "
               f"{r['trace bytes'] / 2**20:>8.2f} {r['saved bytes truncated'] / 2**20:>14.2f}", flush=True)
 
 

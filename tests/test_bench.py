@@ -24,6 +24,7 @@ def test_bench_reports_ratios_memory_and_json(tmp_path, capsys):
     (online,) = json.loads(out_file.read_text())["online"]
     assert "online learning (OnlineLSTM" in printed
     assert online["online 1 / truncated"] > 0 and online["online 10 / truncated"] > 0
+    assert online["online 1 sliced in the loop / truncated"] > 0
     B, I, H = 2, 3, 4
     assert online["trace bytes"] == 4 * B * 2 * H * (I + H + 1)
     (feedback,) = json.loads(out_file.read_text())["gate_feedback"]
