@@ -222,59 +222,6 @@ def test_strided_arguments_take_the_aten_path(shape):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
 
 
-def gate_row_major(t):
-    """The same values laid out gate row by gate row: (2H, B, width) memory seen as (B, 2H,
-    width), as OnlineLSTM allocates its wide traces."""
-    return t.transpose(0, 1).contiguous().transpose(0, 1)
-
-
-LAYOUT_SHAPES = [dict(B=1, S=2, gate_feedback=True), dict(S=2, gate_feedback=True)] + SPLIT_SHAPES
-
-
-@pytest.mark.parametrize("shape", LAYOUT_SHAPES, ids=["one_row", "small", "plain", "blocks_feedback"])
-@pytest.mark.parametrize("op", ["one_step", "chunk_of_one", "chunk"])
-def test_traces_laid_out_gate_row_by_gate_row(implementation, shape, op):
-    """The ops take traces in either layout in place: the same values as (B, 2H, width) traces,
-    and on the CPU kernels the same bits (each gradient summed over the batch rows in order)."""
-    results = []
-    for layout in (lambda t: t, gate_row_major):
-        state, buffers, x, weights, traces, options = one_step_state(**shape)
-        traces = [layout(t) for t in traces]
-        if op == "one_step":
-            output = OPS._lstm_online_forward_(*state, *buffers, x, *weights, **options)
-            OPS._lstm_online_update_(*traces, *weights, torch.ones_like(output), *buffers,
-                                     alpha=-0.5, **options)
-            gradients = []
-        else:
-            chunk = (x.unsqueeze(0) if op == "chunk_of_one"
-                     else torch.stack([x, x.flip(0), 2 * x]))
-            output, _, _, squashed_state, gates = OPS._lstm_forward(chunk, *weights, *state,
-                                                                    **options)
-            gradients = OPS.lstm_online_step_(*traces, torch.ones_like(output), chunk,
-                                              weights[0], weights[1], state[0], output,
-                                              squashed_state, gates, advance=True, **options)
-        results.append([*gradients, *traces])
-    assert results[1][-1].stride() != results[0][-1].stride() or shape.get("B") == 1
-    for plain, laid_out in zip(*results):
-        if implementation == "cpu-kernels":
-            assert torch.equal(plain, laid_out)
-        else:
-            torch.testing.assert_close(plain, laid_out, rtol=1e-13, atol=1e-13)
-
-
-def test_module_lays_out_wide_traces_gate_row_by_gate_row():
-    """OnlineLSTM's traces of 16 features or more are dense gate row by gate row, narrower ones
-    batch row by batch row, across reset() too."""
-    module = lstm1997.OnlineLSTM(3, 16, dtype=f64)
-    for _ in range(2):
-        module(torch.randn(2, 3, dtype=f64))
-        trace_ih, trace_hh, trace_bias = module._stream.traces
-        assert trace_ih.shape == (2, 32, 3) and trace_ih.is_contiguous()
-        assert trace_hh.shape == (2, 32, 16) and trace_hh.transpose(0, 1).is_contiguous()
-        assert trace_bias.shape == (2, 32) and trace_bias.is_contiguous()
-        module.reset()
-
-
 def test_ops_bump_versions_and_refuse_to_be_differentiated():
     state, buffers, x, weights, traces, options = one_step_state()
     written = [*state, *buffers]

@@ -10,7 +10,6 @@
 #include "../checks.h"
 #include "../generic/kernels.h"
 #include "../online.h"
-#include "trace_layout.h"
 #include "vec_math.h"
 
 #include <ATen/ATen.h>
@@ -22,7 +21,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -324,8 +322,7 @@ constexpr int kBiasGroup = 2;
 
 template <typename scalar_t>
 struct FeatureGroup {
-  scalar_t* trace;           // (B, 2H, width), either order of B and 2H in memory
-  TraceStrides strides;      // of the trace (trace_layout.h)
+  scalar_t* trace;           // (B, 2H, width)
   const scalar_t* features;  // (B, width)
   int64_t width;
   scalar_t* targets[2];  // (G, width) each, or null
@@ -413,8 +410,7 @@ C10_ALWAYS_INLINE void update_stretch(const StepShape& n, const FeatureGroup<sca
     const auto advance = [&](int64_t b, int64_t c) {
       const scalar_t* features = group.features + b * w + f0;
       const int64_t traced = b * 2 * H + cells.traced + c;
-      scalar_t* trace =
-          group.trace + b * group.strides.batch + (cells.traced + c) * group.strides.row + f0;
+      scalar_t* trace = group.trace + traced * w + f0;
       const Vec local(errors.local[traced]);
       const Vec error(summed ? errors.state_error[b * H + cells.first_cell + c] : scalar_t(0));
 #pragma GCC unroll 8
@@ -486,69 +482,14 @@ void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
 }
 static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 to 7 vectors");
 
-// update_gate_row for a group narrower than a vector whose trace rows lie less than a vector
-// apart (the biases', whose feature is the constant 1; a narrow input or recurrent state in
-// traces laid out gate row by gate row): scalar code, the same operations in the same order as
-// update_stretch's, so the same bits. There, a row's one masked vector spans the next rows'
-// values, and each load of those waits for the masked store before it (benchmarks/README.md,
-// "Issue #20, eighth session").
-template <typename scalar_t>
-void update_narrow_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
-                       const StepErrors<scalar_t>& errors, int64_t row, scalar_t alpha) {
-  using Vec = at::vec::Vectorized<scalar_t>;
-  const GateRow cells = gate_row(n, row);
-  const int64_t w = group.width;
-  const bool summed = errors.state_error != nullptr;
-  if (cells.traced < 0 && !summed) {
-    return;  // an output gate's row has no trace to advance
-  }
-  scalar_t sum[Vec::size()] = {};
-  if (cells.traced < 0) {
-    const scalar_t* output_error = errors.output_error + (row - n.K - n.H);
-    for (int64_t b = 0; b < n.B; ++b) {
-      const scalar_t error = output_error[b * n.K];
-      const scalar_t* features = group.features + b * w;
-      for (int64_t f = 0; f < w; ++f) {
-        sum[f] = std::fma(error, features[f], sum[f]);
-      }
-    }
-  } else {
-    for (int64_t b = 0; b < n.B; ++b) {
-      const scalar_t* features = group.features + b * w;
-      for (int64_t c = 0; c < cells.cells; ++c) {
-        const scalar_t local = errors.local[b * 2 * n.H + cells.traced + c];
-        const scalar_t error = summed ? errors.state_error[b * n.H + cells.first_cell + c] : 0;
-        scalar_t* trace =
-            group.trace + b * group.strides.batch + (cells.traced + c) * group.strides.row;
-        for (int64_t f = 0; f < w; ++f) {
-          const scalar_t value = std::fma(local, features[f], trace[f]);
-          trace[f] = value;
-          sum[f] = std::fma(error, value, sum[f]);
-        }
-      }
-    }
-  }
-  if (!summed) {
-    return;
-  }
-  for (scalar_t* target : group.targets) {
-    if (target != nullptr) {
-      for (int64_t f = 0; f < w; ++f) {
-        target[row * w + f] = std::fma(alpha, sum[f], target[row * w + f]);
-      }
-    }
-  }
-}
-
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
 // thread in a fixed order (so results do not depend on the thread count). Threads take parts of
 // about equal work (an equal share of the traced cells, whose rows read and write their traces,
 // and of the output gates' rows, which only read the features), and go through their rows once
-// per feature group: a row's visit reads one stretch from each batch row's trace (one stretch
-// of memory in all when the traces are laid out gate row by gate row, as OnlineLSTM's are; B
-// streams otherwise), where taking the three groups row by row kept 3 (or 3B) streams going and
-// made the pass 1.5 to 3 times slower on one thread (benchmarks/README.md, "the update's pass,
-// group by group").
+// per feature group: a row's visit reads one stretch from each batch row's trace, B streams
+// through memory, where taking the three groups row by row kept 3B streams going and made the
+// pass 1.5 to 3 times slower on one thread (benchmarks/README.md, "the update's pass, group by
+// group").
 template <typename scalar_t>
 void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                  const scalar_t* grad_output, const scalar_t* squashed_state,
@@ -625,9 +566,8 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
             const GateRow cells = gate_row(n, row);
             scalar_t gradient;
             if (cells.traced >= 0) {
-              scalar_t& trace = group.trace[cells.traced * group.strides.row];
-              const scalar_t value = trace + local[cells.traced];
-              trace = value;
+              const scalar_t value = group.trace[cells.traced] + local[cells.traced];
+              group.trace[cells.traced] = value;
               gradient = (alpha * state_error[cells.first_cell]) * value;
             } else {
               gradient = alpha * output_error[cells.first_cell];
@@ -646,9 +586,8 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
           const GateRow cells = gate_row(n, row);
           scalar_t* const target_row = target != nullptr ? target + row * w : nullptr;
           if (cells.traced >= 0) {
-            advance_and_add(group.trace + cells.traced * group.strides.row, local[cells.traced],
-                            group.features, alpha * state_error[cells.first_cell], target_row,
-                            w);
+            advance_and_add(group.trace + cells.traced * w, local[cells.traced], group.features,
+                            alpha * state_error[cells.first_cell], target_row, w);
           } else if (target_row != nullptr) {
             add_scaled(target_row, alpha * output_error[cells.first_cell], group.features, w);
           }
@@ -658,14 +597,7 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
     }
     for (int64_t p = begin; p < end; ++p) {
       for (const FeatureGroup<scalar_t>& group : groups) {
-        // Scalar where a row's masked vector would span the next batch row's values (a batch
-        // row apart less than a vector) or the next row's (the biases').
-        constexpr int64_t V = at::vec::Vectorized<scalar_t>::size();
-        if (group.width == 1 || (group.width < V && group.strides.batch < V)) {
-          for_rows(p, p + 1, [&](int64_t row) { update_narrow_row(n, group, errors, row, alpha); });
-        } else {
-          for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
-        }
+        for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
       }
     }
   };
@@ -760,9 +692,9 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, c10::string_view activation,
                    int64_t cells_per_block, bool gate_feedback) {
-  if (!loop_dtype(step_input) || !kernel_trace(trace_ih) || !kernel_trace(trace_hh) ||
-      !kernel_trace(trace_bias) ||
-      !dense({&target_weight_ih, &target_weight_hh, &target_bias_ih, &target_bias_hh})) {
+  if (!loop_dtype(step_input) ||
+      !dense({&trace_ih, &trace_hh, &trace_bias, &target_weight_ih, &target_weight_hh,
+              &target_bias_ih, &target_bias_hh})) {
     return online_update_by_ops(trace_ih, trace_hh, trace_bias, target_weight_ih,
                                 target_weight_hh, target_bias_ih, target_bias_hh, grad_output,
                                 step_input, previous, squashed_state, gates, alpha, activation,
@@ -785,11 +717,11 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
   AT_DISPATCH_FLOATING_TYPES(step_input.scalar_type(), "lstm1997_online_update_cpu", [&] {
     const std::vector<scalar_t> ones(shape.B, scalar_t(1));
     const FeatureGroup<scalar_t> groups[3] = {
-        {trace_ih.data_ptr<scalar_t>(), trace_strides(trace_ih), x.const_data_ptr<scalar_t>(),
-         shape.I, {data_or_null<scalar_t>(target_weight_ih), nullptr}},
-        {trace_hh.data_ptr<scalar_t>(), trace_strides(trace_hh), r.const_data_ptr<scalar_t>(),
-         shape.R, {data_or_null<scalar_t>(target_weight_hh), nullptr}},
-        {trace_bias.data_ptr<scalar_t>(), trace_strides(trace_bias), ones.data(), 1,
+        {trace_ih.data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), shape.I,
+         {data_or_null<scalar_t>(target_weight_ih), nullptr}},
+        {trace_hh.data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), shape.R,
+         {data_or_null<scalar_t>(target_weight_hh), nullptr}},
+        {trace_bias.data_ptr<scalar_t>(), ones.data(), 1,
          {data_or_null<scalar_t>(target_bias_ih), data_or_null<scalar_t>(target_bias_hh)}}};
     update_step<scalar_t>(shape, groups,
                           dh.defined() ? dh.const_data_ptr<scalar_t>() : nullptr,

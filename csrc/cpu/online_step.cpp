@@ -10,7 +10,6 @@
 #include "../generic/kernels.h"
 #include "../online.h"
 #include "kernels.h"
-#include "trace_layout.h"
 #include "vec_math.h"
 
 #include <ATen/ATen.h>
@@ -57,15 +56,13 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
   }
 }
 
-// The trace pass on raw rows: traces (B, 2H, width) with their strides (trace_layout.h), errors
-// (B, 2H) or null, sums (2H, width) or null, local (T, B, 2H), features (T, B, width) with T =
-// `steps` (0: no update).
+// The trace pass on raw rows: traces (B, 2H, width), errors (B, 2H) or null, sums (2H, width)
+// or null, local (T, B, 2H), features (T, B, width) with T = `steps` (0: no update).
 
 template <typename scalar_t>
 struct TraceRows {
   int64_t B, traced, I, R, steps;
   scalar_t *trace_ih, *trace_hh, *trace_bias;
-  TraceStrides strides_ih, strides_hh, strides_bias;
   const scalar_t* error;
   scalar_t *sum_ih, *sum_hh, *sum_bias;
   const scalar_t *local, *input, *previous;
@@ -77,41 +74,28 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   const bool sums = rows.error != nullptr;
   const scalar_t one(1);
   const int64_t grain = row_grain(B * (I + R + 1));
-  const auto pass = [&](int64_t b, int64_t r) {
-    const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
-    // local[t, b, r] for t = 0, 1, ...: stride B * traced.
-    const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
-    const int64_t local_stride = B * traced;
-    pass_row(rows.trace_ih + b * rows.strides_ih.batch + r * rows.strides_ih.row, I, e,
-             sums ? rows.sum_ih + r * I : nullptr, row_local, local_stride,
-             T > 0 ? rows.input + b * I : nullptr, B * I, T);
-    pass_row(rows.trace_hh + b * rows.strides_hh.batch + r * rows.strides_hh.row, R, e,
-             sums ? rows.sum_hh + r * R : nullptr, row_local, local_stride,
-             T > 0 ? rows.previous + b * R : nullptr, B * R, T);
-    pass_row(rows.trace_bias + b * rows.strides_bias.batch + r * rows.strides_bias.row, 1, e,
-             sums ? rows.sum_bias + r : nullptr, row_local, local_stride, &one, 0, T);
-  };
-  // A thread takes its rows in blocks, and the block's gradient sums stay in L1 while every batch
-  // row adds to them (each sum in batch-row order, whatever the order of the loops, so the bits
-  // do not depend on the layout). The loops follow the traces' layout, so that the pass reads
-  // stretches of memory: the block batch row by batch row where a batch row's rows lie next to
-  // each other, else (traces laid out gate row by gate row) row by row.
-  const bool rows_adjacent = rows.strides_ih.batch >= rows.strides_ih.row;
+  // A thread takes its rows in blocks, and each block batch row by batch row: the block's rows
+  // of a batch row lie next to each other in the traces (read as one stretch of memory, where
+  // reading one row per batch row would jump a whole batch row's trace each time), and the block's
+  // gradient sums stay in L1 while every batch row adds to them, in the same order as before.
   constexpr int64_t kRowsPerBlock = 16;
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
     for (int64_t block = r_begin; block < r_end; block += kRowsPerBlock) {
       const int64_t block_end = std::min(r_end, block + kRowsPerBlock);
-      if (rows_adjacent) {
-        for (int64_t b = 0; b < B; ++b) {
-          for (int64_t r = block; r < block_end; ++r) {
-            pass(b, r);
-          }
-        }
-      } else {
+      for (int64_t b = 0; b < B; ++b) {
         for (int64_t r = block; r < block_end; ++r) {
-          for (int64_t b = 0; b < B; ++b) {
-            pass(b, r);
-          }
+          const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
+          // local[t, b, r] for t = 0, 1, ...: stride B * traced.
+          const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
+          const int64_t local_stride = B * traced;
+          pass_row(rows.trace_ih + (b * traced + r) * I, I, e,
+                   sums ? rows.sum_ih + r * I : nullptr, row_local, local_stride,
+                   T > 0 ? rows.input + b * I : nullptr, B * I, T);
+          pass_row(rows.trace_hh + (b * traced + r) * R, R, e,
+                   sums ? rows.sum_hh + r * R : nullptr, row_local, local_stride,
+                   T > 0 ? rows.previous + b * R : nullptr, B * R, T);
+          pass_row(rows.trace_bias + b * traced + r, 1, e, sums ? rows.sum_bias + r : nullptr,
+                   row_local, local_stride, &one, 0, T);
         }
       }
     }
@@ -128,8 +112,7 @@ void trace_pass_typed(TracePass& pass) {
   pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
       pass.trace_ih.size(0), pass.trace_ih.size(1), pass.trace_ih.size(2), pass.trace_hh.size(2),
       T, pass.trace_ih.data_ptr<scalar_t>(), pass.trace_hh.data_ptr<scalar_t>(),
-      pass.trace_bias.data_ptr<scalar_t>(), trace_strides(pass.trace_ih),
-      trace_strides(pass.trace_hh), trace_strides(pass.trace_bias), data(pass.carried_error, sums),
+      pass.trace_bias.data_ptr<scalar_t>(), data(pass.carried_error, sums),
       data(pass.grad_traced_ih, sums), data(pass.grad_traced_hh, sums),
       data(pass.grad_traced_bias, sums), data(pass.local, T > 0), data(pass.input, T > 0),
       data(pass.previous, T > 0)});
@@ -206,8 +189,7 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
   scalar_t* sum_bias = sum_hh + 2 * H * R;
   pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
       B, 2 * H, I, R, advance ? 1 : 0, trace_ih.data_ptr<scalar_t>(),
-      trace_hh.data_ptr<scalar_t>(), trace_bias.data_ptr<scalar_t>(), trace_strides(trace_ih),
-      trace_strides(trace_hh), trace_strides(trace_bias), carried.data(), sum_ih,
+      trace_hh.data_ptr<scalar_t>(), trace_bias.data_ptr<scalar_t>(), carried.data(), sum_ih,
       sum_hh, sum_bias, local.data(), x, previous.data()});
   for (int64_t r = 0; r < 2 * H; ++r) {
     const int64_t k = r < H ? r / S : K + (r - H);  // the gate row of traced row r
@@ -225,9 +207,9 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
 
 void online_trace_pass(TracePass& pass) {
   const at::ScalarType dtype = pass.trace_ih.scalar_type();
-  const bool in_place = kernel_trace(pass.trace_ih) && kernel_trace(pass.trace_hh) &&
-                        kernel_trace(pass.trace_bias);
-  if ((dtype != at::kFloat && dtype != at::kDouble) || !in_place) {
+  const bool contiguous = pass.trace_ih.is_contiguous() && pass.trace_hh.is_contiguous() &&
+                          pass.trace_bias.is_contiguous();
+  if ((dtype != at::kFloat && dtype != at::kDouble) || !contiguous) {
     // (A trace that is a strided view is updated through ATen's in-place ops.)
     return online_aten_trace_pass(pass);
   }
@@ -260,8 +242,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_cpu(
   const at::ScalarType dtype = input.scalar_type();
   const bool single_step = present(grad_output) && input.dim() == 3 && input.size(0) == 1 &&
                            (dtype == at::kFloat || dtype == at::kDouble) &&
-                           cpu::kernel_trace(trace_ih) && cpu::kernel_trace(trace_hh) &&
-                           cpu::kernel_trace(trace_bias) && !generic::forced_on_cpu();
+                           trace_ih.is_contiguous() && trace_hh.is_contiguous() &&
+                           trace_bias.is_contiguous() && !generic::forced_on_cpu();
   if (!single_step) {
     return online_step_kernel<&cpu_or_generic_trace_pass>(
         trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0, output,

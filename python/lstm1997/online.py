@@ -159,18 +159,8 @@ class OnlineLSTM(_LayerModule):
                 trace.zero_()
             stream.traces = spare
         else:
-            stream.traces = (self._new_trace(like, batch, I), self._new_trace(like, batch, R),
+            stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
                              like.new_zeros(batch, 2 * H))
-
-    def _new_trace(self, like: Tensor, batch: int, width: int) -> Tensor:
-        """A zero (B, 2H, width) trace. From 16 features on, laid out gate row by gate row,
-        (2H, B, width) in memory: the update's pass visits a gate row of every batch row at once
-        and then reads one stretch of memory; narrower rows were faster batch row by batch row.
-        The ops take either layout (benchmarks/README.md, "Issue #20, eighth session")."""
-        rows = 2 * self.hidden_size
-        if width >= 16:
-            return like.new_zeros(rows, batch, width).transpose(0, 1)
-        return like.new_zeros(batch, rows, width)
 
     def _online_step(self, grad_output: Optional[Tensor], advance: bool):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
