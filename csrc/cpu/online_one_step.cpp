@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -482,6 +483,45 @@ void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
 }
 static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 to 7 vectors");
 
+// update_gate_row for the biases' group (the feature is the constant 1, a width of one): scalar
+// code, the same operations in the same order as update_stretch's, so the same bits, without its
+// one-lane masked vectors (benchmarks/README.md, "Issue #20, eighth session").
+template <typename scalar_t>
+void update_bias_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
+                     const StepErrors<scalar_t>& errors, int64_t row, scalar_t alpha) {
+  const GateRow cells = gate_row(n, row);
+  const bool summed = errors.state_error != nullptr;
+  if (cells.traced < 0 && !summed) {
+    return;  // an output gate's row has no trace to advance
+  }
+  scalar_t sum = 0;
+  if (cells.traced < 0) {
+    const scalar_t* output_error = errors.output_error + (row - n.K - n.H);
+    for (int64_t b = 0; b < n.B; ++b) {
+      sum += output_error[b * n.K];
+    }
+  } else {
+    for (int64_t b = 0; b < n.B; ++b) {
+      for (int64_t c = 0; c < cells.cells; ++c) {
+        const int64_t traced = b * 2 * n.H + cells.traced + c;
+        const scalar_t value = errors.local[traced] + group.trace[traced];
+        group.trace[traced] = value;
+        if (summed) {
+          sum = std::fma(errors.state_error[b * n.H + cells.first_cell + c], value, sum);
+        }
+      }
+    }
+  }
+  if (!summed) {
+    return;
+  }
+  for (scalar_t* target : group.targets) {
+    if (target != nullptr) {
+      target[row] = std::fma(alpha, sum, target[row]);
+    }
+  }
+}
+
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
 // thread in a fixed order (so results do not depend on the thread count). Threads take parts of
 // about equal work (an equal share of the traced cells, whose rows read and write their traces,
@@ -597,7 +637,11 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
     }
     for (int64_t p = begin; p < end; ++p) {
       for (const FeatureGroup<scalar_t>& group : groups) {
-        for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
+        if (&group == &groups[kBiasGroup]) {
+          for_rows(p, p + 1, [&](int64_t row) { update_bias_row(n, group, errors, row, alpha); });
+        } else {
+          for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
+        }
       }
     }
   };
