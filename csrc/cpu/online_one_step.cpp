@@ -450,12 +450,56 @@ C10_ALWAYS_INLINE void update_stretch(const StepShape& n, const FeatureGroup<sca
   }
 }
 
+// update_gate_row for a group of one feature (the biases', whose feature is the constant 1; an
+// input or recurrent state of one value): scalar code, the same operations in the same order as
+// update_stretch's, so the same bits, without its one-lane masked vectors, whose rows lie a value
+// apart (benchmarks/README.md, "Issue #20, eighth session").
+template <typename scalar_t>
+void update_single_feature_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
+                               const StepErrors<scalar_t>& errors, const GateRow& cells,
+                               int64_t row, scalar_t alpha) {
+  const bool summed = errors.state_error != nullptr;
+  if (cells.traced < 0 && !summed) {
+    return;  // an output gate's row has no trace to advance
+  }
+  scalar_t sum = 0;
+  if (cells.traced < 0) {
+    const scalar_t* output_error = errors.output_error + (row - n.K - n.H);
+    for (int64_t b = 0; b < n.B; ++b) {
+      sum = std::fma(output_error[b * n.K], group.features[b], sum);
+    }
+  } else {
+    for (int64_t b = 0; b < n.B; ++b) {
+      for (int64_t c = 0; c < cells.cells; ++c) {
+        const int64_t traced = b * 2 * n.H + cells.traced + c;
+        const scalar_t value =
+            std::fma(errors.local[traced], group.features[b], group.trace[traced]);
+        group.trace[traced] = value;
+        if (summed) {
+          sum = std::fma(errors.state_error[b * n.H + cells.first_cell + c], value, sum);
+        }
+      }
+    }
+  }
+  if (!summed) {
+    return;
+  }
+  for (scalar_t* target : group.targets) {
+    if (target != nullptr) {
+      target[row] = std::fma(alpha, sum, target[row]);
+    }
+  }
+}
+
 template <typename scalar_t>
 void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
                      const StepErrors<scalar_t>& errors, int64_t row, scalar_t alpha) {
   using Vec = at::vec::Vectorized<scalar_t>;
   constexpr int64_t V = Vec::size();
   const GateRow cells = gate_row(n, row);
+  if (group.width == 1) {
+    return update_single_feature_row(n, group, errors, cells, row, alpha);
+  }
   constexpr int64_t kStretch = kStretchVectors * V;
   int64_t f0 = 0;
   for (; f0 + kStretch <= group.width; f0 += kStretch) {
@@ -482,45 +526,6 @@ void update_gate_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
   }
 }
 static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 to 7 vectors");
-
-// update_gate_row for the biases' group (the feature is the constant 1, a width of one): scalar
-// code, the same operations in the same order as update_stretch's, so the same bits, without its
-// one-lane masked vectors (benchmarks/README.md, "Issue #20, eighth session").
-template <typename scalar_t>
-void update_bias_row(const StepShape& n, const FeatureGroup<scalar_t>& group,
-                     const StepErrors<scalar_t>& errors, int64_t row, scalar_t alpha) {
-  const GateRow cells = gate_row(n, row);
-  const bool summed = errors.state_error != nullptr;
-  if (cells.traced < 0 && !summed) {
-    return;  // an output gate's row has no trace to advance
-  }
-  scalar_t sum = 0;
-  if (cells.traced < 0) {
-    const scalar_t* output_error = errors.output_error + (row - n.K - n.H);
-    for (int64_t b = 0; b < n.B; ++b) {
-      sum += output_error[b * n.K];
-    }
-  } else {
-    for (int64_t b = 0; b < n.B; ++b) {
-      for (int64_t c = 0; c < cells.cells; ++c) {
-        const int64_t traced = b * 2 * n.H + cells.traced + c;
-        const scalar_t value = errors.local[traced] + group.trace[traced];
-        group.trace[traced] = value;
-        if (summed) {
-          sum = std::fma(errors.state_error[b * n.H + cells.first_cell + c], value, sum);
-        }
-      }
-    }
-  }
-  if (!summed) {
-    return;
-  }
-  for (scalar_t* target : group.targets) {
-    if (target != nullptr) {
-      target[row] = std::fma(alpha, sum, target[row]);
-    }
-  }
-}
 
 // The update's pass: gate row by gate row, each row's gradient summed over the batch rows by one
 // thread in a fixed order (so results do not depend on the thread count). Threads take parts of
@@ -637,11 +642,7 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
     }
     for (int64_t p = begin; p < end; ++p) {
       for (const FeatureGroup<scalar_t>& group : groups) {
-        if (&group == &groups[kBiasGroup]) {
-          for_rows(p, p + 1, [&](int64_t row) { update_bias_row(n, group, errors, row, alpha); });
-        } else {
-          for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
-        }
+        for_rows(p, p + 1, [&](int64_t row) { update_gate_row(n, group, errors, row, alpha); });
       }
     }
   };
