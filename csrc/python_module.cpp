@@ -165,17 +165,25 @@ class OnlineStepper {
         step_output_(step_output.value_or(at::Tensor())),
         returned_(returned.value_or(at::Tensor())) {}
 
-  // online_forward on the stream; returns (the op's output, the output returned to the caller).
-  std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Tensor& weight_ih,
-                                             const at::Tensor& weight_hh,
-                                             const OptionalTensor& bias_ih,
-                                             const OptionalTensor& bias_hh,
-                                             bool batch_first_chunk) {
+  // online_forward on the stream for a step on the CPU: (B, I), or a chunk of one, (1, B, I) or
+  // with batch_first (B, 1, I); returns (the op's output, the output returned to the caller), or
+  // None for any other input, which the module's chunk path takes. (The module's Python made the
+  // same choice from the input's device, dim and shape, at about a tenth of a small step's time.)
+  std::optional<std::tuple<at::Tensor, at::Tensor>> forward(const at::Tensor& input,
+                                                            const at::Tensor& weight_ih,
+                                                            const at::Tensor& weight_hh,
+                                                            const OptionalTensor& bias_ih,
+                                                            const OptionalTensor& bias_hh,
+                                                            bool batch_first) {
+    const int64_t dim = input.dim();
+    if (!input.is_cpu() || !(dim == 2 || (dim == 3 && input.size(batch_first ? 1 : 0) == 1))) {
+      return std::nullopt;
+    }
     std::tie(step_output_, returned_) =
         online_forward(hidden_, cell_state_, step_input_, previous_, squashed_state_, gates_,
                        input, weight_ih, weight_hh, bias_ih, bias_hh, activation_,
-                       cells_per_block_, gate_feedback_, batch_first_chunk);
-    return {step_output_, returned_};
+                       cells_per_block_, gate_feedback_, dim == 3 && batch_first);
+    return std::make_tuple(step_output_, returned_);
   }
 
   // online_step_update after the last step (the module checks that one came).
@@ -216,8 +224,8 @@ PYBIND11_MODULE(_C, module) {
                           at::Tensor, at::Tensor, at::Tensor, std::string, int64_t, bool,
                           OptionalTensor, OptionalTensor>())
       .def("forward", &OnlineStepper::forward,
-           "torch.ops.lstm1997._lstm_online_forward_ on the stream, under no_grad: (output, the "
-           "output returned)")
+           "torch.ops.lstm1997._lstm_online_forward_ on the stream, under no_grad, for a step on "
+           "the CPU: (output, the output returned), or None for any other input")
       .def("update", &OnlineStepper::update,
            "OnlineLSTM's backward() (into_grad) or update() after the last step")
       .def("advance", &OnlineStepper::advance,

@@ -88,23 +88,31 @@ def test_update_is_the_plain_step_of_the_chunk_ops_gradient(S, gate_feedback):
             assert new.grad is None
 
 
-def test_steps_and_chunks_mix_in_one_stream():
-    """One stream fed a chunk, steps, a chunk of one and a chunk again, with a step left without
-    backward(), equals the reference run over the whole sequence."""
-    online = scaled_online(3, 5, cells_per_block=5, gate_feedback=True, seed=6)
-    x, targets = torch.randn(9, 2, 3, dtype=f64), torch.randn(9, 2, 5, dtype=f64)
-    pieces = [(0, 3), (3, None), (4, None), (5, 6), (6, 9)]
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_steps_and_chunks_mix_in_one_stream(batch_first):
+    """One stream fed a chunk, steps, a chunk of one, chunks after a step's backward() (which the
+    one-step path hands over to the chunk path) and after a step left without backward(), equals
+    the reference run over the whole sequence."""
+    online = scaled_online(3, 5, cells_per_block=5, gate_feedback=True, seed=6,
+                           batch_first=batch_first)
+    x, targets = torch.randn(12, 2, 3, dtype=f64), torch.randn(12, 2, 5, dtype=f64)
+    pieces = [(0, 3), (3, None), (4, None), (5, 6), (6, 8), (8, None), (9, 12)]
+
+    def piece(values, start, end):
+        if end is None:
+            return values[start]
+        return values[start:end].transpose(0, 1) if batch_first else values[start:end]
+
     for start, end in pieces:
-        output = online(x[start] if end is None else x[start:end])
-        target = targets[start] if end is None else targets[start:end]
+        output = online(piece(x, start, end))
         if start == 4:  # its terms must still join the traces at the next call
             continue
-        online.backward(2 * (output.detach() - target))
+        online.backward(2 * (output.detach() - piece(targets, start, end)))
     params = {name: p.detach().clone().requires_grad_() for name, p in online.named_parameters()}
     expected, _, _ = reference_lstm(x, params["weight_ih_l0"], params["weight_hh_l0"],
                                     params["bias_ih_l0"], params["bias_hh_l0"],
                                     gate_feedback=True, cells_per_block=5)
-    mask = torch.ones(9, 1, 1, dtype=f64)
+    mask = torch.ones(12, 1, 1, dtype=f64)
     mask[4] = 0
     ((expected - targets).square() * mask).sum().backward()
     for name, p in online.named_parameters():
@@ -329,6 +337,14 @@ def test_module_errors_on_the_one_step_path():
     output = online(torch.zeros(2, 3))
     online.update(torch.ones_like(output), 0.1)
     assert torch.isfinite(online.weight_ih_l0).all()
+    # After a step's update the one-step path takes the next call first: what is not a step goes
+    # on to the chunk path's checks.
+    for shape in [(3,), (1, 1, 2, 3)]:
+        with pytest.raises(ValueError, match=rf"OnlineLSTM: input: expected a 3-D chunk .* got "
+                                             rf"{len(shape)}-D"):
+            online(torch.zeros(shape))
+    with pytest.raises(RuntimeError, match=r"expected batch size 2 \(the stream's, until reset"):
+        online(torch.zeros(2, 3, 3))
 
 
 @pytest.mark.parametrize("form,batch_first", [("step", False), ("chunk", False), ("chunk", True)])

@@ -187,29 +187,27 @@ class OnlineLSTM(_LayerModule):
         else:
             self._online_step(None, advance=True)
 
-    def _forward_step(self, input: Tensor, batch_first_chunk: bool) -> Tensor:
-        """One step, (B, I) or a chunk of one, by _lstm_online_forward_, in place on the stream's
-        state and buffers. (The hot path of the paper's recipe: at its sizes a tensor property
-        read in Python costs about as much as the step's arithmetic, so the stepper checks the
-        batch size and makes the returned leaf; the op takes (1, B, I) chunks as they are.)"""
+    def _is_step(self, input: Tensor) -> bool:
+        """Whether the input is one step on the CPU, (B, I) or a chunk of one: the one-step
+        path's."""
+        dim = input.dim()
+        return input.is_cpu and (dim == 2 or (
+            dim == 3 and input.shape[1 if self.batch_first else 0] == 1))
+
+    def _prepare_step(self, input: Tensor):
+        """For a step (see _is_step): what the stream lacks before the one-step op, its start, a
+        stepper bound to it, the previous call's terms in the traces. Returns the stepper."""
         stream = self._stream
         stepper = stream.stepper
+        batch = input.shape[0 if input.dim() == 3 and self.batch_first else -2]
         if stepper is None:
             if stream.hidden is None:
-                self._start(input.shape[0 if batch_first_chunk else -2], input)
+                self._start(batch, input)
             stepper = self._bind_stepper()
         if stream.pending:  # the previous call's terms: no backward() added them
-            self._check_batch(input.shape[0 if batch_first_chunk else -2])  # before the traces
+            self._check_batch(batch)  # before the traces change
             self._advance_traces()
-        parameters = self._parameters
-        # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
-        stream.step_output, returned = stepper.forward(
-            input, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
-            parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), batch_first_chunk)
-        stream.chunk = None
-        stream.pending = True
-        stream.step_returned = returned
-        return returned
+        return stepper
 
     def _bind_stepper(self):
         """The one-step path bound to the (started) stream, its step buffers made where there are
@@ -235,11 +233,27 @@ class OnlineLSTM(_LayerModule):
                                f"(the stream's, until reset()), got {batch}")
 
     def forward(self, input: Tensor) -> Tensor:
-        # One step, (B, I) or a chunk of one, on the CPU: the one-step path.
-        if input.is_cpu:
-            dim = input.dim()
-            if dim == 2 or (dim == 3 and input.shape[1 if self.batch_first else 0] == 1):
-                return self._forward_step(input, dim == 3 and self.batch_first)
+        stream = self._stream
+        stepper = stream.stepper
+        if stepper is None or stream.pending:
+            stepper = self._prepare_step(input) if self._is_step(input) else None
+        # A step by _lstm_online_forward_, in place on the stream's state and buffers. The
+        # paper's recipe's usual call, a step after the last step's backward(), comes straight
+        # here: the stepper takes the input if it is a step (_is_step), and returns None for a
+        # chunk. (At the paper's sizes each tensor property read or method call in Python costs
+        # a few percent of the step: benchmarks/bench.py, online table.)
+        if stepper is not None:
+            parameters = self._parameters
+            # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
+            result = stepper.forward(
+                input, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
+                parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), self.batch_first)
+            if result is not None:
+                stream.step_output, returned = result
+                stream.step_returned = returned
+                stream.chunk = None
+                stream.pending = True
+                return returned
         if input.dim() not in (2, 3):
             raise ValueError(f"OnlineLSTM: input: expected a 3-D chunk (seq_len, batch, "
                              f"input_size) or a 2-D step (batch, input_size), got "
@@ -323,10 +337,13 @@ class OnlineLSTM(_LayerModule):
         """backward() (into_grad) or update() after a one-step call: the binding checks
         grad_output against the returned output and adds alpha times the gradient to each
         parameter that requires grad, or to its .grad (python_module.cpp)."""
-        self._check_last_call()
         stream = self._stream
+        stepper = stream.stepper
+        if stepper is None or not stream.pending:
+            self._check_last_call()  # raises unless a step's terms are pending
+            stepper = stepper or self._bind_stepper()  # e.g. in a copy of the module
         parameters = self._parameters
-        (stream.stepper or self._bind_stepper()).update(
+        stepper.update(
             grad_output, parameters["weight_ih_l0"], parameters["weight_hh_l0"],
             parameters.get("bias_ih_l0"), parameters.get("bias_hh_l0"), alpha, into_grad)
         stream.pending = False
