@@ -330,6 +330,37 @@ def layer_chunk(T, S, gate_feedback, B=3, I=5, H=6, dtype=f64):
     return chunk, traces, options
 
 
+def gate_row_major(trace):
+    """The same values as `trace` (B, 2H[, width]), laid out gate row by gate row, as OnlineLSTM
+    allocates its traces: a (B, 2H[, width]) view of a (2H, B[, width]) tensor."""
+    return trace.transpose(0, 1).contiguous().transpose(0, 1)
+
+
+@pytest.mark.parametrize("T,S,gate_feedback,B", [(1, 1, False, 3), (4, 1, False, 3),
+                                                 (3, 3, True, 5), (1, 2, True, 7),
+                                                 (2, 1, False, 1)])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_step_gives_the_same_bits_for_either_trace_layout(T, S, gate_feedback, B, threads):
+    """lstm_online_step_ on traces laid out gate row by gate row (OnlineLSTM's) gives the bits it
+    gives on contiguous traces at one thread, with and without a gradient and advance, leaving
+    its traces in their layout."""
+    chunk, traces, options = layer_chunk(T, S, gate_feedback, B=B, I=37, H=24)
+    grad_output = torch.randn_like(chunk[4])
+    for grad, advance in [(grad_output, True), (None, True), (grad_output, False)]:
+        contiguous = [t.clone() for t in traces]
+        expected = OPS.lstm_online_step_(*contiguous, grad, *chunk, advance=advance, **options)
+        gate_rows = [gate_row_major(t) for t in traces]
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            grads = OPS.lstm_online_step_(*gate_rows, grad, *chunk, advance=advance, **options)
+        finally:
+            torch.set_num_threads(previous_threads)
+        assert all(t.transpose(0, 1).is_contiguous() for t in gate_rows)
+        for actual, wanted in zip([*gate_rows, *grads], [*contiguous, *expected]):
+            assert torch.equal(actual, wanted)
+
+
 @pytest.mark.parametrize("T,S,gate_feedback", chunk_configurations())
 @pytest.mark.parametrize("with_h0", [True, False])
 def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback, with_h0):

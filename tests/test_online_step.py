@@ -230,6 +230,45 @@ def test_strided_arguments_take_the_aten_path(shape):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("shape", [dict(B=1), dict(S=2, gate_feedback=True)] + SPLIT_SHAPES,
+                         ids=["one_batch_row", "small", "plain", "blocks_feedback"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_update_gives_the_same_bits_for_either_trace_layout(shape, threads):
+    """_lstm_online_update_ on traces laid out gate row by gate row, as OnlineLSTM allocates them
+    (a (B, 2H, width) view of a (2H, B, width) tensor), gives the bits it gives on contiguous
+    traces at one thread (the CPU loop indexes either by its strides), leaving them in their
+    layout; and so, after three steps, does a stream."""
+    results = []
+    for gate_rows, thread_count in [(False, 1), (True, threads)]:
+        state, buffers, x, weights, traces, options = one_step_state(**shape)
+        if gate_rows:
+            traces = [t.transpose(0, 1).contiguous().transpose(0, 1) for t in traces]
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(thread_count)
+        try:
+            for step in range(3):
+                output = OPS._lstm_online_forward_(*state, *buffers, x * (step + 1), *weights,
+                                                   **options)
+                OPS._lstm_online_update_(*traces, *weights, torch.ones_like(output), *buffers,
+                                         alpha=-0.5, **options)
+        finally:
+            torch.set_num_threads(previous_threads)
+        if gate_rows:
+            assert all(t.transpose(0, 1).is_contiguous() for t in traces)
+        results.append([*state, *weights, *traces])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+
+
+def test_module_traces_are_contiguous_copies():
+    """OnlineLSTM.traces: copies, contiguous whatever layout the module keeps."""
+    online = lstm1997.OnlineLSTM(3, 4)
+    output = online(torch.randn(5, 3))
+    online.backward(torch.ones_like(output))
+    for trace, shape in zip(online.traces, [(5, 8, 3), (5, 8, 4), (5, 8)]):
+        assert trace.shape == shape and trace.is_contiguous()
+
+
 def test_ops_bump_versions_and_refuse_to_be_differentiated():
     state, buffers, x, weights, traces, options = one_step_state()
     written = [*state, *buffers]

@@ -10,6 +10,7 @@
 #include "../checks.h"
 #include "../generic/kernels.h"
 #include "../online.h"
+#include "kernels.h"
 #include "vec_math.h"
 
 #include <ATen/ATen.h>
@@ -323,7 +324,8 @@ constexpr int kBiasGroup = 2;
 
 template <typename scalar_t>
 struct FeatureGroup {
-  scalar_t* trace;           // (B, 2H, width)
+  scalar_t* trace;  // (B, 2H, width): row r of batch row b at b * batch_stride + r * row_stride
+  int64_t batch_stride, row_stride;
   const scalar_t* features;  // (B, width)
   int64_t width;
   scalar_t* targets[2];  // (G, width) each, or null
@@ -411,7 +413,8 @@ C10_ALWAYS_INLINE void update_stretch(const StepShape& n, const FeatureGroup<sca
     const auto advance = [&](int64_t b, int64_t c) {
       const scalar_t* features = group.features + b * w + f0;
       const int64_t traced = b * 2 * H + cells.traced + c;
-      scalar_t* trace = group.trace + traced * w + f0;
+      scalar_t* trace =
+          group.trace + b * group.batch_stride + (cells.traced + c) * group.row_stride + f0;
       const Vec local(errors.local[traced]);
       const Vec error(summed ? errors.state_error[b * H + cells.first_cell + c] : scalar_t(0));
 #pragma GCC unroll 8
@@ -472,9 +475,10 @@ void update_single_feature_row(const StepShape& n, const FeatureGroup<scalar_t>&
     for (int64_t b = 0; b < n.B; ++b) {
       for (int64_t c = 0; c < cells.cells; ++c) {
         const int64_t traced = b * 2 * n.H + cells.traced + c;
-        const scalar_t value =
-            std::fma(errors.local[traced], group.features[b], group.trace[traced]);
-        group.trace[traced] = value;
+        scalar_t& trace =
+            group.trace[b * group.batch_stride + (cells.traced + c) * group.row_stride];
+        const scalar_t value = std::fma(errors.local[traced], group.features[b], trace);
+        trace = value;
         if (summed) {
           sum = std::fma(errors.state_error[b * n.H + cells.first_cell + c], value, sum);
         }
@@ -611,8 +615,9 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
             const GateRow cells = gate_row(n, row);
             scalar_t gradient;
             if (cells.traced >= 0) {
-              const scalar_t value = group.trace[cells.traced] + local[cells.traced];
-              group.trace[cells.traced] = value;
+              scalar_t& trace = group.trace[cells.traced * group.row_stride];
+              const scalar_t value = trace + local[cells.traced];
+              trace = value;
               gradient = (alpha * state_error[cells.first_cell]) * value;
             } else {
               gradient = alpha * output_error[cells.first_cell];
@@ -631,7 +636,8 @@ void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
           const GateRow cells = gate_row(n, row);
           scalar_t* const target_row = target != nullptr ? target + row * w : nullptr;
           if (cells.traced >= 0) {
-            advance_and_add(group.trace + cells.traced * w, local[cells.traced], group.features,
+            advance_and_add(group.trace + cells.traced * group.row_stride, local[cells.traced],
+                            group.features,
                             alpha * state_error[cells.first_cell], target_row, w);
           } else if (target_row != nullptr) {
             add_scaled(target_row, alpha * output_error[cells.first_cell], group.features, w);
@@ -737,9 +743,9 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, c10::string_view activation,
                    int64_t cells_per_block, bool gate_feedback) {
-  if (!loop_dtype(step_input) ||
-      !dense({&trace_ih, &trace_hh, &trace_bias, &target_weight_ih, &target_weight_hh,
-              &target_bias_ih, &target_bias_hh})) {
+  if (!loop_dtype(step_input) || !online_kernel_layout(trace_ih) ||
+      !online_kernel_layout(trace_hh) || !online_kernel_layout(trace_bias) ||
+      !dense({&target_weight_ih, &target_weight_hh, &target_bias_ih, &target_bias_hh})) {
     return online_update_by_ops(trace_ih, trace_hh, trace_bias, target_weight_ih,
                                 target_weight_hh, target_bias_ih, target_bias_hh, grad_output,
                                 step_input, previous, squashed_state, gates, alpha, activation,
@@ -762,12 +768,14 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
   AT_DISPATCH_FLOATING_TYPES(step_input.scalar_type(), "lstm1997_online_update_cpu", [&] {
     const std::vector<scalar_t> ones(shape.B, scalar_t(1));
     const FeatureGroup<scalar_t> groups[3] = {
-        {trace_ih.data_ptr<scalar_t>(), x.const_data_ptr<scalar_t>(), shape.I,
+        {trace_ih.data_ptr<scalar_t>(), trace_ih.stride(0), trace_ih.stride(1),
+         x.const_data_ptr<scalar_t>(), shape.I,
          {data_or_null<scalar_t>(target_weight_ih), nullptr}},
-        {trace_hh.data_ptr<scalar_t>(), r.const_data_ptr<scalar_t>(), shape.R,
+        {trace_hh.data_ptr<scalar_t>(), trace_hh.stride(0), trace_hh.stride(1),
+         r.const_data_ptr<scalar_t>(), shape.R,
          {data_or_null<scalar_t>(target_weight_hh), nullptr}},
-        {trace_bias.data_ptr<scalar_t>(), ones.data(), 1,
-         {data_or_null<scalar_t>(target_bias_ih), data_or_null<scalar_t>(target_bias_hh)}}};
+        {trace_bias.data_ptr<scalar_t>(), trace_bias.stride(0), trace_bias.stride(1), ones.data(),
+         1, {data_or_null<scalar_t>(target_bias_ih), data_or_null<scalar_t>(target_bias_hh)}}};
     update_step<scalar_t>(shape, groups,
                           dh.defined() ? dh.const_data_ptr<scalar_t>() : nullptr,
                           y.const_data_ptr<scalar_t>(), cell_gates.const_data_ptr<scalar_t>(),

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 namespace lstm1997 {
@@ -56,13 +57,25 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
   }
 }
 
-// The trace pass on raw rows: traces (B, 2H, width), errors (B, 2H) or null, sums (2H, width)
-// or null, local (T, B, 2H), features (T, B, width) with T = `steps` (0: no update).
+// The {batch row, gate row} strides of trace_ih, trace_hh and trace_bias.
+using TraceStrides = std::array<std::array<int64_t, 2>, 3>;
 
+TraceStrides trace_strides(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                           const at::Tensor& trace_bias) {
+  return {{{trace_ih.stride(0), trace_ih.stride(1)},
+           {trace_hh.stride(0), trace_hh.stride(1)},
+           {trace_bias.stride(0), trace_bias.stride(1)}}};
+}
+
+// The trace pass on raw rows: traces (B, 2H, width) laid out as online_kernel_layout takes them
+// (kernels.h; row r of batch row b at b * batch_stride + r * row_stride), errors (B, 2H) or null,
+// sums (2H, width) or null, local (T, B, 2H), features (T, B, width) with T = `steps` (0: no
+// update).
 template <typename scalar_t>
 struct TraceRows {
   int64_t B, traced, I, R, steps;
   scalar_t *trace_ih, *trace_hh, *trace_bias;
+  TraceStrides strides;
   const scalar_t* error;
   scalar_t *sum_ih, *sum_hh, *sum_bias;
   const scalar_t *local, *input, *previous;
@@ -74,28 +87,42 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   const bool sums = rows.error != nullptr;
   const scalar_t one(1);
   const int64_t grain = row_grain(B * (I + R + 1));
-  // A thread takes its rows in blocks, and each block batch row by batch row: the block's rows
-  // of a batch row lie next to each other in the traces (read as one stretch of memory, where
-  // reading one row per batch row would jump a whole batch row's trace each time), and the block's
-  // gradient sums stay in L1 while every batch row adds to them, in the same order as before.
+  const auto row = [&](scalar_t* trace, int group, int64_t b, int64_t r) {
+    return trace + b * rows.strides[group][0] + r * rows.strides[group][1];
+  };
+  const auto pass_rows = [&](int64_t b, int64_t r) {
+    const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
+    // local[t, b, r] for t = 0, 1, ...: stride B * traced.
+    const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
+    const int64_t local_stride = B * traced;
+    pass_row(row(rows.trace_ih, 0, b, r), I, e, sums ? rows.sum_ih + r * I : nullptr, row_local,
+             local_stride, T > 0 ? rows.input + b * I : nullptr, B * I, T);
+    pass_row(row(rows.trace_hh, 1, b, r), R, e, sums ? rows.sum_hh + r * R : nullptr, row_local,
+             local_stride, T > 0 ? rows.previous + b * R : nullptr, B * R, T);
+    pass_row(row(rows.trace_bias, 2, b, r), 1, e, sums ? rows.sum_bias + r : nullptr, row_local,
+             local_stride, &one, 0, T);
+  };
+  // Rows are visited in the order they lie in memory, read as one stretch: gate row by gate row,
+  // each row's batch rows in turn; or, with the traces batch row by batch row, in blocks of rows,
+  // each block batch row by batch row (reading one row per batch row would jump a whole batch
+  // row's trace each time), the block's gradient sums staying in L1 while every batch row adds to
+  // them. Either way each sum adds the batch rows in order, so the layouts give the same bits.
+  const bool gate_rows_outer = B > 1 && rows.strides[0][1] > rows.strides[0][0];
   constexpr int64_t kRowsPerBlock = 16;
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
+    if (gate_rows_outer) {
+      for (int64_t r = r_begin; r < r_end; ++r) {
+        for (int64_t b = 0; b < B; ++b) {
+          pass_rows(b, r);
+        }
+      }
+      return;
+    }
     for (int64_t block = r_begin; block < r_end; block += kRowsPerBlock) {
       const int64_t block_end = std::min(r_end, block + kRowsPerBlock);
       for (int64_t b = 0; b < B; ++b) {
         for (int64_t r = block; r < block_end; ++r) {
-          const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
-          // local[t, b, r] for t = 0, 1, ...: stride B * traced.
-          const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
-          const int64_t local_stride = B * traced;
-          pass_row(rows.trace_ih + (b * traced + r) * I, I, e,
-                   sums ? rows.sum_ih + r * I : nullptr, row_local, local_stride,
-                   T > 0 ? rows.input + b * I : nullptr, B * I, T);
-          pass_row(rows.trace_hh + (b * traced + r) * R, R, e,
-                   sums ? rows.sum_hh + r * R : nullptr, row_local, local_stride,
-                   T > 0 ? rows.previous + b * R : nullptr, B * R, T);
-          pass_row(rows.trace_bias + b * traced + r, 1, e, sums ? rows.sum_bias + r : nullptr,
-                   row_local, local_stride, &one, 0, T);
+          pass_rows(b, r);
         }
       }
     }
@@ -112,8 +139,10 @@ void trace_pass_typed(TracePass& pass) {
   pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
       pass.trace_ih.size(0), pass.trace_ih.size(1), pass.trace_ih.size(2), pass.trace_hh.size(2),
       T, pass.trace_ih.data_ptr<scalar_t>(), pass.trace_hh.data_ptr<scalar_t>(),
-      pass.trace_bias.data_ptr<scalar_t>(), data(pass.carried_error, sums),
-      data(pass.grad_traced_ih, sums), data(pass.grad_traced_hh, sums),
+      pass.trace_bias.data_ptr<scalar_t>(),
+      trace_strides(pass.trace_ih, pass.trace_hh, pass.trace_bias),
+      data(pass.carried_error, sums), data(pass.grad_traced_ih, sums),
+      data(pass.grad_traced_hh, sums),
       data(pass.grad_traced_bias, sums), data(pass.local, T > 0), data(pass.input, T > 0),
       data(pass.previous, T > 0)});
 }
@@ -189,7 +218,8 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
   scalar_t* sum_bias = sum_hh + 2 * H * R;
   pass_trace_rows<scalar_t>(TraceRows<scalar_t>{
       B, 2 * H, I, R, advance ? 1 : 0, trace_ih.data_ptr<scalar_t>(),
-      trace_hh.data_ptr<scalar_t>(), trace_bias.data_ptr<scalar_t>(), carried.data(), sum_ih,
+      trace_hh.data_ptr<scalar_t>(), trace_bias.data_ptr<scalar_t>(),
+      trace_strides(trace_ih, trace_hh, trace_bias), carried.data(), sum_ih,
       sum_hh, sum_bias, local.data(), x, previous.data()});
   for (int64_t r = 0; r < 2 * H; ++r) {
     const int64_t k = r < H ? r / S : K + (r - H);  // the gate row of traced row r
@@ -207,10 +237,11 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
 
 void online_trace_pass(TracePass& pass) {
   const at::ScalarType dtype = pass.trace_ih.scalar_type();
-  const bool contiguous = pass.trace_ih.is_contiguous() && pass.trace_hh.is_contiguous() &&
-                          pass.trace_bias.is_contiguous();
-  if ((dtype != at::kFloat && dtype != at::kDouble) || !contiguous) {
-    // (A trace that is a strided view is updated through ATen's in-place ops.)
+  const bool kernel_layout = online_kernel_layout(pass.trace_ih) &&
+                             online_kernel_layout(pass.trace_hh) &&
+                             online_kernel_layout(pass.trace_bias);
+  if ((dtype != at::kFloat && dtype != at::kDouble) || !kernel_layout) {
+    // (A trace of another layout, e.g. a strided view, is updated through ATen's in-place ops.)
     return online_aten_trace_pass(pass);
   }
   AT_DISPATCH_FLOATING_TYPES(dtype, "lstm1997_online_trace_pass_cpu",
@@ -242,8 +273,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_cpu(
   const at::ScalarType dtype = input.scalar_type();
   const bool single_step = present(grad_output) && input.dim() == 3 && input.size(0) == 1 &&
                            (dtype == at::kFloat || dtype == at::kDouble) &&
-                           trace_ih.is_contiguous() && trace_hh.is_contiguous() &&
-                           trace_bias.is_contiguous() && !generic::forced_on_cpu();
+                           cpu::online_kernel_layout(trace_ih) &&
+                           cpu::online_kernel_layout(trace_hh) &&
+                           cpu::online_kernel_layout(trace_bias) && !generic::forced_on_cpu();
   if (!single_step) {
     return online_step_kernel<&cpu_or_generic_trace_pass>(
         trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0, output,

@@ -140,7 +140,7 @@ class OnlineLSTM(_LayerModule):
         if stream.traces is None:
             return None
         if not stream.pending:
-            return tuple(t.clone() for t in stream.traces)
+            return tuple(t.clone(memory_format=torch.contiguous_format) for t in stream.traces)
         chunk, h0, output, _, gates, _ = stream.last_chunk()
         with torch.no_grad():
             return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *stream.traces,
@@ -159,8 +159,12 @@ class OnlineLSTM(_LayerModule):
                 trace.zero_()
             stream.traces = spare
         else:
-            stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
-                             like.new_zeros(batch, 2 * H))
+            # (B, 2H, width) views of traces laid out gate row by gate row: the update's pass
+            # reads one gate row of every batch row in turn, which then lie next to each other
+            # (benchmarks/README.md, "Issue #20, ninth session"). The ops take either layout.
+            stream.traces = (like.new_zeros(2 * H, batch, I).transpose(0, 1),
+                             like.new_zeros(2 * H, batch, R).transpose(0, 1),
+                             like.new_zeros(2 * H, batch).t())
 
     def _online_step(self, grad_output: Optional[Tensor], advance: bool):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
