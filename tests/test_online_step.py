@@ -230,14 +230,16 @@ def test_strided_arguments_take_the_aten_path(shape):
         torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
 
 
-@pytest.mark.parametrize("shape", [dict(B=1), dict(S=2, gate_feedback=True)] + SPLIT_SHAPES,
-                         ids=["one_batch_row", "small", "plain", "blocks_feedback"])
+@pytest.mark.parametrize("shape", [dict(B=1), dict(B=5, I=1), dict(S=2, gate_feedback=True)]
+                         + SPLIT_SHAPES,
+                         ids=["one_batch_row", "one_input", "small", "plain", "blocks_feedback"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_update_gives_the_same_bits_for_either_trace_layout(shape, threads):
     """_lstm_online_update_ on traces laid out gate row by gate row, as OnlineLSTM allocates them
     (a (B, 2H, width) view of a (2H, B, width) tensor), gives the bits it gives on contiguous
-    traces at one thread (the CPU loop indexes either by its strides), leaving them in their
-    layout; and so, after three steps, does a stream."""
+    traces at one thread (the CPU loop indexes either by its strides), after three steps with a
+    gradient and one without. (At B = 1 the two layouts are the same memory: the case checks
+    the one-batch-row loop's strides.)"""
     results = []
     for gate_rows, thread_count in [(False, 1), (True, threads)]:
         state, buffers, x, weights, traces, options = one_step_state(**shape)
@@ -251,22 +253,27 @@ def test_update_gives_the_same_bits_for_either_trace_layout(shape, threads):
                                                    **options)
                 OPS._lstm_online_update_(*traces, *weights, torch.ones_like(output), *buffers,
                                          alpha=-0.5, **options)
+            OPS._lstm_online_update_(*traces, *weights, None, *buffers, alpha=-0.5, **options)
         finally:
             torch.set_num_threads(previous_threads)
-        if gate_rows:
-            assert all(t.transpose(0, 1).is_contiguous() for t in traces)
         results.append([*state, *weights, *traces])
     for a, b in zip(*results):
         assert torch.equal(a, b)
 
 
-def test_module_traces_are_contiguous_copies():
-    """OnlineLSTM.traces: copies, contiguous whatever layout the module keeps."""
+@pytest.mark.parametrize("steps,backward", [(1, True), (1, False), (2, False), (2, True)])
+def test_module_traces_are_contiguous_copies(steps, backward):
+    """OnlineLSTM.traces: contiguous copies, whatever layout the module keeps, also while the last
+    call's terms are still to join its traces (computed then by lstm_online_traces)."""
     online = lstm1997.OnlineLSTM(3, 4)
-    output = online(torch.randn(5, 3))
-    online.backward(torch.ones_like(output))
-    for trace, shape in zip(online.traces, [(5, 8, 3), (5, 8, 4), (5, 8)]):
+    output = online(torch.randn(steps, 5, 3) if steps > 1 else torch.randn(5, 3))
+    if backward:
+        online.backward(torch.ones_like(output))
+    traces = online.traces
+    for trace, shape in zip(traces, [(5, 8, 3), (5, 8, 4), (5, 8)]):
         assert trace.shape == shape and trace.is_contiguous()
+    traces[0].add_(1)  # a copy: the module's traces are left alone
+    assert not torch.equal(online.traces[0], traces[0])
 
 
 def test_ops_bump_versions_and_refuse_to_be_differentiated():

@@ -535,10 +535,11 @@ static_assert(kStretchVectors == 8, "update_gate_row's cases cover a tail of 1 t
 // thread in a fixed order (so results do not depend on the thread count). Threads take parts of
 // about equal work (an equal share of the traced cells, whose rows read and write their traces,
 // and of the output gates' rows, which only read the features), and go through their rows once
-// per feature group: a row's visit reads one stretch from each batch row's trace, B streams
-// through memory, where taking the three groups row by row kept 3B streams going and made the
-// pass 1.5 to 3 times slower on one thread (benchmarks/README.md, "the update's pass, group by
-// group").
+// per feature group: a row's visit reads one stretch from each batch row's trace (one stream
+// through memory with the traces gate row by gate row, as OnlineLSTM keeps them; B streams with
+// contiguous traces), where taking the three groups row by row kept three times the streams going
+// and made the pass 1.5 to 3 times slower on one thread (benchmarks/README.md, "the update's
+// pass, group by group").
 template <typename scalar_t>
 void update_step(const StepShape& n, const FeatureGroup<scalar_t> (&groups)[3],
                  const scalar_t* grad_output, const scalar_t* squashed_state,

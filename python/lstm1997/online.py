@@ -135,7 +135,8 @@ class OnlineLSTM(_LayerModule):
     @property
     def traces(self) -> Optional[Tuple[Tensor, Tensor, Tensor]]:
         """A copy of (trace_ih (B, 2H, I), trace_hh (B, 2H, R), trace_bias (B, 2H)) after every
-        chunk seen; None before the first. (The module's own traces change in place.)"""
+        chunk seen, contiguous; None before the first. (The module's own traces change in
+        place.)"""
         stream = self._stream
         if stream.traces is None:
             return None
@@ -143,8 +144,9 @@ class OnlineLSTM(_LayerModule):
             return tuple(t.clone(memory_format=torch.contiguous_format) for t in stream.traces)
         chunk, h0, output, _, gates, _ = stream.last_chunk()
         with torch.no_grad():
-            return torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates, *stream.traces,
-                                                         **self._layer_options())
+            traces = torch.ops.lstm1997.lstm_online_traces(chunk, h0, output, gates,
+                                                           *stream.traces, **self._layer_options())
+        return tuple(t.contiguous() for t in traces)
 
     def _start(self, batch: int, like: Tensor) -> None:
         H, I, R = self.hidden_size, self.input_size, self.recurrent_size
@@ -158,13 +160,17 @@ class OnlineLSTM(_LayerModule):
             for trace in spare:
                 trace.zero_()
             stream.traces = spare
-        else:
-            # (B, 2H, width) views of traces laid out gate row by gate row: the update's pass
+        elif like.is_cpu:
+            # (B, 2H, width) views of traces laid out gate row by gate row: the CPU update's pass
             # reads one gate row of every batch row in turn, which then lie next to each other
-            # (benchmarks/README.md, "Issue #20, ninth session"). The ops take either layout.
+            # (benchmarks/README.md, "Issue #20, ninth session"). The ops take any layout; other
+            # devices, which run ATen's ops on the traces, keep them contiguous.
             stream.traces = (like.new_zeros(2 * H, batch, I).transpose(0, 1),
                              like.new_zeros(2 * H, batch, R).transpose(0, 1),
                              like.new_zeros(2 * H, batch).t())
+        else:
+            stream.traces = (like.new_zeros(batch, 2 * H, I), like.new_zeros(batch, 2 * H, R),
+                             like.new_zeros(batch, 2 * H))
 
     def _online_step(self, grad_output: Optional[Tensor], advance: bool):
         """torch.ops.lstm1997.lstm_online_step_ on the last chunk: its gradients (with
@@ -243,8 +249,8 @@ class OnlineLSTM(_LayerModule):
             stepper = self._prepare_step(input) if self._is_step(input) else None
         # A step by _lstm_online_forward_, in place on the stream's state and buffers. The
         # paper's recipe's usual call, a step after the last step's backward(), comes straight
-        # here: the stepper takes the input if it is a step (_is_step), and returns None for a
-        # chunk. (At the paper's sizes each tensor property read or method call in Python costs
+        # here: the stepper takes the input if it is a step (_is_step), and returns None for any
+        # other input (a chunk, another device's, another dim), which the chunk path takes. (At the paper's sizes each tensor property read or method call in Python costs
         # a few percent of the step: benchmarks/bench.py, online table.)
         if stepper is not None:
             parameters = self._parameters
