@@ -250,8 +250,9 @@ class OnlineLSTM(_LayerModule):
         # A step by _lstm_online_forward_, in place on the stream's state and buffers. The
         # paper's recipe's usual call, a step after the last step's backward(), comes straight
         # here: the stepper takes the input if it is a step (_is_step), and returns None for any
-        # other input (a chunk, another device's, another dim), which the chunk path takes. (At the paper's sizes each tensor property read or method call in Python costs
-        # a few percent of the step: benchmarks/bench.py, online table.)
+        # other input (a chunk, another device's, another dim), which the chunk path takes. (At
+        # the paper's sizes each tensor property read or method call in Python costs a few
+        # percent of the step: benchmarks/README.md, "Issue #20, ninth session".)
         if stepper is not None:
             parameters = self._parameters
             # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
