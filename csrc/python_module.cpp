@@ -136,6 +136,14 @@ void online_step_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                 cells_per_block, gate_feedback);
 }
 
+// Whether OnlineLSTM's input is a step of its one-step path: on the CPU, (B, I), or a chunk of
+// one, (1, B, I) or with batch_first (B, 1, I). (The module asks it, as OnlineStepper::forward
+// does, before a stream has a stepper.)
+bool is_online_step(const at::Tensor& input, bool batch_first) {
+  const int64_t dim = input.dim();
+  return input.is_cpu() && (dim == 2 || (dim == 3 && input.size(batch_first ? 1 : 0) == 1));
+}
+
 // OnlineLSTM's one-step path bound to one stream: the stream's state (h, s), the step's buffers,
 // the traces and the layer's options, and the last step's outputs, so that a step's two calls pass
 // its input, grad_output and the parameters only. (Converting arguments is a binding's largest
@@ -165,24 +173,23 @@ class OnlineStepper {
         step_output_(step_output.value_or(at::Tensor())),
         returned_(returned.value_or(at::Tensor())) {}
 
-  // online_forward on the stream for a step on the CPU: (B, I), or a chunk of one, (1, B, I) or
-  // with batch_first (B, 1, I); returns (the op's output, the output returned to the caller), or
-  // None for any other input, which the module's chunk path takes. (The module's Python made the
-  // same choice from the input's device, dim and shape, at about a tenth of a small step's time.)
+  // online_forward on the stream for a step (is_online_step); returns (the op's output, the
+  // output returned to the caller), or None for any other input, which the module's chunk path
+  // takes. (The module's Python made the same choice from the input's device, dim and shape, at
+  // about a tenth of a small step's time.)
   std::optional<std::tuple<at::Tensor, at::Tensor>> forward(const at::Tensor& input,
                                                             const at::Tensor& weight_ih,
                                                             const at::Tensor& weight_hh,
                                                             const OptionalTensor& bias_ih,
                                                             const OptionalTensor& bias_hh,
                                                             bool batch_first) {
-    const int64_t dim = input.dim();
-    if (!input.is_cpu() || !(dim == 2 || (dim == 3 && input.size(batch_first ? 1 : 0) == 1))) {
+    if (!is_online_step(input, batch_first)) {
       return std::nullopt;
     }
     std::tie(step_output_, returned_) =
         online_forward(hidden_, cell_state_, step_input_, previous_, squashed_state_, gates_,
                        input, weight_ih, weight_hh, bias_ih, bias_hh, activation_,
-                       cells_per_block_, gate_feedback_, dim == 3 && batch_first);
+                       cells_per_block_, gate_feedback_, input.dim() == 3 && batch_first);
     return std::make_tuple(step_output_, returned_);
   }
 
@@ -217,6 +224,8 @@ class OnlineStepper {
 
 PYBIND11_MODULE(_C, module) {
   left_alone() = at::empty({0});
+  module.def("_is_online_step", &is_online_step,
+             "whether OnlineLSTM's input is a step of its one-step path (python_module.cpp)");
   pybind11::class_<OnlineStepper>(module, "_OnlineStepper",
                                   "OnlineLSTM's one-step path bound to one stream "
                                   "(python_module.cpp)")

@@ -12,15 +12,19 @@
 namespace lstm1997 {
 namespace cpu {
 
-// A trace (B, 2H, width), or the biases' (B, 2H), as the CPU's online kernels take it
-// (online_one_step.cpp, online_step.cpp): its values without gaps or overlap, a row's features next
-// to each other, and its rows batch row by batch row (contiguous) or gate row by gate row (the
-// (2H, B, width) tensor transposed, as OnlineLSTM allocates it: the update's pass reads one gate
-// row of every batch row in turn, which then lie next to each other). The kernels index rows by
-// the trace's strides; other layouts go to the ATen implementations.
-inline bool online_kernel_layout(const at::Tensor& trace) {
-  return trace.is_non_overlapping_and_dense() &&
-         (trace.dim() != 3 || trace.size(2) == 1 || trace.stride(2) == 1);
+// Whether the CPU's online kernels (online_one_step.cpp, online_step.cpp) take the traces
+// (B, 2H, I), (B, 2H, R) and the biases' (B, 2H): each with its values without gaps or overlap,
+// a row's features next to each other, and its rows batch row by batch row (contiguous) or gate
+// row by gate row (the (2H, B, width) tensor transposed, as OnlineLSTM allocates it: the update's
+// pass reads one gate row of every batch row in turn, which then lie next to each other). The
+// kernels index rows by the traces' strides; other layouts go to the ATen implementations.
+inline bool online_kernel_layout(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
+                                 const at::Tensor& trace_bias) {
+  const auto taken = [](const at::Tensor& trace) {
+    return trace.is_non_overlapping_and_dense() &&
+           (trace.dim() != 3 || trace.size(2) == 1 || trace.stride(2) == 1);
+  };
+  return taken(trace_ih) && taken(trace_hh) && taken(trace_bias);
 }
 
 // forward.cpp: the lstm op without autograd (nothing saved for backward), and _lstm_forward.

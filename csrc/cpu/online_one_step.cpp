@@ -744,8 +744,7 @@ void online_update(const at::Tensor& trace_ih, const at::Tensor& trace_hh,
                    const at::Tensor& previous, const at::Tensor& squashed_state,
                    const at::Tensor& gates, double alpha, c10::string_view activation,
                    int64_t cells_per_block, bool gate_feedback) {
-  if (!loop_dtype(step_input) || !online_kernel_layout(trace_ih) ||
-      !online_kernel_layout(trace_hh) || !online_kernel_layout(trace_bias) ||
+  if (!loop_dtype(step_input) || !online_kernel_layout(trace_ih, trace_hh, trace_bias) ||
       !dense({&target_weight_ih, &target_weight_hh, &target_bias_ih, &target_bias_hh})) {
     return online_update_by_ops(trace_ih, trace_hh, trace_bias, target_weight_ih,
                                 target_weight_hh, target_bias_ih, target_bias_hh, grad_output,

@@ -237,10 +237,8 @@ void single_step_typed(const BackwardArgs& args, const at::Tensor& trace_ih,
 
 void online_trace_pass(TracePass& pass) {
   const at::ScalarType dtype = pass.trace_ih.scalar_type();
-  const bool kernel_layout = online_kernel_layout(pass.trace_ih) &&
-                             online_kernel_layout(pass.trace_hh) &&
-                             online_kernel_layout(pass.trace_bias);
-  if ((dtype != at::kFloat && dtype != at::kDouble) || !kernel_layout) {
+  if ((dtype != at::kFloat && dtype != at::kDouble) ||
+      !online_kernel_layout(pass.trace_ih, pass.trace_hh, pass.trace_bias)) {
     // (A trace of another layout, e.g. a strided view, is updated through ATen's in-place ops.)
     return online_aten_trace_pass(pass);
   }
@@ -273,9 +271,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_online_step_cpu(
   const at::ScalarType dtype = input.scalar_type();
   const bool single_step = present(grad_output) && input.dim() == 3 && input.size(0) == 1 &&
                            (dtype == at::kFloat || dtype == at::kDouble) &&
-                           cpu::online_kernel_layout(trace_ih) &&
-                           cpu::online_kernel_layout(trace_hh) &&
-                           cpu::online_kernel_layout(trace_bias) && !generic::forced_on_cpu();
+                           cpu::online_kernel_layout(trace_ih, trace_hh, trace_bias) &&
+                           !generic::forced_on_cpu();
   if (!single_step) {
     return online_step_kernel<&cpu_or_generic_trace_pass>(
         trace_ih, trace_hh, trace_bias, grad_output, input, weight_ih, weight_hh, h0, output,

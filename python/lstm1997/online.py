@@ -197,16 +197,10 @@ class OnlineLSTM(_LayerModule):
         else:
             self._online_step(None, advance=True)
 
-    def _is_step(self, input: Tensor) -> bool:
-        """Whether the input is one step on the CPU, (B, I) or a chunk of one: the one-step
-        path's."""
-        dim = input.dim()
-        return input.is_cpu and (dim == 2 or (
-            dim == 3 and input.shape[1 if self.batch_first else 0] == 1))
-
     def _prepare_step(self, input: Tensor):
-        """For a step (see _is_step): what the stream lacks before the one-step op, its start, a
-        stepper bound to it, the previous call's terms in the traces. Returns the stepper."""
+        """For a step (_C._is_online_step): what the stream lacks before the one-step op, its
+        start, a stepper bound to it, the previous call's terms in the traces. Returns the
+        stepper."""
         stream = self._stream
         stepper = stream.stepper
         batch = input.shape[0 if input.dim() == 3 and self.batch_first else -2]
@@ -246,13 +240,14 @@ class OnlineLSTM(_LayerModule):
         stream = self._stream
         stepper = stream.stepper
         if stepper is None or stream.pending:
-            stepper = self._prepare_step(input) if self._is_step(input) else None
+            stepper = (self._prepare_step(input)
+                       if _C._is_online_step(input, self.batch_first) else None)
         # A step by _lstm_online_forward_, in place on the stream's state and buffers. The
         # paper's recipe's usual call, a step after the last step's backward(), comes straight
-        # here: the stepper takes the input if it is a step (_is_step), and returns None for any
-        # other input (a chunk, another device's, another dim), which the chunk path takes. (At
-        # the paper's sizes each tensor property read or method call in Python costs a few
-        # percent of the step: benchmarks/README.md, "Issue #20, ninth session".)
+        # here: the stepper takes the input if it is a step (_C._is_online_step), and returns
+        # None for any other input (a chunk, another device's, another dim), which the chunk path
+        # takes. (At the paper's sizes each tensor property read or method call in Python costs a
+        # few percent of the step: benchmarks/README.md, "Issue #20, ninth session".)
         if stepper is not None:
             parameters = self._parameters
             # The op checks every argument (shapes, dtypes, devices) and names the one at fault.
