@@ -400,6 +400,39 @@ def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback, with_h0):
         torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("T,S,gate_feedback,B,I,H", [
+    # widths of 4k + 0 .. 3 whole vectors (float64: 8 values, float32: 16) and a tail of values
+    (2, 1, False, 7, 43, 5), (3, 3, True, 2, 49, 9), (10, 1, False, 1, 63, 3),
+    (4, 2, True, 5, 32, 6), (2, 1, False, 3, 131, 13)])
+@pytest.mark.parametrize("dtype", [f64, torch.float32])
+@pytest.mark.parametrize("gate_rows", [True, False], ids=["gate_rows", "contiguous"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunk_pass_in_row_blocks_equals_the_functional_ops(T, S, gate_feedback, B, I, H, dtype,
+                                                            gate_rows, threads):
+    """Chunks of two steps or more take the CPU's trace pass several gate rows at a time: against
+    lstm_online_traces and lstm_online_grads (ATen's ops, in float64), at widths that end in each
+    kind of leftover, row counts that do not divide into the blocks, either trace layout and
+    rows split between threads."""
+    chunk64, traces64, options = layer_chunk(T, S, gate_feedback, B=B, I=I, H=H)
+    grad_output = torch.randn_like(chunk64[4])
+    expected = [*OPS.lstm_online_traces(chunk64[0], chunk64[3], chunk64[4], chunk64[6],
+                                        *traces64, **options),
+                *OPS.lstm_online_grads(grad_output, *chunk64, *traces64, **options)]
+    chunk = [t.to(dtype) for t in chunk64]
+    traces = [t.to(dtype) for t in traces64]
+    if gate_rows:
+        traces = [gate_row_major(t) for t in traces]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        grads = OPS.lstm_online_step_(*traces, grad_output.to(dtype), *chunk, **options)
+    finally:
+        torch.set_num_threads(previous_threads)
+    tolerance = 1e-12 if dtype == f64 else 1e-5
+    for actual, wanted in zip([*traces, *grads], expected):
+        torch.testing.assert_close(actual.double(), wanted, rtol=tolerance, atol=tolerance)
+
+
 @pytest.mark.parametrize("T,S,gate_feedback", chunk_configurations())
 def test_step_float32_matches_float64(T, S, gate_feedback):
     """The CPU's fused pass in float32 (ATen's in the generic run) against float64: measured

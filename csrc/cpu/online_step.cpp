@@ -26,6 +26,25 @@ namespace lstm1997 {
 namespace cpu {
 namespace {
 
+// Values f_begin .. width of one trace row, one at a time: sum += error * row;
+// row += sum_t local_t * features_t. pass_row's tail, and the row blocks' (the same operations in
+// the same order, so the same bits).
+template <typename scalar_t>
+inline void pass_row_values(scalar_t* row, int64_t f_begin, int64_t width, scalar_t error,
+                            scalar_t* sum, const scalar_t* local, int64_t local_stride,
+                            const scalar_t* features, int64_t features_stride, int64_t steps) {
+  for (int64_t f = f_begin; f < width; ++f) {
+    scalar_t value = row[f];
+    if (sum != nullptr) {
+      sum[f] += error * value;
+    }
+    for (int64_t t = 0; t < steps; ++t) {
+      value += local[t * local_stride] * features[t * features_stride + f];
+    }
+    row[f] = value;
+  }
+}
+
 // One row of a trace (width features): sum += error * row; row += sum_t local_t * features_t.
 template <typename scalar_t>
 inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum,
@@ -45,17 +64,97 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
     }
     value.store(row + f);
   }
-  for (; f < width; ++f) {
-    scalar_t value = row[f];
-    if (sum != nullptr) {
-      sum[f] += error * value;
+  pass_row_values(row, f, width, error, sum, local, local_stride, features, features_stride,
+                  steps);
+}
+
+// kBlockRows trace rows of one batch row (the same features), pass_row on each: a chunk of T
+// steps adds T products to every value, and with a row at a time each of them loaded a feature
+// vector for one multiply-add, every multiply-add waiting on the one before (a chain of T per
+// vector). A block takes kBlockVectors vectors of kBlockRows rows at a time: each feature vector
+// loaded serves kBlockRows rows, and kBlockRows * kBlockVectors chains run side by side (16
+// accumulators, as many as AVX-512's 32 registers keep with the features beside them). Every
+// value gets pass_row's operations in pass_row's order: the same bits.
+constexpr int kBlockRows = 4;
+constexpr int kBlockVectors = 4;
+
+template <typename scalar_t>
+struct RowBlock {
+  scalar_t* rows[kBlockRows];
+  scalar_t errors[kBlockRows];
+  scalar_t* sums[kBlockRows];  // all null without sums
+  const scalar_t* local[kBlockRows];
+};
+
+template <typename scalar_t, int kVectors>
+C10_ALWAYS_INLINE void pass_block_vectors(const RowBlock<scalar_t>& block, int64_t f,
+                                          int64_t local_stride, const scalar_t* features,
+                                          int64_t features_stride, int64_t steps) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
+  Vec value[kBlockRows][kVectors];
+  for (int j = 0; j < kBlockRows; ++j) {
+    for (int v = 0; v < kVectors; ++v) {
+      value[j][v] = Vec::loadu(block.rows[j] + f + v * L);
     }
-    for (int64_t t = 0; t < steps; ++t) {
-      value += local[t * local_stride] * features[t * features_stride + f];
+  }
+  if (block.sums[0] != nullptr) {
+    for (int j = 0; j < kBlockRows; ++j) {
+      for (int v = 0; v < kVectors; ++v) {
+        scalar_t* sum = block.sums[j] + f + v * L;
+        at::vec::fmadd(Vec(block.errors[j]), value[j][v], Vec::loadu(sum)).store(sum);
+      }
     }
-    row[f] = value;
+  }
+  for (int64_t t = 0; t < steps; ++t) {
+    Vec feature[kVectors];
+    for (int v = 0; v < kVectors; ++v) {
+      feature[v] = Vec::loadu(features + t * features_stride + f + v * L);
+    }
+    for (int j = 0; j < kBlockRows; ++j) {
+      const Vec local(block.local[j][t * local_stride]);
+      for (int v = 0; v < kVectors; ++v) {
+        value[j][v] = at::vec::fmadd(local, feature[v], value[j][v]);
+      }
+    }
+  }
+  for (int j = 0; j < kBlockRows; ++j) {
+    for (int v = 0; v < kVectors; ++v) {
+      value[j][v].store(block.rows[j] + f + v * L);
+    }
   }
 }
+
+template <typename scalar_t>
+void pass_row_block(const RowBlock<scalar_t>& block, int64_t width, int64_t local_stride,
+                    const scalar_t* features, int64_t features_stride, int64_t steps) {
+  using Vec = at::vec::Vectorized<scalar_t>;
+  constexpr int64_t L = Vec::size();
+  const int64_t vectors = width / L;
+  int64_t f = 0;
+  for (; f + kBlockVectors * L <= vectors * L; f += kBlockVectors * L) {
+    pass_block_vectors<scalar_t, kBlockVectors>(block, f, local_stride, features,
+                                                features_stride, steps);
+  }
+  switch (vectors - f / L) {
+    case 3:
+      pass_block_vectors<scalar_t, 3>(block, f, local_stride, features, features_stride, steps);
+      break;
+    case 2:
+      pass_block_vectors<scalar_t, 2>(block, f, local_stride, features, features_stride, steps);
+      break;
+    case 1:
+      pass_block_vectors<scalar_t, 1>(block, f, local_stride, features, features_stride, steps);
+      break;
+    default:
+      break;
+  }
+  for (int j = 0; j < kBlockRows; ++j) {
+    pass_row_values(block.rows[j], vectors * L, width, block.errors[j], block.sums[j],
+                    block.local[j], local_stride, features, features_stride, steps);
+  }
+}
+static_assert(kBlockVectors == 4, "pass_row_block's switch covers 1 to 3 leftover vectors");
 
 // The {batch row, gate row} strides of trace_ih, trace_hh and trace_bias.
 using TraceStrides = std::array<std::array<int64_t, 2>, 3>;
@@ -102,28 +201,57 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
     pass_row(row(rows.trace_bias, 2, b, r), 1, e, sums ? rows.sum_bias + r : nullptr, row_local,
              local_stride, &one, 0, T);
   };
-  // Rows are visited in the order they lie in memory, read as one stretch: gate row by gate row,
-  // each row's batch rows in turn; or, with the traces batch row by batch row, in blocks of rows,
-  // each block batch row by batch row (reading one row per batch row would jump a whole batch
-  // row's trace each time), the block's gradient sums staying in L1 while every batch row adds to
-  // them. Either way each sum adds the batch rows in order, so the layouts give the same bits.
+  // kBlockRows rows r0 .. of batch row b at once (pass_row_block), for chunks of two steps or
+  // more, whose products outweigh the memory traffic.
+  const auto pass_block = [&](int64_t b, int64_t r0) {
+    RowBlock<scalar_t> block;
+    const auto fill = [&](scalar_t* trace, int group, scalar_t* sum, int64_t width) {
+      for (int j = 0; j < kBlockRows; ++j) {
+        const int64_t r = r0 + j;
+        block.rows[j] = row(trace, group, b, r);
+        block.errors[j] = sums ? rows.error[b * traced + r] : scalar_t(0);
+        block.sums[j] = sums ? sum + r * width : nullptr;
+        block.local[j] = rows.local + b * traced + r;
+      }
+    };
+    const int64_t local_stride = B * traced;
+    fill(rows.trace_ih, 0, rows.sum_ih, I);
+    pass_row_block(block, I, local_stride, rows.input + b * I, B * I, T);
+    fill(rows.trace_hh, 1, rows.sum_hh, R);
+    pass_row_block(block, R, local_stride, rows.previous + b * R, B * R, T);
+    for (int j = 0; j < kBlockRows; ++j) {
+      const int64_t r = r0 + j;
+      pass_row(row(rows.trace_bias, 2, b, r), 1, block.errors[j],
+               sums ? rows.sum_bias + r : nullptr, block.local[j], local_stride, &one, 0, T);
+    }
+  };
+  const bool blocks = T >= 2;
+  // Rows r_begin .. r_end of batch row b: in blocks when they are taken, the rest one by one.
+  const auto pass_batch_row = [&](int64_t b, int64_t r_begin, int64_t r_end) {
+    int64_t r = r_begin;
+    if (blocks) {
+      for (; r + kBlockRows <= r_end; r += kBlockRows) {
+        pass_block(b, r);
+      }
+    }
+    for (; r < r_end; ++r) {
+      pass_rows(b, r);
+    }
+  };
+  // Rows are visited in the order they lie in memory, read as one stretch: gate row by gate row
+  // (a block's rows side by side), each row's batch rows in turn; or, with the traces batch row
+  // by batch row, in blocks of rows, each block batch row by batch row (reading one row per batch
+  // row would jump a whole batch row's trace each time), the block's gradient sums staying in L1
+  // while every batch row adds to them. Either way each sum adds the batch rows in order, so the
+  // layouts give the same bits.
   const bool gate_rows_outer = B > 1 && rows.strides[0][1] > rows.strides[0][0];
   constexpr int64_t kRowsPerBlock = 16;
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
-    if (gate_rows_outer) {
-      for (int64_t r = r_begin; r < r_end; ++r) {
-        for (int64_t b = 0; b < B; ++b) {
-          pass_rows(b, r);
-        }
-      }
-      return;
-    }
-    for (int64_t block = r_begin; block < r_end; block += kRowsPerBlock) {
-      const int64_t block_end = std::min(r_end, block + kRowsPerBlock);
+    const int64_t step = gate_rows_outer ? (blocks ? kBlockRows : 1) : kRowsPerBlock;
+    for (int64_t block = r_begin; block < r_end; block += step) {
+      const int64_t block_end = std::min(r_end, block + step);
       for (int64_t b = 0; b < B; ++b) {
-        for (int64_t r = block; r < block_end; ++r) {
-          pass_rows(b, r);
-        }
+        pass_batch_row(b, block, block_end);
       }
     }
   });
