@@ -41,7 +41,6 @@ void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
   if (wanted.weight_hh) {
     at::Tensor& grad_weight_hh = gradients.grad_weight_hh;
     const int64_t first_rows = T > 0 ? steps.count[0] : 0;
-    const bool with_h0 = T > 0 && present(layer.h0);
     if (N > first_rows) {
       // With gate feedback dW_hh also takes the gate outputs of t-1: the recurrent state of every
       // row, made from what the forward saved.
@@ -51,21 +50,15 @@ void parameter_gradients(const BackwardArgs& args, const StepRows& steps,
               ? recurrent_state(args.saved.gates.reshape({N, kNumGates * H}), output_2d,
                                 layer.options.cells_per_block)
               : output_2d;
-      const at::Tensor previous = previous_recurrent(steps, recurrent_2d);
-      // With h0, its rows (the first step's r_0) join the product as the first rows: one
-      // product over all N rows, where a product of the first step's rows alone, added into a
-      // transposed result, cost about as much as the rest at T = 10, B = 16
-      // (benchmarks/README.md, "Issue #20, tenth session").
-      grad_weight_hh =
-          with_h0 ? products.transposed(net_errors, at::cat({*layer.h0, previous}, 0)).contiguous()
-                  : products
-                        .transposed(net_errors.narrow(0, first_rows, N - first_rows), previous)
-                        .contiguous();
-    } else if (with_h0) {
-      grad_weight_hh =
-          products.transposed(net_errors.narrow(0, 0, first_rows), *layer.h0).contiguous();
+      grad_weight_hh = products
+                           .transposed(net_errors.narrow(0, first_rows, N - first_rows),
+                                       previous_recurrent(steps, recurrent_2d))
+                           .contiguous();
     } else {
       grad_weight_hh = at::zeros({G, R}, net_errors.options());
+    }
+    if (T > 0 && present(layer.h0)) {
+      grad_weight_hh.add_(products.transposed(net_errors.narrow(0, 0, first_rows), *layer.h0));
     }
   }
   if (wanted.bias) {

@@ -76,6 +76,11 @@ constexpr int64_t kOneDnnMinWork = int64_t{1} << 21;
 // benchmarks/bench.py compare the two at any shape.
 constexpr int64_t kSmallLayerMaxWork = int64_t{1} << 25;
 
+// Weight gradients summed over fewer rows than this go to oneDNN as a^T b, more as (b^T a)^T
+// and a copy (transposed_product): at M = 768, K = 128 and 256, a^T b took 0.3-0.7 times as long
+// up to 160 rows and 1.0-1.7 times from 256 (benchmarks/README.md, "Issue #20, tenth session").
+constexpr int64_t kShortReductionRows = 192;
+
 // Reordering a weight costs about as much as a product of ~50 rows with it.
 constexpr int64_t kMinRowsToPack = 128;
 
@@ -194,8 +199,13 @@ at::Tensor transposed_product(const at::Tensor& a, const at::Tensor& b) {
   const int64_t n = a.size(0), m = a.size(1), k = b.size(1);
   if (!empty_product(m, k, n)) {
     if (const OneDnnOps* ops = onednn_for(a, n * m * k)) {
-      // As (b^T a)^T: oneDNN runs the long reduction over N fastest with both operands' N
-      // contiguous (about twice as fast as a^T b at the weight gradients' shapes).
+      // Long reductions as (b^T a)^T: oneDNN runs them fastest with both operands' N contiguous
+      // (about twice as fast as a^T b at the weight gradients' shapes, T = 1000), and the
+      // caller's copy to (M, K) costs little beside them. Short ones (a few steps: a chunk of an
+      // online stream, one step) as a^T b, which is then faster and needs no copy.
+      if (n < kShortReductionRows) {
+        return onednn_linear(*ops, a.t(), b.t(), at::Tensor());
+      }
       return onednn_linear(*ops, b.t(), a.t(), at::Tensor()).t();
     }
   }
