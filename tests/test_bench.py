@@ -98,12 +98,36 @@ def test_sequence_costs_table(capsys, monkeypatch):
         assert len(numbers) == 7 and all(n > 0 for n in numbers)
 
 
+def test_online_step_parts_tables(capsys, monkeypatch):
+    """benchmarks/online_step_parts.py: the one-step path's two ops and the chunk op, timed alone,
+    a row per shape (small shapes and few calls here)."""
+    spec = importlib.util.spec_from_file_location(
+        "online_step_parts", os.path.join(ROOT, "benchmarks", "online_step_parts.py"))
+    parts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(parts)
+    monkeypatch.setattr(parts, "SHAPES", [(1, 3, 4), (2, 5, 3)])
+    monkeypatch.setattr(parts, "CHUNK_STEPS", (1, 3))
+    timed = parts.best_time
+    monkeypatch.setattr(parts, "best_time", lambda call, calls=200: timed(call, 2))
+    parts.main([])
+    lines = capsys.readouterr().out.splitlines()
+    one_step = [line for line in lines if line.startswith(("  1    3    4 |", "  2    5    3 |"))]
+    chunks = [line for line in lines
+              if line.startswith(("  1    3    4   1 |", "  1    3    4   3 |", "  2    5    3   1 |",
+                                  "  2    5    3   3 |"))]
+    assert len(one_step) == 2 and len(chunks) == 4
+    for row in one_step + chunks:
+        numbers = [float(v) for v in row.split("|", 1)[1].replace("|", " ").split()]
+        times = numbers[:3] if row in one_step else numbers  # (the traces' MB rounds to 0.00 here)
+        assert len(times) in (2, 3) and all(n > 0 for n in times)
+
+
 def test_loading_the_benchmarks_leaves_the_import_path_alone():
     """Spawned processes (DistributedDataParallel's tests) inherit sys.path: a benchmark loaded
     by a test must not put the source tree, without its built extension, in front."""
     import sys
     before = list(sys.path)
-    for name in ("bench", "sequence_costs"):
+    for name in ("bench", "sequence_costs", "online_step_parts"):
         spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "benchmarks", name + ".py"))
         spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert sys.path == before
