@@ -78,7 +78,7 @@ constexpr int64_t kSmallLayerMaxWork = int64_t{1} << 25;
 
 // Weight gradients summed over fewer rows than this go to oneDNN as a^T b, more as (b^T a)^T
 // and a copy (transposed_product): at M = 768, K = 128 and 256, a^T b took 0.3-0.7 times as long
-// up to 160 rows and 1.0-1.7 times from 256 (benchmarks/README.md, "Issue #20, tenth session").
+// up to 160 rows and 0.97-3.7 times from 256 (benchmarks/README.md, "Issue #20, tenth session").
 constexpr int64_t kShortReductionRows = 192;
 
 // Reordering a weight costs about as much as a product of ~50 rows with it.
