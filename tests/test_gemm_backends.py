@@ -68,6 +68,24 @@ def test_float32_op_matches_the_float64_reference(monkeypatch, path, truncate, c
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("steps,batch", STEPS_AND_BATCHES)
+def test_h0_of_any_layout_gives_the_same_bits(monkeypatch, path, steps, batch):
+    """An initial state shared by the batch (expanded: stride 0) gives the weight gradients that
+    the same values laid out densely give, bit for bit, on every path (the products over its rows
+    take the dense copy: oneDNN rounded a stride-0 operand differently)."""
+    use_path(monkeypatch, path)
+    args = float32_copies(make_args(steps, batch, I, H))
+    h0 = torch.randn(1, H).expand(batch, H)
+    grads = []
+    for initial in (h0, h0.contiguous()):
+        output, _, _ = torch.ops.lstm1997.lstm(args[0], *args[1:5], initial, args[6],
+                                               truncate=True)
+        grads.append(torch.autograd.grad(output.sum(), args[1:3]))
+    for expanded, dense in zip(*grads):
+        assert torch.equal(expanded, dense)
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_float32_inference_in_several_blocks_matches_the_reference(monkeypatch, path):
     # Without autograd the library paths project the input block by block (about 2^18 gate values
     # a block): 100 steps of 32 x 192 gate values make three blocks, the last one shorter. (The

@@ -401,9 +401,12 @@ def test_step_in_place_equals_the_functional_ops(T, S, gate_feedback, with_h0):
 
 
 @pytest.mark.parametrize("T,S,gate_feedback,B,I,H", [
-    # widths of 4k + 0 .. 3 whole vectors (float64: 8 values, float32: 16) and a tail of values
+    # widths of 4k + 0 .. 3 whole vectors (float64: 8 values; float32: 16 on AVX-512, 8 on
+    # AVX2) and a tail of values
     (2, 1, False, 7, 43, 5), (3, 3, True, 2, 49, 9), (10, 1, False, 1, 63, 3),
-    (4, 2, True, 5, 32, 6), (2, 1, False, 3, 131, 13)])
+    (4, 2, True, 5, 32, 6), (2, 1, False, 3, 131, 13),
+    # rows split between 2 threads (the pass's grain, 32768 / (B (I + R + 1)) rows, is below 2H)
+    (3, 1, False, 16, 64, 96), (2, 2, True, 9, 83, 40)])
 @pytest.mark.parametrize("dtype", [f64, torch.float32])
 @pytest.mark.parametrize("gate_rows", [True, False], ids=["gate_rows", "contiguous"])
 @pytest.mark.parametrize("threads", [1, 2])
@@ -411,8 +414,8 @@ def test_chunk_pass_in_row_blocks_equals_the_functional_ops(T, S, gate_feedback,
                                                             gate_rows, threads):
     """Chunks of two steps or more take the CPU's trace pass several gate rows at a time: against
     lstm_online_traces and lstm_online_grads (ATen's ops, in float64), at widths that end in each
-    kind of leftover, row counts that do not divide into the blocks, either trace layout and
-    rows split between threads."""
+    kind of leftover, row counts that do not divide into the blocks, either trace layout, rows
+    split between threads, with the gradient and without it."""
     chunk64, traces64, options = layer_chunk(T, S, gate_feedback, B=B, I=I, H=H)
     grad_output = torch.randn_like(chunk64[4])
     expected = [*OPS.lstm_online_traces(chunk64[0], chunk64[3], chunk64[4], chunk64[6],
@@ -422,14 +425,18 @@ def test_chunk_pass_in_row_blocks_equals_the_functional_ops(T, S, gate_feedback,
     traces = [t.to(dtype) for t in traces64]
     if gate_rows:
         traces = [gate_row_major(t) for t in traces]
+    advanced = [t.clone() for t in traces]  # the traces' advance alone (no gradient: no sums)
+    if gate_rows:
+        advanced = [gate_row_major(t) for t in advanced]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         grads = OPS.lstm_online_step_(*traces, grad_output.to(dtype), *chunk, **options)
+        OPS.lstm_online_step_(*advanced, None, *chunk, **options)
     finally:
         torch.set_num_threads(previous_threads)
     tolerance = 1e-12 if dtype == f64 else 1e-5
-    for actual, wanted in zip([*traces, *grads], expected):
+    for actual, wanted in zip([*traces, *grads, *advanced], expected + expected[:3]):
         torch.testing.assert_close(actual.double(), wanted, rtol=tolerance, atol=tolerance)
 
 

@@ -201,10 +201,12 @@ at::Tensor transposed_product(const at::Tensor& a, const at::Tensor& b) {
     if (const OneDnnOps* ops = onednn_for(a, n * m * k)) {
       // Long reductions as (b^T a)^T: oneDNN runs them fastest with both operands' N contiguous
       // (about twice as fast as a^T b at the weight gradients' shapes, T = 1000), and the
-      // caller's copy to (M, K) costs little beside them. Short ones (a few steps: a chunk of an
-      // online stream, one step) as a^T b, which is then faster and needs no copy.
+      // caller's copy of the result to (M, K) costs little beside them. Short ones (a few steps:
+      // a chunk of an online stream, one step, h0's rows) as a^T b, which is then faster and
+      // gives (M, K) at once. b is the weight operand there, which oneDNN takes with its strides
+      // (a stride-0 h0 expanded over the batch rounded differently): dense, a copy of few rows.
       if (n < kShortReductionRows) {
-        return onednn_linear(*ops, a.t(), b.t(), at::Tensor());
+        return onednn_linear(*ops, a.t(), b.contiguous().t(), at::Tensor());
       }
       return onednn_linear(*ops, b.t(), a.t(), at::Tensor()).t();
     }

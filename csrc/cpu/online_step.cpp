@@ -73,8 +73,8 @@ inline void pass_row(scalar_t* row, int64_t width, scalar_t error, scalar_t* sum
 // vector for one multiply-add, every multiply-add waiting on the one before (a chain of T per
 // vector). A block takes kBlockVectors vectors of kBlockRows rows at a time: each feature vector
 // loaded serves kBlockRows rows, and kBlockRows * kBlockVectors chains run side by side (16
-// accumulators, as many as AVX-512's 32 registers keep with the features beside them). Every
-// value gets pass_row's operations in pass_row's order: the same bits.
+// accumulators, as many as AVX-512's 32 registers keep with the features beside them; AVX2's 16
+// spill some). Every value gets pass_row's operations in pass_row's order: the same bits.
 constexpr int kBlockRows = 4;
 constexpr int kBlockVectors = 4;
 
@@ -248,10 +248,10 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   constexpr int64_t kRowsPerBlock = 16;
   at::parallel_for(0, traced, grain, [&](int64_t r_begin, int64_t r_end) {
     const int64_t step = gate_rows_outer ? (blocks ? kBlockRows : 1) : kRowsPerBlock;
-    for (int64_t block = r_begin; block < r_end; block += step) {
-      const int64_t block_end = std::min(r_end, block + step);
+    for (int64_t first = r_begin; first < r_end; first += step) {
+      const int64_t last = std::min(r_end, first + step);
       for (int64_t b = 0; b < B; ++b) {
-        pass_batch_row(b, block, block_end);
+        pass_batch_row(b, first, last);
       }
     }
   });
