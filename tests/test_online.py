@@ -425,9 +425,8 @@ def test_chunk_pass_in_row_blocks_equals_the_functional_ops(T, S, gate_feedback,
     traces = [t.to(dtype) for t in traces64]
     if gate_rows:
         traces = [gate_row_major(t) for t in traces]
-    advanced = [t.clone() for t in traces]  # the traces' advance alone (no gradient: no sums)
-    if gate_rows:
-        advanced = [gate_row_major(t) for t in advanced]
+    # The traces' advance alone (no gradient: no sums); clone keeps a dense tensor's strides.
+    advanced = [t.clone() for t in traces]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

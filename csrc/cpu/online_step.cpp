@@ -189,17 +189,28 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
   const auto row = [&](scalar_t* trace, int group, int64_t b, int64_t r) {
     return trace + b * rows.strides[group][0] + r * rows.strides[group][1];
   };
+  // Row r of batch row b: its carried error (zero without sums), its local terms local[t, b, r]
+  // for t = 0, 1, ... (stride B * traced) and its biases' value, the same for a row alone and in
+  // a block.
+  const int64_t local_stride = B * traced;
+  const auto error_of = [&](int64_t b, int64_t r) {
+    return sums ? rows.error[b * traced + r] : scalar_t(0);
+  };
+  const auto local_of = [&](int64_t b, int64_t r) {
+    return T > 0 ? rows.local + b * traced + r : nullptr;
+  };
+  const auto pass_bias = [&](int64_t b, int64_t r) {
+    pass_row(row(rows.trace_bias, 2, b, r), 1, error_of(b, r), sums ? rows.sum_bias + r : nullptr,
+             local_of(b, r), local_stride, &one, 0, T);
+  };
   const auto pass_rows = [&](int64_t b, int64_t r) {
-    const scalar_t e = sums ? rows.error[b * traced + r] : scalar_t(0);
-    // local[t, b, r] for t = 0, 1, ...: stride B * traced.
-    const scalar_t* row_local = T > 0 ? rows.local + b * traced + r : nullptr;
-    const int64_t local_stride = B * traced;
+    const scalar_t e = error_of(b, r);
+    const scalar_t* row_local = local_of(b, r);
     pass_row(row(rows.trace_ih, 0, b, r), I, e, sums ? rows.sum_ih + r * I : nullptr, row_local,
              local_stride, T > 0 ? rows.input + b * I : nullptr, B * I, T);
     pass_row(row(rows.trace_hh, 1, b, r), R, e, sums ? rows.sum_hh + r * R : nullptr, row_local,
              local_stride, T > 0 ? rows.previous + b * R : nullptr, B * R, T);
-    pass_row(row(rows.trace_bias, 2, b, r), 1, e, sums ? rows.sum_bias + r : nullptr, row_local,
-             local_stride, &one, 0, T);
+    pass_bias(b, r);
   };
   // kBlockRows rows r0 .. of batch row b at once (pass_row_block), for chunks of two steps or
   // more, whose products outweigh the memory traffic.
@@ -209,20 +220,17 @@ void pass_trace_rows(const TraceRows<scalar_t>& rows) {
       for (int j = 0; j < kBlockRows; ++j) {
         const int64_t r = r0 + j;
         block.rows[j] = row(trace, group, b, r);
-        block.errors[j] = sums ? rows.error[b * traced + r] : scalar_t(0);
+        block.errors[j] = error_of(b, r);
         block.sums[j] = sums ? sum + r * width : nullptr;
-        block.local[j] = rows.local + b * traced + r;
+        block.local[j] = local_of(b, r);
       }
     };
-    const int64_t local_stride = B * traced;
     fill(rows.trace_ih, 0, rows.sum_ih, I);
     pass_row_block(block, I, local_stride, rows.input + b * I, B * I, T);
     fill(rows.trace_hh, 1, rows.sum_hh, R);
     pass_row_block(block, R, local_stride, rows.previous + b * R, B * R, T);
-    for (int j = 0; j < kBlockRows; ++j) {
-      const int64_t r = r0 + j;
-      pass_row(row(rows.trace_bias, 2, b, r), 1, block.errors[j],
-               sums ? rows.sum_bias + r : nullptr, block.local[j], local_stride, &one, 0, T);
+    for (int64_t r = r0; r < r0 + kBlockRows; ++r) {
+      pass_bias(b, r);
     }
   };
   const bool blocks = T >= 2;
